@@ -1,0 +1,39 @@
+# Two commands matter: `make demo` and `make test`. Both create .venv and install on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := demo
+DEMO_PERSONS ?= 20000
+
+.PHONY: install demo test lint bench java clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Spark needs a Java runtime; install one from the system's package manager when it is missing.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "installing a Java 17 runtime for Spark"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) >/dev/null; }
+
+demo: $(STAMP)
+	cd . && $(BIN)/python -m commuter.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
+
+test: $(STAMP) java
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check features models serving commuter tests benchmarks
+	$(BIN)/ruff format --check features models serving commuter tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/features_bench.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) mlflow.db mlruns decisions.duckdb

@@ -1,0 +1,188 @@
+"""Reading trip files (CSV or Parquet, one file or a directory) into DuckDB, checked against the contract.
+
+Every file becomes one normalised relation `(person_id, t, direction, mode, site_id, region)` where
+`t` is the crossing instant in whole seconds since the Unix epoch (UTC). Local-time logic happens
+later, in the shared feature SQL. A file that breaks the contract raises `TripDataError` naming the
+file, the column and the first offending row; no file is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from features.schema import DIRECTIONS, LABEL_COLUMNS, MODES, TRIP_COLUMNS, TripDataError
+
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_OFFSET = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+
+
+def discover(path: str | Path) -> list[Path]:
+    """The trip files at `path`: the file itself, or every CSV/Parquet file under a directory."""
+    p = Path(path)
+    if not p.exists():
+        raise TripDataError(f"{p}: no such file or directory")
+    if p.is_file():
+        if p.suffix.lower() not in SUFFIXES:
+            raise TripDataError(f"{p}: unsupported file type {p.suffix!r}; use .csv or .parquet")
+        return [p]
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+    if not files:
+        raise TripDataError(f"{p}: directory holds no .csv or .parquet files")
+    return files
+
+
+def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-process DuckDB connection in UTC, so nothing depends on the machine's time zone."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    return con
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _scan(path: Path) -> str:
+    if SUFFIXES[path.suffix.lower()] == "parquet":
+        return f"read_parquet({_quote(path)})"
+    return f"read_csv({_quote(path)}, all_varchar = true, header = true)"
+
+
+def _columns(con: duckdb.DuckDBPyConnection, source: str, label: str) -> dict[str, str]:
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    except duckdb.Error as exc:
+        raise TripDataError(f"{label}: cannot be read: {str(exc).splitlines()[0]}") from None
+    return {r[0]: r[1] for r in rows}
+
+
+def _ts_expr(ts_type: str, label: str) -> tuple[str, str]:
+    """SQL for the parsed instant, and SQL that is true for a raw `ts` that cannot be parsed."""
+    if ts_type.startswith("TIMESTAMP WITH TIME ZONE"):
+        return "ts", "ts IS NULL"
+    if ts_type == "VARCHAR":
+        parsed = "TRY_CAST(trim(ts) AS TIMESTAMPTZ)"
+        bad = f"ts IS NULL OR {parsed} IS NULL OR NOT regexp_matches(trim(ts), '{_OFFSET}')"
+        return f"CASE WHEN regexp_matches(trim(ts), '{_OFFSET}') THEN {parsed} END", bad
+    raise TripDataError(
+        f"{label}: column 'ts' has type {ts_type}; expected a timestamp with time zone "
+        "(or ISO 8601 text with an offset such as 2021-11-22T07:04:51+08:00)"
+    )
+
+
+def _checks(ts_bad: str) -> list[tuple[str, str, str]]:
+    """(column, SQL true on a bad row, what was expected) — one definition for detection and report."""
+    dirs = ", ".join(f"'{d}'" for d in DIRECTIONS)
+    modes = ", ".join(f"'{m}'" for m in MODES)
+    return [
+        ("person_id", "person_id IS NULL OR trim(CAST(person_id AS VARCHAR)) = ''", "a non-empty id"),
+        ("ts", ts_bad, "an ISO 8601 instant with a UTC offset"),
+        ("direction", f"direction IS NULL OR lower(trim(CAST(direction AS VARCHAR))) NOT IN ({dirs})",
+         "one of " + ", ".join(DIRECTIONS)),
+        ("mode", f"mode IS NULL OR lower(trim(CAST(mode AS VARCHAR))) NOT IN ({modes})",
+         "one of " + ", ".join(MODES)),
+        ("site_id", "site_id IS NULL OR trim(CAST(site_id AS VARCHAR)) = ''", "a non-empty site code"),
+    ]
+
+
+def _first_bad_row(con, path: Path, column: str, bad_sql: str) -> tuple[int, object]:
+    """1-based data row number and raw value of the first row failing `bad_sql` (error path only)."""
+    if SUFFIXES[path.suffix.lower()] == "parquet":
+        source = f"read_parquet({_quote(path)}, file_row_number = true)"
+        rownum = "file_row_number + 1"
+    else:
+        # Row order matters for the message, so read the text exactly as stored, in order.
+        opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in TRIP_COLUMNS})
+        table = pacsv.read_csv(path, convert_options=opts)
+        table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
+        con.register("_bad_csv", table)
+        source, rownum = "_bad_csv", "_row"
+    row = con.execute(
+        f"SELECT {rownum}, CAST({column} AS VARCHAR) FROM {source} WHERE {bad_sql} "
+        f"ORDER BY 1 LIMIT 1"
+    ).fetchone()
+    return (int(row[0]), row[1]) if row else (0, None)
+
+
+def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    """Check one file against the contract and return SQL selecting its normalised rows."""
+    source = _scan(path)
+    columns = _columns(con, source, str(path))
+    missing = [c for c in TRIP_COLUMNS if c not in columns]
+    if missing:
+        raise TripDataError(
+            f"{path}: missing required column(s) {', '.join(missing)}; "
+            f"expected {', '.join(TRIP_COLUMNS)} (found {', '.join(columns) or 'none'})"
+        )
+    ts_sql, ts_bad = _ts_expr(columns["ts"], str(path))
+    checks = _checks(ts_bad)
+    counts = ", ".join(f"count(*) FILTER (WHERE {bad})" for _, bad, _ in checks)
+    try:
+        found = con.execute(f"SELECT {counts} FROM {source}").fetchone()
+    except duckdb.Error as exc:
+        raise TripDataError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+    for (column, bad, expected), n_bad in zip(checks, found, strict=True):
+        if n_bad:
+            row, value = _first_bad_row(con, path, column, bad)
+            kind = "line" if SUFFIXES[path.suffix.lower()] == "csv" else "row"
+            where = f"{kind} {row + 1}" if kind == "line" else f"row {row}"
+            raise TripDataError(
+                f"{path} {where}: column '{column}' value {value!r} is not {expected} "
+                f"({n_bad} bad row{'s' if n_bad > 1 else ''} in this file)"
+            )
+    return (
+        "SELECT trim(CAST(person_id AS VARCHAR)) AS person_id, "
+        f"CAST(floor(epoch({ts_sql})) AS BIGINT) AS t, "
+        "lower(trim(CAST(direction AS VARCHAR))) AS direction, "
+        "lower(trim(CAST(mode AS VARCHAR))) AS mode, "
+        "trim(CAST(site_id AS VARCHAR)) AS site_id, "
+        "coalesce(trim(CAST(region AS VARCHAR)), '') AS region "
+        f"FROM {source}"
+    )
+
+
+def register_trips(con: duckdb.DuckDBPyConnection, path: str | Path, name: str = "trips") -> list[Path]:
+    """Check every file at `path` and create the view `name` over all their normalised rows."""
+    files = discover(path)
+    parts = [normalised_sql(con, f) for f in files]
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS " + " UNION ALL ".join(parts))
+    return files
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """Labels (`person_id`, `is_commuter` in {0, 1}) from CSV or Parquet, checked."""
+    p = Path(path)
+    if not p.is_file():
+        raise TripDataError(f"{p}: no such labels file")
+    frame = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(
+        p, dtype={"person_id": "string"}
+    )
+    missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
+    if missing:
+        raise TripDataError(f"{p}: missing required column(s) {', '.join(missing)}")
+    bad = ~frame["is_commuter"].isin([0, 1])
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise TripDataError(
+            f"{p} row {i + 1}: column 'is_commuter' value {frame['is_commuter'].iloc[i]!r} is not 0 or 1"
+        )
+    empty = frame["person_id"].isna() | (frame["person_id"].astype("string").str.strip() == "")
+    if empty.any():
+        i = int(empty.to_numpy().nonzero()[0][0])
+        raise TripDataError(f"{p} row {i + 1}: column 'person_id' is empty")
+    out = pd.DataFrame(
+        {"person_id": frame["person_id"].astype(str), "is_commuter": frame["is_commuter"].astype("int64")}
+    )
+    dup = out["person_id"].duplicated()
+    if dup.any():
+        raise TripDataError(f"{p}: person_id {out['person_id'][dup].iloc[0]!r} is labelled twice")
+    return out

@@ -1,0 +1,110 @@
+"""MLflow plumbing: tracking set-up, the pyfunc wrapper, loading by URI, and the champion alias."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from commuter.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, load_settings
+from models.bundle import CommuterModel, ModelError
+
+ARTIFACT_KEY = "commuter_model"
+
+
+def configure(tracking_uri: str | None = None) -> str:
+    """Point MLflow tracking and registry at the configured store (default sqlite:///mlflow.db)."""
+    uri = tracking_uri or load_settings().tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    # Alembic and MLflow chatter on every SQLite open would drown the CLI's own output.
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    return uri
+
+
+class PyfuncCommuterModel(mlflow.pyfunc.PythonModel):
+    """MLflow's view of the model: feature table in, probability and badge out."""
+
+    def load_context(self, context) -> None:
+        self.model = CommuterModel.load(context.artifacts[ARTIFACT_KEY])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        proba = self.model.predict_proba(model_input)
+        return pd.DataFrame({"commuter_probability": proba, "badge": self.model.decide(proba)})
+
+
+def resolve_version(uri: str) -> str:
+    """The registry version a `models:/` URI points at ('' for run or path URIs)."""
+    client = MlflowClient()
+    if m := re.fullmatch(r"models:/([^/@]+)@(.+)", uri):
+        try:
+            return str(client.get_model_version_by_alias(m.group(1), m.group(2)).version)
+        except MlflowException:
+            raise ModelError(
+                f"no model version has alias '{m.group(2)}' in registered model '{m.group(1)}'; "
+                "train one first (`commuter train ...`)"
+            ) from None
+    if m := re.fullmatch(r"models:/([^/@]+)/(\d+)", uri):
+        return m.group(2)
+    return ""
+
+
+def load_model(uri: str | None = None) -> CommuterModel:
+    """Load the model at `uri` (default: the champion) with its registry version."""
+    uri = uri or f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+    version = resolve_version(uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri.rstrip("/") + f"/artifacts/{ARTIFACT_KEY}",
+            dst_path=tempfile.mkdtemp(prefix="commuter-model-"),
+        )
+    except (MlflowException, OSError) as exc:
+        raise ModelError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+    return CommuterModel.load(Path(local), version=version)
+
+
+def champion_version() -> str | None:
+    try:
+        return str(MlflowClient().get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS).version)
+    except MlflowException:
+        return None
+
+
+def experiment_id() -> str:
+    exp = mlflow.set_experiment(EXPERIMENT)
+    return exp.experiment_id
+
+
+def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
+    """Log `model` in the active run with signature and input example, registered as MODEL_NAME."""
+    from mlflow.models import infer_signature
+
+    from features.definitions import FEATURE_NAMES
+
+    inputs = example[list(FEATURE_NAMES)].astype("float64")
+    outputs = PyfuncCommuterModel()
+    outputs.model = model
+    signature = infer_signature(inputs, outputs.predict(None, inputs))
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / ARTIFACT_KEY)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=PyfuncCommuterModel(),
+            artifacts={ARTIFACT_KEY: str(Path(tmp) / ARTIFACT_KEY)},
+            signature=signature,
+            input_example=inputs.head(5),
+            registered_model_name=MODEL_NAME,
+        )
+
+
+def set_champion(version: str) -> None:
+    MlflowClient().set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, str(version))
