@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True, highlight=False)
 
 AsOf = Annotated[str, typer.Option("--as-of", help="Scoring date YYYY-MM-DD; features use the days before it.")]
 Trips = Annotated[Path, typer.Option("--trips", help="Trip file (.csv/.parquet) or a directory of them.")]
@@ -144,6 +144,123 @@ def features(
     else:
         raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
     out.print(f"{len(frame):,} persons -> {out_file} ({time.perf_counter() - start:.1f} s)")
+
+
+@app.command()
+@clean_errors
+def train(
+    trips: Trips,
+    labels: Labels,
+    as_of: AsOf,
+    target_fpr: Annotated[
+        float, typer.Option("--target-fpr", help="False-positive rate to certify (95% confidence).")
+    ] = 0.01,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the person split and LightGBM.")] = 0,
+    window_days: Window = 28,
+) -> None:
+    """Train, calibrate, certify the threshold, log to MLflow, register; promote if the gates pass."""
+    from models.train import TrainConfig, train as run_training
+
+    if not 0 < target_fpr < 1:
+        raise UserError(f"--target-fpr {target_fpr} must be between 0 and 1")
+    day = _parse_date(as_of)
+    config = TrainConfig(target_fpr=target_fpr, seed=seed, window_days=window_days)
+    with _status("training") as status:
+        result = run_training(trips, labels, day, config, progress=lambda s: _update(status, s))
+    m, b = result.metrics, result.baseline_metrics
+    out.print(f"run id            {result.run_id}")
+    out.print(f"model version     {result.version} ({'promoted to champion' if result.promoted else 'NOT promoted'})")
+    out.print(f"threshold         {result.threshold:.6f}")
+    out.print(f"FPR bound         {result.certified_fpr_upper:.4%} certified (target {target_fpr:.2%}, 95% CP)")
+    out.print(f"validation        AUC {m['val_auc']:.4f}  recall {m['val_recall']:.4f}  "
+              f"FPR {m['val_fpr']:.4%} (upper95 {m['val_fpr_upper95']:.4%})")
+    out.print(f"rule baseline     recall {b['val_recall']:.4f}  FPR {b['val_fpr']:.4%}  "
+              f"(run {result.baseline_run_id})")
+    failed = [k for k, v in result.gates.items() if not v]
+    if failed:
+        out.print(f"gates failed      {', '.join(failed)}")
+
+
+@app.command()
+@clean_errors
+def evaluate(
+    trips: Trips,
+    labels: Labels,
+    as_of: AsOf,
+    model: ModelUri = "models:/commuter-badge@champion",
+) -> None:
+    """Metrics of a registered model on other labelled data, logged to MLflow as an evaluation run."""
+    from models.evaluate import evaluate as run_evaluation
+
+    day = _parse_date(as_of)
+    with _status("evaluating"):
+        result = run_evaluation(trips, labels, day, model)
+    m = result["metrics"]
+    out.print(f"run id     {result['run_id']}  (model {model}, version {result['version']})")
+    out.print(f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
+              f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}")
+
+
+@app.command()
+@clean_errors
+def score(
+    trips: Trips,
+    as_of: AsOf,
+    out_file: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
+    model: ModelUri = "models:/commuter-badge@champion",
+    engine: Annotated[str, typer.Option("--engine", help="duckdb (in-process) or spark.")] = "duckdb",
+    publish: Annotated[
+        bool, typer.Option("--publish/--no-publish", help="Publish decisions to the store /badge reads.")
+    ] = True,
+) -> None:
+    """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version."""
+    import time
+
+    from commuter.settings import load_settings
+    from models import registry
+
+    day = _parse_date(as_of)
+    settings = load_settings()
+    registry.configure(settings.tracking_uri)
+    start = time.perf_counter()
+    if engine == "spark":
+        from features.spark import write_spark_scores
+
+        with _status("scoring on Spark"):
+            n = write_spark_scores(str(trips), day, str(out_file), model)
+        out.print(f"{n:,} persons scored -> {out_file} ({time.perf_counter() - start:.1f} s, spark)")
+        return
+    if engine != "duckdb":
+        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
+    from models.score import score_path
+
+    with _status("scoring"):
+        loaded = registry.load_model(model)
+        scored = score_path(trips, day, loaded, out_file, settings.decisions_path if publish else None)
+    published = f", published to {settings.decisions_path}" if publish else ""
+    out.print(
+        f"{len(scored):,} persons scored, {int(scored['badge'].sum()):,} badges "
+        f"(model v{loaded.version or '?'}, threshold {loaded.threshold:.4f}) -> {out_file}{published} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
+
+
+@app.command()
+@clean_errors
+def serve(
+    port: Annotated[int, typer.Option("--port", help="HTTP port.", min=1, max=65535)] = 3000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1)] = 2,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "0.0.0.0",  # noqa: S104
+) -> None:
+    """Start the BentoML service on the champion model and the latest published decisions."""
+    from serving.run import serve as run_service
+
+    run_service(port=port, workers=workers, host=host)
+
+
+def _update(status: Any, text: str) -> None:
+    if hasattr(status, "update"):
+        status.update(text)
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ import datetime as dt
 import hashlib
 import os
 import pathlib
-import tempfile
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.schema import DIRECTIONS, MODES
+from features.schema import DIRECTIONS, MODES, TRIP_COLUMNS
 from features.workdays import SHANGHAI_OFFSET_SECONDS, day_number, is_workday
 
 MISSING_LEG_RATE = 0.03  # each crossing independently unobserved (scanner down, ticket not linked)
@@ -196,15 +196,15 @@ ARCHETYPES: tuple[Archetype, ...] = (
           _ALL_ROAD + _ALL_RAIL, p_alt=0.0, p_any=0.1,
           visits=(1, 4), per_month=False, in_h=(8, 14), stay_days=(0, 1), out_h=(15, 22), p_single=0.4),
 )
-assert abs(sum(a.share for a in ARCHETYPES) - 1.0) < 1e-9, "archetype shares must sum to 1"
+if abs(sum(a.share for a in ARCHETYPES) - 1.0) > 1e-9:
+    raise RuntimeError("archetype shares must sum to 1")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on DataFrames is ambiguous; compare the tables themselves
 class World:
     trips: pa.Table  # the 6 contract columns, rows in random order
     labels: pd.DataFrame  # person_id, is_commuter (0/1, noisy)
     persons: pd.DataFrame  # person_id, archetype, true_commuter, label_flipped, home_region, main_mode
-    as_of: dt.date | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -412,37 +412,12 @@ def simulate_world(persons: int, as_of: dt.date, seed: int, window_days: int = 2
         if progress:
             progress(k + 1, total_steps)
 
-    person, t, direction, site, mode = (np.concatenate([part[i] for part in parts]) if parts
-                                        else np.zeros(0, np.int64) for i in range(5))
+    columns = {name: (np.concatenate([part[i] for part in parts]) if parts else np.zeros(0, np.int8))
+               for i, name in enumerate(("person", "t", "direction", "site", "mode"))}
     del parts
-    rng = np.random.default_rng(noise_ss)
-    # Drop what falls outside the simulated days (overnight outs, multi-day stays) and missing legs.
-    keep = (t >= 0) & (t < cal.n_days * _DAY) & (rng.random(len(t)) >= MISSING_LEG_RATE)
-    person, t, direction, site, mode = (x[keep] for x in (person, t, direction, site, mode))
-    region = np.where(rng.random(len(t)) < EMPTY_REGION_RATE, len(_REGIONS) - 1, _SITE_REGION[site])
-    # Double reads copy a row (region included) a few seconds later; then shuffle the whole table.
-    rows = np.concatenate([np.arange(len(t)), np.flatnonzero(rng.random(len(t)) < DOUBLE_READ_RATE)])
-    delay = np.zeros(len(rows), dtype=np.int64)
-    delay[len(t):] = rng.integers(1, 31, len(rows) - len(t))
-    order = rng.permutation(len(rows))
-    rows, delay = rows[order], delay[order]
-    del order, keep
-    utc_start = day_number(start) * _DAY - SHANGHAI_OFFSET_SECONDS
-    ts = (t[rows] + delay + utc_start) * 1_000_000
-    del t, delay
     ids = _person_ids(persons, seed)
-
-    def strings(values: tuple[str, ...], codes: np.ndarray) -> pa.Array:
-        return pc.take(pa.array(values, pa.string()), pa.array(codes[rows]))
-
-    trips = pa.table({
-        "person_id": pc.take(ids, pa.array(person[rows])),
-        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "direction": strings(DIRECTIONS, direction),
-        "mode": strings(MODES, mode),
-        "site_id": strings(tuple(s.site_id for s in SITES), site),
-        "region": strings(_REGIONS, region),
-    })
+    utc_start = day_number(start) * _DAY - SHANGHAI_OFFSET_SECONDS
+    trips = _messy_trips(columns, cal.n_days, utc_start, ids, np.random.default_rng(noise_ss))
 
     true_commuter = np.array([a.is_commuter for a in ARCHETYPES], dtype=np.int64)[archetype]
     flipped = np.random.default_rng(label_ss).random(persons) < label_noise
@@ -459,18 +434,59 @@ def simulate_world(persons: int, as_of: dt.date, seed: int, window_days: int = 2
     })
     if progress:
         progress(total_steps, total_steps)
-    return World(trips=trips, labels=labels, persons=persons_df, as_of=as_of)
+    return World(trips=trips, labels=labels, persons=persons_df)
+
+
+def _messy_trips(columns: dict[str, np.ndarray], n_days: int, utc_start: int, ids: pa.StringArray,
+                 rng: np.random.Generator) -> pa.Table:
+    """Apply the feed's messiness to clean crossings and build the contract table.
+
+    Consumes `columns` (person, t = local seconds since the first simulated day, direction, site,
+    mode): each array is dropped once its column is built, which keeps 1M-person worlds well
+    below 4 GB.
+    """
+    t = columns["t"]
+    # Drop what falls outside the simulated days (overnight outs, multi-day stays) and missing legs.
+    keep = (t >= 0) & (t < n_days * _DAY) & (rng.random(len(t)) >= MISSING_LEG_RATE)
+    for name in list(columns):
+        columns[name] = columns[name][keep]
+    n = int(keep.sum())
+    del keep, t
+    empty = rng.random(n) < EMPTY_REGION_RATE
+    columns["region"] = np.where(empty, len(_REGIONS) - 1, _SITE_REGION[columns["site"]]).astype(np.int8)
+    del empty
+    # Double reads copy a row (region included) 1-30 s later; then shuffle the whole table.
+    doubled = np.flatnonzero(rng.random(n) < DOUBLE_READ_RATE).astype(np.int32)
+    rows = np.concatenate([np.arange(n, dtype=np.int32), doubled])
+    delay = np.zeros(len(rows), dtype=np.int8)
+    delay[n:] = rng.integers(1, 31, len(doubled))
+    order = rng.permutation(len(rows))
+    rows, delay = rows[order], delay[order]
+    del order, doubled
+
+    ts = columns.pop("t")[rows]
+    ts += delay
+    ts += utc_start
+    ts *= 1_000_000
+    del delay
+    table = {"ts": pa.array(ts, pa.timestamp("us", tz="UTC"))}
+    del ts
+    table["person_id"] = pc.take(ids, pa.array(columns.pop("person")[rows]))
+    for name, source, values in (("direction", "direction", DIRECTIONS), ("mode", "mode", MODES),
+                                 ("site_id", "site", tuple(s.site_id for s in SITES)),
+                                 ("region", "region", _REGIONS)):
+        table[name] = pc.take(pa.array(values, pa.string()), pa.array(columns.pop(source)[rows]))
+    return pa.table({name: table[name] for name in TRIP_COLUMNS})
 
 
 def _atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> None:
     """Write via a temp file in the same directory, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        write(pathlib.Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -98,7 +98,7 @@ def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.mode
         model.save(Path(tmp) / ARTIFACT_KEY)
         return mlflow.pyfunc.log_model(
             name="model",
-            python_model=PyfuncCommuterModel(),
+            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
             artifacts={ARTIFACT_KEY: str(Path(tmp) / ARTIFACT_KEY)},
             signature=signature,
             input_example=inputs.head(5),
