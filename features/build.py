@@ -27,7 +27,7 @@ def _run(con: duckdb.DuckDBPyConnection, trips: str, window: Window) -> pd.DataF
     calendar = window.calendar()
     con.register("calendar_window", calendar)
     try:
-        sql = feature_sql(trips, "calendar_window", window.params(calendar))
+        sql = feature_sql(trips, "calendar_window", window.params(calendar), materialize=True)
         table = con.sql(sql).to_arrow_table()
     finally:
         con.unregister("calendar_window")

@@ -32,24 +32,30 @@ m AS (
          LAG(t) OVER (PARTITION BY person_id, direction, site_id ORDER BY t, mode, region) AS prev_t
   FROM w
 ),
-x AS (
+x AS{materialized} (
   SELECT person_id, t, direction, mode, site_id, region,
          CAST(floor(CAST(t + {offset} AS DOUBLE) / 86400) AS BIGINT) AS day,
          CAST((t + {offset}) % 86400 AS DOUBLE) / 3600 AS hour
   FROM m WHERE prev_t IS NULL OR t - prev_t > {double_read_seconds}
 ),
+psm AS{materialized} (
+  SELECT person_id, site_id, mode, region, count(*) AS n,
+         sum(CASE WHEN hour >= 22 OR hour < 5 THEN 1 ELSE 0 END) AS n_night,
+         sum(CASE WHEN direction = 'in' THEN 1 ELSE 0 END) AS n_in
+  FROM x GROUP BY person_id, site_id, mode, region
+),
 a AS (
-  SELECT person_id, count(*) AS crossings,
+  SELECT person_id, sum(n) AS crossings,
          count(DISTINCT CASE WHEN region <> '' THEN region END) AS n_regions,
          count(DISTINCT mode) AS n_modes,
-         sum(CASE WHEN mode = 'rail' THEN 1 ELSE 0 END) AS n_rail,
-         sum(CASE WHEN mode = 'bus' THEN 1 ELSE 0 END) AS n_bus,
-         sum(CASE WHEN hour >= 22 OR hour < 5 THEN 1 ELSE 0 END) AS n_night,
-         sum(CASE WHEN direction = 'in' THEN 1 ELSE 0 END) AS n_in,
-         sum(CASE WHEN direction = 'out' THEN 1 ELSE 0 END) AS n_out
-  FROM x GROUP BY person_id
+         sum(CASE WHEN mode = 'rail' THEN n ELSE 0 END) AS n_rail,
+         sum(CASE WHEN mode = 'bus' THEN n ELSE 0 END) AS n_bus,
+         sum(n_night) AS n_night,
+         sum(n_in) AS n_in,
+         sum(n) - sum(n_in) AS n_out
+  FROM psm GROUP BY person_id
 ),
-pd AS (
+pd AS{materialized} (
   SELECT x.person_id, x.day, max(c.is_workday) AS is_workday, max(c.dow) AS dow, max(c.week) AS week,
          min(CASE WHEN x.direction = 'in' THEN x.t END) AS first_in_t,
          max(CASE WHEN x.direction = 'out' THEN x.t END) AS last_out_t,
@@ -94,15 +100,15 @@ wkc AS (
   FROM pd GROUP BY person_id, week
 ),
 wk AS (SELECT person_id, sum(fri_in * sun_out) AS cycles FROM wkc GROUP BY person_id),
-sc AS (SELECT person_id, site_id, count(*) AS n FROM x GROUP BY person_id, site_id),
+sc AS (SELECT person_id, site_id, sum(n) AS n FROM psm GROUP BY person_id, site_id),
 s AS (SELECT person_id, count(*) AS n_sites, max(n) AS top_site_n FROM sc GROUP BY person_id),
-mc AS (SELECT person_id, mode, count(*) AS n FROM x GROUP BY person_id, mode),
+mc AS (SELECT person_id, mode, sum(n) AS n FROM psm GROUP BY person_id, mode),
 mm AS (
   SELECT person_id, mode,
          ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY n DESC, mode) AS rn
   FROM mc
 ),
-rc AS (SELECT person_id, region, count(*) AS n FROM x WHERE region <> '' GROUP BY person_id, region),
+rc AS (SELECT person_id, region, sum(n) AS n FROM psm WHERE region <> '' GROUP BY person_id, region),
 rr AS (
   SELECT person_id, region,
          ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY n DESC, region) AS rn
@@ -160,12 +166,19 @@ class Window:
         }
 
 
-def feature_sql(trips: str, calendar: str, params: dict[str, int]) -> str:
-    """The full feature query for relation names `trips` and `calendar` and the window's numbers."""
+def feature_sql(trips: str, calendar: str, params: dict[str, int], *, materialize: bool = False) -> str:
+    """The full feature query for relation names `trips` and `calendar` and the window's numbers.
+
+    `materialize` asks DuckDB to compute each shared intermediate once (`AS MATERIALIZED`); it is
+    the only dialect switch, and changes how the query runs, not what it computes. Spark reuses
+    the shared sub-plans by itself.
+    """
     select = ",\n  ".join(
         f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}" for f in FEATURES
     )
     context = "coalesce(mm.mode, '') AS main_mode, coalesce(rr.region, '') AS main_region"
     assert CONTEXT_COLUMNS == ("main_mode", "main_region")
     text = f"{_CTES}\nSELECT a.person_id,\n  {select},\n  {context}\n{_FROM}\nORDER BY a.person_id"
-    return text.format(trips=trips, calendar=calendar, **params)
+    return text.format(
+        trips=trips, calendar=calendar, materialized=" MATERIALIZED" if materialize else "", **params
+    )

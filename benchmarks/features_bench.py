@@ -1,0 +1,95 @@
+"""Feature build speed against one plain DuckDB aggregate pass over the same file (issue: Foundation).
+
+    python benchmarks/features_bench.py [--persons 1000000] [--trips PATH] [--as-of 2021-10-20]
+
+Each phase runs in its own process so peak RSS is measured per phase. Prints wall time,
+crossings/s, peak RSS, and the ratio of the feature build to the plain pass. Target: ratio <= 3,
+feature build peak RSS < 4 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def phase_simulate(persons: int, as_of: str, out: str) -> None:
+    from features.simulate import simulate_world, write_world
+
+    write_world(simulate_world(persons, dt.date.fromisoformat(as_of), seed=12345), Path(out))
+
+
+def phase_plain(trips: str, as_of: str) -> None:
+    from features.read import connect
+
+    con = connect()
+    row = con.execute(
+        "SELECT count(*), count(DISTINCT (person_id, CAST(floor((epoch(ts) + 28800) / 86400) AS BIGINT))), "
+        f"count(DISTINCT site_id) FROM read_parquet('{trips}')"
+    ).fetchone()
+    print(f"    plain pass: {row[0]:,} rows, {row[1]:,} person-days, {row[2]} sites", flush=True)
+
+
+def phase_features(trips: str, as_of: str) -> None:
+    from features.build import build_features
+    from features.output import write_frame
+
+    frame = build_features(trips, dt.date.fromisoformat(as_of))
+    write_frame(frame, Path(tempfile.gettempdir()) / "features_bench_out.parquet")
+    print(f"    features: {len(frame):,} persons x {frame.shape[1]} columns", flush=True)
+
+
+def timed(fn, *args) -> tuple[float, float]:
+    """Run fn(*args) in a child process; return (wall seconds, peak RSS GiB)."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fn(*args)
+            os._exit(0)
+        except BaseException as exc:  # noqa: BLE001
+            print(f"phase failed: {exc!r}", file=sys.stderr)
+            os._exit(1)
+    _, status, usage = os.wait4(pid, 0)
+    if status != 0:
+        raise SystemExit(f"{fn.__name__} failed")
+    return time.perf_counter() - start, usage.ru_maxrss / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--persons", type=int, default=1_000_000)
+    ap.add_argument("--trips", type=str, default=None)
+    ap.add_argument("--as-of", default="2021-10-20")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="features-bench-")
+    trips = args.trips
+    if trips is None:
+        secs, rss = timed(phase_simulate, args.persons, args.as_of, tmp)
+        trips = f"{tmp}/trips.parquet"
+        print(f"simulate {args.persons:,} persons: {secs:.1f} s, peak RSS {rss:.2f} GiB")
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(trips).metadata.num_rows
+    print(f"input: {trips} ({rows:,} crossings, {Path(trips).stat().st_size / 2**20:.0f} MiB)")
+    t_plain, rss_plain = timed(phase_plain, trips, args.as_of)
+    t_feat, rss_feat = timed(phase_features, trips, args.as_of)
+    print()
+    print(f"{'phase':<28}{'wall s':>9}{'crossings/s':>14}{'peak RSS GiB':>14}")
+    print(f"{'plain DuckDB aggregate':<28}{t_plain:>9.2f}{rows / t_plain:>14,.0f}{rss_plain:>14.2f}")
+    print(f"{'feature build (+ write)':<28}{t_feat:>9.2f}{rows / t_feat:>14,.0f}{rss_feat:>14.2f}")
+    ratio = t_feat / t_plain
+    print(f"\nratio feature build / plain pass: {ratio:.2f} (target <= 3); "
+          f"peak RSS {rss_feat:.2f} GiB (target < 4)")
+
+
+if __name__ == "__main__":
+    main()
