@@ -1,4 +1,4 @@
-"""The synthetic world generator: reproducible, contract-shaped, calendar-aware and messy on purpose."""
+"""The synthetic world generator: reproducible, contract-shaped, calendar-aware and messy."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from features import simulate
 from features.simulate import (
     ARCHETYPES,
     DOUBLE_READ_RATE,
@@ -75,12 +76,13 @@ def test_trips_have_exactly_the_contract_schema(world):
 
 def test_labels_and_persons_have_the_documented_dtypes(world):
     labels, persons = world.labels, world.persons
-    assert list(labels.columns) == ["person_id", "is_commuter"], f"label columns {list(labels.columns)}"
+    assert list(labels.columns) == ["person_id", "is_commuter"], f"label columns {labels.columns}"
     assert pd.api.types.is_string_dtype(labels["person_id"]), "labels.person_id must be strings"
     assert pd.api.types.is_integer_dtype(labels["is_commuter"]), "labels.is_commuter must be int"
     assert set(labels["is_commuter"].unique()) <= {0, 1}, "is_commuter must be 0/1"
-    assert list(persons.columns) == ["person_id", "archetype", "true_commuter", "label_flipped",
-                                     "home_region", "main_mode"], f"person columns {list(persons.columns)}"
+    expected = ["person_id", "archetype", "true_commuter", "label_flipped", "home_region",
+                "main_mode"]
+    assert list(persons.columns) == expected, f"person columns {list(persons.columns)}"
     for column in ("person_id", "archetype", "home_region", "main_mode"):
         assert pd.api.types.is_string_dtype(persons[column]), f"persons.{column} must be strings"
     assert pd.api.types.is_integer_dtype(persons["true_commuter"]), "true_commuter must be int"
@@ -96,6 +98,7 @@ def test_values_are_within_the_contract(world, trips):
     ids = world.persons["person_id"]
     assert ids.is_unique, "person ids must be unique"
     assert ids.str.fullmatch(r"[0-9a-f]{16}").all(), "person ids must be 16 hex chars"
+    assert ids.str.match(r"[a-f]").all(), "ids start with a letter, so CSV never reads a number"
     assert set(trips["person_id"]) <= set(ids), "every trip belongs to a simulated person"
 
 
@@ -116,25 +119,28 @@ def test_some_trips_fall_before_the_window_and_at_or_after_as_of(trips):
 def test_true_commuter_share_matches_configuration(world):
     configured = sum(a.share for a in ARCHETYPES if a.is_commuter)
     actual = world.persons["true_commuter"].mean()
-    assert abs(actual - configured) < 0.03, f"commuter share {actual:.3f} vs configured {configured}"
-    assert set(world.persons["archetype"]) == {a.name for a in ARCHETYPES}, "every archetype present"
+    assert abs(actual - configured) < 0.03, f"commuter share {actual:.3f} vs {configured}"
+    names = {a.name for a in ARCHETYPES}
+    assert set(world.persons["archetype"]) == names, "every archetype must be present"
+    undocumented = [name for name in names if name not in simulate.__doc__]
+    assert not undocumented, f"archetypes missing from the module docstring: {undocumented}"
 
 
 def test_labels_are_noisy_at_about_the_configured_rate(world):
     persons = world.persons
     flip_rate = persons["label_flipped"].mean()
-    assert 0.0 < flip_rate < 3 * LABEL_NOISE, f"flip rate {flip_rate:.4f} vs LABEL_NOISE {LABEL_NOISE}"
+    assert 0.0 < flip_rate < 3 * LABEL_NOISE, f"flip rate {flip_rate:.4f} vs {LABEL_NOISE}"
     labels = world.labels.set_index("person_id")["is_commuter"]
     truth = persons.set_index("person_id")
     expected = truth["true_commuter"] ^ truth["label_flipped"].astype(int)
-    assert labels.loc[truth.index].equals(expected), "labels must be the truth with exactly the flips"
+    assert labels.loc[truth.index].equals(expected), "labels must be the truth plus the flips"
 
 
 def test_no_label_noise_means_labels_equal_truth():
     world = simulate_world(500, AS_OF, seed=3, label_noise=0.0)
     assert not world.persons["label_flipped"].any(), "label_noise=0 must flip nothing"
-    assert (world.labels["is_commuter"].to_numpy() == world.persons["true_commuter"].to_numpy()).all(), \
-        "label_noise=0 must give the true labels"
+    labels, truth = world.labels["is_commuter"], world.persons["true_commuter"]
+    assert (labels.to_numpy() == truth.to_numpy()).all(), "label_noise=0 must give the true labels"
 
 
 def test_labels_cover_persons_without_trips(world, trips):
@@ -163,9 +169,9 @@ def test_feed_is_messy(trips):
         ["person_id", "site_id", "direction"]]).all(axis=1)
     gap = ordered["ts"].diff().dt.total_seconds()
     doubles = (same & (gap >= 1) & (gap <= 30)).mean()
-    assert 0.3 * DOUBLE_READ_RATE < doubles < 2 * DOUBLE_READ_RATE, f"double-read share {doubles:.4f}"
+    assert 0.3 * DOUBLE_READ_RATE < doubles < 2 * DOUBLE_READ_RATE, f"double reads {doubles:.4f}"
     empty = (trips["region"] == "").mean()
-    assert 0.5 * EMPTY_REGION_RATE < empty < 2 * EMPTY_REGION_RATE, f"empty-region share {empty:.4f}"
+    assert 0.5 * EMPTY_REGION_RATE < empty < 2 * EMPTY_REGION_RATE, f"empty regions {empty:.4f}"
     assert not trips["ts"].is_monotonic_increasing, "rows must arrive in random order"
 
 
@@ -191,11 +197,12 @@ def test_write_world_writes_three_files_atomically(world, tmp_path):
     assert set(paths) == {"trips", "labels", "persons"}, f"returned keys {set(paths)}"
     names = sorted(p.name for p in out.iterdir())
     assert names == ["labels.csv", "persons.parquet", "trips.parquet"], f"files in out dir: {names}"
-    assert all(isinstance(p, pathlib.Path) and p.exists() for p in paths.values()), "paths must exist"
+    assert all(isinstance(p, pathlib.Path) for p in paths.values()), "paths must be Paths"
     assert pq.read_table(paths["trips"]).equals(world.trips), "trips.parquet must round-trip"
     labels = pd.read_csv(paths["labels"], dtype={"person_id": str})
-    assert np.array_equal(labels["is_commuter"], world.labels["is_commuter"]), "labels.csv round-trip"
-    assert list(labels.columns) == ["person_id", "is_commuter"], f"labels.csv columns {labels.columns}"
+    assert list(labels.columns) == ["person_id", "is_commuter"], f"labels.csv has {labels.columns}"
+    assert np.array_equal(labels["is_commuter"], world.labels["is_commuter"]), "labels round-trip"
+    assert labels["person_id"].tolist() == world.labels["person_id"].tolist(), "ids round-trip"
     persons = pq.read_table(paths["persons"]).to_pandas()
     assert len(persons) == len(world.persons), "persons.parquet must hold every person"
     # and writing again replaces the files in place

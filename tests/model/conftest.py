@@ -1,0 +1,46 @@
+"""One trained model for the model tests: a simulated month, trained through the real pipeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+
+from tests.conftest import AS_OF
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Train once on 20,000 simulated persons with its own MLflow store; yield what the tests need."""
+    from features.simulate import simulate_world, write_world
+    from models import registry
+    from models.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("trained")
+    world_dir = root / "world"
+    write_world(simulate_world(20_000, AS_OF, seed=101), world_dir)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        registry.configure(uri)
+        result = train(world_dir / "trips.parquet", world_dir / "labels.csv", AS_OF,
+                       TrainConfig(target_fpr=0.01, seed=0))
+        model = registry.load_model(None)
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+    return {"result": result, "model": model, "uri": uri, "world": world_dir, "as_of": AS_OF}
+
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def trip(day: dt.date, hour: float, direction: str, mode: str = "car",
+         site: str = "CK-G1-XIJI", region: str = "langfang-xianghe") -> dict:
+    h, m = int(hour), int(round((hour % 1) * 60))
+    return {"ts": dt.datetime(day.year, day.month, day.day, h, m, tzinfo=SHANGHAI),
+            "direction": direction, "mode": mode, "site_id": site, "region": region}

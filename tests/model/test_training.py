@@ -1,0 +1,97 @@
+"""Training end to end: certificate, MLflow contents, gates, determinism, errors."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import AS_OF
+
+pytestmark = pytest.mark.slow
+
+CONTRACT_METRICS = ["val_auc", "val_pr_auc", "val_brier", "threshold", "target_fpr", "val_fpr",
+                    "val_fpr_upper95", "val_recall", "val_precision"]
+
+
+def test_threshold_is_certified_and_validation_agrees(trained):
+    r = trained["result"]
+    assert r.certified_fpr_upper <= 0.01, f"certified bound {r.certified_fpr_upper} above target"
+    assert r.metrics["val_fpr"] <= 0.01, f"validation FPR {r.metrics['val_fpr']} above target"
+    assert r.metrics["val_auc"] > 0.97, f"AUC {r.metrics['val_auc']:.3f} too low for this world"
+    assert r.metrics["val_recall"] > r.baseline_metrics["val_recall"] + 0.2, (
+        f"model recall {r.metrics['val_recall']:.3f} not far above the rule's "
+        f"{r.baseline_metrics['val_recall']:.3f}"
+    )
+
+
+def test_mlflow_run_shows_everything_reviewers_need(trained):
+    client = MlflowClient(tracking_uri=trained["uri"], registry_uri=trained["uri"])
+    run = client.get_run(trained["result"].run_id)
+    missing = [m for m in CONTRACT_METRICS if m not in run.data.metrics]
+    assert not missing, f"contract metrics missing from the run: {missing}"
+    slices = [k for k in run.data.metrics if k.startswith("val_main_mode.")]
+    assert any(k.endswith(".fpr") for k in slices) and any(k.endswith(".recall") for k in slices), (
+        f"per-mode slice metrics missing: {slices}"
+    )
+    assert any(k.startswith("val_main_region.") for k in run.data.metrics), "per-region slices missing"
+    assert any(k.startswith("val_archetype.") for k in run.data.metrics), "archetype slices missing"
+    assert "input_digest_sha256" in run.data.params, "input digest not logged"
+    assert run.inputs.dataset_inputs, "mlflow.log_input dataset missing"
+    figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
+    for name in ("roc", "precision_recall", "calibration", "fpr_recall_vs_threshold"):
+        assert f"figures/val_{name}.png" in figures, f"figure {name} missing: {figures}"
+    version = client.get_model_version_by_alias("commuter-badge", "champion")
+    assert version.run_id == run.info.run_id, "the first passing model becomes champion"
+    baseline = client.get_run(trained["result"].baseline_run_id)
+    assert baseline.data.tags.get("kind") == "baseline" and "val_recall" in baseline.data.metrics, (
+        "rule baseline not logged as its own run"
+    )
+
+
+def test_training_is_deterministic(trained):
+    import pandas as pd
+
+    from models.data import labelled_features
+    from models.split import assign
+    from models.train import TrainConfig, fit_model
+
+    world = trained["world"]
+    data = labelled_features(world / "trips.parquet", world / "labels.csv", AS_OF).frame
+    data["part"] = assign(data["person_id"], 0)
+    a, _ = fit_model(data, TrainConfig(seed=0), AS_OF)
+    b, _ = fit_model(data.sample(frac=1, random_state=3).reset_index(drop=True)
+                     .sort_values("person_id"), TrainConfig(seed=0), AS_OF)
+    probe = data.head(500)
+    assert a.threshold == b.threshold, "same seed, same data: same threshold"
+    pd.testing.assert_series_equal(pd.Series(a.predict_proba(probe)), pd.Series(b.predict_proba(probe)))
+
+
+def test_champion_does_not_move_when_recall_is_worse(trained, tmp_path):
+    # Given the trained champion, when a stricter model (lower recall) is trained on the same data,
+    from models import registry
+    from models.train import TrainConfig, train
+
+    world = trained["world"]
+    registry.configure(trained["uri"])
+    import os
+
+    os.environ["MLFLOW_TRACKING_URI"] = trained["uri"]
+    result = train(world / "trips.parquet", world / "labels.csv", AS_OF, TrainConfig(target_fpr=0.001))
+    client = MlflowClient(tracking_uri=trained["uri"], registry_uri=trained["uri"])
+    champion = client.get_model_version_by_alias("commuter-badge", "champion")
+    # then it is registered but the champion alias stays where it was.
+    assert result.version != champion.version, "a model with worse recall took the champion alias"
+    assert not result.gates["recall_not_worse_than_champion"], f"recall gate passed: {result.gates}"
+
+
+def test_too_few_negatives_is_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from commuter.cli import app
+    from features.simulate import simulate_world, write_world
+
+    write_world(simulate_world(600, AS_OF, seed=3), tmp_path / "w")
+    res = CliRunner().invoke(app, ["train", "--trips", str(tmp_path / "w" / "trips.parquet"),
+                                   "--labels", str(tmp_path / "w" / "labels.csv"), "--as-of", str(AS_OF)])
+    assert res.exit_code != 0, "training on 600 persons must refuse to certify 1%"
+    assert "at least 299 are needed" in res.output, f"message should say how many: {res.output!r}"
