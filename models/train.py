@@ -38,6 +38,7 @@ from models.threshold import NeymanPearsonThreshold
 log = logging.getLogger(__name__)
 # Our features are deliberately float64 at the model boundary; MLflow's hint about int columns is noise.
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
 BASELINE_FEATURE = "morning_entry_workdays"
 
 

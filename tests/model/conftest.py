@@ -41,6 +41,6 @@ SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 def trip(day: dt.date, hour: float, direction: str, mode: str = "car",
          site: str = "CK-G1-XIJI", region: str = "langfang-xianghe") -> dict:
-    h, m = int(hour), int(round((hour % 1) * 60))
-    return {"ts": dt.datetime(day.year, day.month, day.day, h, m, tzinfo=SHANGHAI),
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+    return {"ts": start + dt.timedelta(seconds=round(hour * 3600)),
             "direction": direction, "mode": mode, "site_id": site, "region": region}
