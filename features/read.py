@@ -18,7 +18,8 @@ import pyarrow.csv as pacsv
 from features.schema import DIRECTIONS, LABEL_COLUMNS, MODES, TRIP_COLUMNS, TripDataError
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_OFFSET = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+# A clock time followed by a UTC offset at the end: "...T07:04:51+08:00", "... 07:04:51.5Z".
+_OFFSET = r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 
 
 def discover(path: str | Path) -> list[Path]:
@@ -67,7 +68,7 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str, label: str) -> dict[st
 
 def _ts_expr(ts_type: str, label: str) -> tuple[str, str]:
     """SQL for the parsed instant, and SQL that is true for a raw `ts` that cannot be parsed."""
-    if ts_type.startswith("TIMESTAMP WITH TIME ZONE"):
+    if ts_type.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")):
         return "ts", "ts IS NULL"
     if ts_type == "VARCHAR":
         parsed = "TRY_CAST(trim(ts) AS TIMESTAMPTZ)"
@@ -109,8 +110,8 @@ def _first_bad_row(con, path: Path, column: str, bad_sql: str) -> tuple[int, obj
     row = con.execute(
         f"SELECT {rownum}, CAST({column} AS VARCHAR) FROM {source} WHERE {bad_sql} "
         f"ORDER BY 1 LIMIT 1"
-    ).fetchone()
-    return (int(row[0]), row[1]) if row else (0, None)
+    ).fetchall()
+    return (int(row[0][0]), row[0][1]) if row else (0, None)
 
 
 def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
@@ -127,18 +128,19 @@ def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     checks = _checks(ts_bad)
     counts = ", ".join(f"count(*) FILTER (WHERE {bad})" for _, bad, _ in checks)
     try:
-        found = con.execute(f"SELECT {counts} FROM {source}").fetchone()
+        found = con.execute(f"SELECT {counts} FROM {source}").fetchall()[0]
     except duckdb.Error as exc:
         raise TripDataError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
-    for (column, bad, expected), n_bad in zip(checks, found, strict=True):
-        if n_bad:
-            row, value = _first_bad_row(con, path, column, bad)
-            kind = "line" if SUFFIXES[path.suffix.lower()] == "csv" else "row"
-            where = f"{kind} {row + 1}" if kind == "line" else f"row {row}"
-            raise TripDataError(
-                f"{path} {where}: column '{column}' value {value!r} is not {expected} "
-                f"({n_bad} bad row{'s' if n_bad > 1 else ''} in this file)"
-            )
+    failing = [(c, n) for c, n in zip(checks, found, strict=True) if n]
+    if failing:
+        # Report the earliest bad row in the file, whichever column it breaks.
+        firsts = [(*_first_bad_row(con, path, c[0], c[1]), c, n) for c, n in failing]
+        row, value, (column, _, expected), n_bad = min(firsts, key=lambda f: f[0])
+        where = f"line {row + 1}" if SUFFIXES[path.suffix.lower()] == "csv" else f"row {row}"
+        raise TripDataError(
+            f"{path} {where}: column '{column}' value {value!r} is not {expected} "
+            f"({n_bad} bad row{'s' if n_bad > 1 else ''} in this file)"
+        )
     return (
         "SELECT trim(CAST(person_id AS VARCHAR)) AS person_id, "
         f"CAST(floor(epoch({ts_sql})) AS BIGINT) AS t, "
@@ -173,7 +175,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise TripDataError(
-            f"{p} row {i + 1}: column 'is_commuter' value {frame['is_commuter'].iloc[i]!r} is not 0 or 1"
+            f"{p} row {i + 1}: column 'is_commuter' value {_plain(frame['is_commuter'].iloc[i])!r} "
+            "is not 0 or 1"
         )
     empty = frame["person_id"].isna() | (frame["person_id"].astype("string").str.strip() == "")
     if empty.any():
@@ -186,3 +189,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     if dup.any():
         raise TripDataError(f"{p}: person_id {out['person_id'][dup].iloc[0]!r} is labelled twice")
     return out
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as Python values, so messages read `2`, not `np.int64(2)`."""
+    return value.item() if hasattr(value, "item") else value

@@ -6,7 +6,8 @@ sticks to the common subset of both dialects (CASE instead of FILTER, explicit C
 dialect date functions): local day and hour come from integer arithmetic on `t` because
 Asia/Shanghai is a fixed UTC+8 offset.
 
-Point-in-time rule: only crossings with as_of - window_days <= local time < as_of are read.
+Point-in-time rule: only crossings with as_of - window_days <= local time < as_of are counted
+(reads up to DOUBLE_READ_SECONDS before the window are looked at only to spot double reads).
 Double-read rule: a read of the same person, direction and site within DOUBLE_READ_SECONDS of the
 previous such read is the same crossing scanned twice and is dropped.
 """
@@ -25,7 +26,7 @@ from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_numbe
 _CTES = """
 WITH w AS (
   SELECT person_id, t, direction, mode, site_id, region FROM {trips}
-  WHERE t >= {start_t} AND t < {end_t}
+  WHERE t >= {start_t} - {double_read_seconds} AND t < {end_t}
 ),
 m AS (
   SELECT person_id, t, direction, mode, site_id, region,
@@ -36,7 +37,7 @@ x AS{materialized} (
   SELECT person_id, t, direction, mode, site_id, region,
          CAST(floor(CAST(t + {offset} AS DOUBLE) / 86400) AS BIGINT) AS day,
          CAST((t + {offset}) % 86400 AS DOUBLE) / 3600 AS hour
-  FROM m WHERE prev_t IS NULL OR t - prev_t > {double_read_seconds}
+  FROM m WHERE (prev_t IS NULL OR t - prev_t > {double_read_seconds}) AND t >= {start_t}
 ),
 psm AS{materialized} (
   SELECT person_id, site_id, mode, region, count(*) AS n,

@@ -1,4 +1,4 @@
-"""Helpers shared by the feature tests: building trips by hand, writing them as CSV/Parquet, comparing frames."""
+"""Helpers for the feature tests: trips by hand, writing them as CSV/Parquet, comparing frames."""
 
 from __future__ import annotations
 
@@ -16,17 +16,28 @@ from features.definitions import FEATURES
 
 SH = ZoneInfo("Asia/Shanghai")
 UTC = dt.UTC
-NOV_AS_OF = dt.date(2021, 11, 26)  # window 2021-10-29 .. 2021-11-25: 20 working days, 8 weekend days
+NOV_AS_OF = dt.date(
+    2021, 11, 26
+)  # window 2021-10-29 .. 2021-11-25: 20 working days, 8 weekend days
 INT_FEATURES = [f.name for f in FEATURES if f.kind == "int"]
 FLOAT_FEATURES = [f.name for f in FEATURES if f.kind == "float"]
 
 Persons = list[tuple[str, list[dict]]]
 
 
-def trip(day: dt.date | str, hour: int, minute: int = 0, second: int = 0, *, direction: str = "in",
-         mode: str = "car", site_id: str = "CK-G1-XIJI", region: str = "langfang-xianghe",
-         tz: dt.tzinfo = SH) -> dict:
-    """One crossing at local wall-clock time `day hour:minute:second` in `tz` (Shanghai by default)."""
+def trip(
+    day: dt.date | str,
+    hour: int,
+    minute: int = 0,
+    second: int = 0,
+    *,
+    direction: str = "in",
+    mode: str = "car",
+    site_id: str = "CK-G1-XIJI",
+    region: str = "langfang-xianghe",
+    tz: dt.tzinfo = SH,
+) -> dict:
+    """One crossing at wall-clock time `day hour:minute:second` in `tz` (default Shanghai)."""
     if isinstance(day, str):
         day = dt.date.fromisoformat(day)
     ts = dt.datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=tz)
@@ -56,8 +67,12 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
     return path
 
 
-def write_parquet(path: Path, rows: list[dict], ts_type: pa.DataType | None = None,
-                  columns: list[str] | None = None) -> Path:
+def write_parquet(
+    path: Path,
+    rows: list[dict],
+    ts_type: pa.DataType | None = None,
+    columns: list[str] | None = None,
+) -> Path:
     """Write rows as Parquet with `ts` as timestamp[us, tz=UTC] (or `ts_type`)."""
     columns = columns or ["person_id", "ts", "direction", "mode", "site_id", "region"]
     ts_type = ts_type or pa.timestamp("us", tz="UTC")
@@ -86,10 +101,15 @@ def assert_same_features(got: pd.DataFrame, want: pd.DataFrame, what: str) -> No
     pd.testing.assert_frame_equal(
         got[["person_id", *INT_FEATURES, "main_mode", "main_region"]],
         want[["person_id", *INT_FEATURES, "main_mode", "main_region"]],
-        check_exact=True, obj=f"{what} (ints/context)",
+        check_exact=True,
+        obj=f"{what} (ints/context)",
     )
     pd.testing.assert_frame_equal(
-        got[FLOAT_FEATURES], want[FLOAT_FEATURES], check_exact=False, rtol=1e-12, atol=1e-12,
+        got[FLOAT_FEATURES],
+        want[FLOAT_FEATURES],
+        check_exact=False,
+        rtol=1e-12,
+        atol=1e-12,
         obj=f"{what} (floats)",
     )
 
@@ -97,5 +117,7 @@ def assert_same_features(got: pd.DataFrame, want: pd.DataFrame, what: str) -> No
 def one(frame: pd.DataFrame, person_id: str) -> pd.Series:
     """The single feature row of `person_id`."""
     rows = frame[frame["person_id"] == person_id]
-    assert len(rows) == 1, f"expected one row for {person_id!r}, got {len(rows)}: {frame['person_id'].tolist()}"
+    assert len(rows) == 1, (
+        f"expected one row for {person_id!r}, got {len(rows)}: {frame['person_id'].tolist()}"
+    )
     return rows.iloc[0]
