@@ -31,6 +31,8 @@ def _run(con: duckdb.DuckDBPyConnection, trips: str, window: Window) -> pd.DataF
         table = con.sql(sql).to_arrow_table()
     finally:
         con.unregister("calendar_window")
+    if table.column("person_id").null_count:
+        raise RuntimeError("two person ids share a 64-bit hash; features cannot be told apart (report this)")
     return to_frame(table)
 
 

@@ -24,29 +24,44 @@ from features.schema import DEFAULT_WINDOW_DAYS, DOUBLE_READ_SECONDS
 from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
 
 _CTES = """
-WITH w AS (
-  SELECT person_id, t, direction, mode, site_id, region FROM {trips}
+WITH w AS{materialized} (
+  SELECT {hash}(person_id) AS pk, {hash}(site_id, mode, region) AS sk,
+         {hash}(person_id, direction, site_id) AS rk,
+         person_id, t, direction, mode, site_id, region
+  FROM {trips}
   WHERE t >= {start_t} - {double_read_seconds} AND t < {end_t}
 ),
 m AS (
-  SELECT person_id, t, direction, mode, site_id, region,
-         LAG(t) OVER (PARTITION BY person_id, direction, site_id ORDER BY t, mode, region) AS prev_t
+  SELECT pk, sk, t, CASE WHEN direction = 'in' THEN 1 ELSE 0 END AS is_in,
+         LAG(t) OVER (PARTITION BY rk ORDER BY t, sk) AS prev_t
   FROM w
 ),
 x AS{materialized} (
-  SELECT person_id, t, direction, mode, site_id, region,
+  SELECT pk, sk, t, is_in,
          CAST(floor(CAST(t + {offset} AS DOUBLE) / 86400) AS BIGINT) AS day,
-         CAST((t + {offset}) % 86400 AS DOUBLE) / 3600 AS hour
+         (t + {offset}) % 86400 AS sec
   FROM m WHERE (prev_t IS NULL OR t - prev_t > {double_read_seconds}) AND t >= {start_t}
 ),
+names AS (
+  SELECT pk, sk, any_value(site_id) AS site_id, any_value(mode) AS mode,
+         any_value(region) AS region, any_value(person_id) AS person_id,
+         min({hash}(person_id, 'check')) AS check_min, max({hash}(person_id, 'check')) AS check_max
+  FROM w WHERE t >= {start_t} GROUP BY pk, sk
+),
 psm AS{materialized} (
-  SELECT person_id, site_id, mode, region, count(*) AS n,
-         sum(CASE WHEN hour >= 22 OR hour < 5 THEN 1 ELSE 0 END) AS n_night,
-         sum(CASE WHEN direction = 'in' THEN 1 ELSE 0 END) AS n_in
-  FROM x GROUP BY person_id, site_id, mode, region
+  SELECT c.pk, c.sk, nm.site_id, nm.mode, nm.region, nm.person_id, nm.check_min, nm.check_max,
+         c.n, c.n_night, c.n_in
+  FROM (
+    SELECT pk, sk, count(*) AS n,
+           sum(CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS n_night,
+           sum(is_in) AS n_in
+    FROM x GROUP BY pk, sk
+  ) c JOIN names nm ON nm.pk = c.pk AND nm.sk = c.sk
 ),
 a AS (
-  SELECT person_id, sum(n) AS crossings,
+  SELECT pk, any_value(person_id) AS person_id,
+         CASE WHEN min(check_min) = max(check_max) THEN 1 ELSE 0 END AS key_ok,
+         sum(n) AS crossings,
          count(DISTINCT CASE WHEN region <> '' THEN region END) AS n_regions,
          count(DISTINCT mode) AS n_modes,
          sum(CASE WHEN mode = 'rail' THEN n ELSE 0 END) AS n_rail,
@@ -54,19 +69,22 @@ a AS (
          sum(n_night) AS n_night,
          sum(n_in) AS n_in,
          sum(n) - sum(n_in) AS n_out
-  FROM psm GROUP BY person_id
+  FROM psm GROUP BY pk
+),
+pdr AS (
+  SELECT pk, day,
+         min(CASE WHEN is_in = 1 THEN t END) AS first_in_t,
+         max(CASE WHEN is_in = 0 THEN t END) AS last_out_t
+  FROM x GROUP BY pk, day
 ),
 pd AS{materialized} (
-  SELECT x.person_id, x.day, max(c.is_workday) AS is_workday, max(c.dow) AS dow, max(c.week) AS week,
-         min(CASE WHEN x.direction = 'in' THEN x.t END) AS first_in_t,
-         max(CASE WHEN x.direction = 'out' THEN x.t END) AS last_out_t,
-         min(CASE WHEN x.direction = 'in' THEN x.hour END) AS first_in_hour,
-         max(CASE WHEN x.direction = 'out' THEN x.hour END) AS last_out_hour
-  FROM x JOIN {calendar} c ON c.day = x.day
-  GROUP BY x.person_id, x.day
+  SELECT p.pk, p.day, c.is_workday, c.dow, c.week, p.first_in_t, p.last_out_t,
+         CAST((p.first_in_t + {offset}) % 86400 AS DOUBLE) / 3600 AS first_in_hour,
+         CAST((p.last_out_t + {offset}) % 86400 AS DOUBLE) / 3600 AS last_out_hour
+  FROM pdr p JOIN {calendar} c ON c.day = p.day
 ),
 d AS (
-  SELECT person_id, count(*) AS active_days,
+  SELECT pk, count(*) AS active_days,
          sum(is_workday) AS workdays_active,
          sum(CASE WHEN is_workday = 0 THEN 1 ELSE 0 END) AS offdays_active,
          sum(CASE WHEN is_workday = 1 AND first_in_hour >= 5 AND first_in_hour < 10
@@ -79,53 +97,53 @@ d AS (
          stddev_pop(last_out_hour) AS exit_hour_std,
          min(day) AS first_day, max(day) AS last_day,
          sum(CASE WHEN day >= {recent_start_day} THEN 1 ELSE 0 END) AS recent_active_days
-  FROM pd GROUP BY person_id
+  FROM pd GROUP BY pk
 ),
 ed AS (
-  SELECT person_id, day - LAG(day) OVER (PARTITION BY person_id ORDER BY day) AS gap
+  SELECT pk, day - LAG(day) OVER (PARTITION BY pk ORDER BY day) AS gap
   FROM pd WHERE first_in_t IS NOT NULL
 ),
-gc AS (SELECT person_id, gap, count(*) AS n FROM ed WHERE gap IS NOT NULL GROUP BY person_id, gap),
+gc AS (SELECT pk, gap, count(*) AS n FROM ed WHERE gap IS NOT NULL GROUP BY pk, gap),
 gr AS (
-  SELECT person_id, gap, n, sum(n) OVER (PARTITION BY person_id) AS n_gaps,
-         ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY n DESC, gap) AS rn
+  SELECT pk, gap, n, sum(n) OVER (PARTITION BY pk) AS n_gaps,
+         ROW_NUMBER() OVER (PARTITION BY pk ORDER BY n DESC, gap) AS rn
   FROM gc
 ),
-g AS (SELECT person_id, gap AS gap_mode, n AS gap_mode_n, n_gaps FROM gr WHERE rn = 1),
-wdc AS (SELECT person_id, dow, count(*) AS n FROM pd GROUP BY person_id, dow),
-wd AS (SELECT person_id, max(n) AS top_weekday_days FROM wdc GROUP BY person_id),
+g AS (SELECT pk, gap AS gap_mode, n AS gap_mode_n, n_gaps FROM gr WHERE rn = 1),
+wdc AS (SELECT pk, dow, count(*) AS n FROM pd GROUP BY pk, dow),
+wd AS (SELECT pk, max(n) AS top_weekday_days FROM wdc GROUP BY pk),
 wkc AS (
-  SELECT person_id, week,
+  SELECT pk, week,
          max(CASE WHEN dow = 4 AND first_in_t IS NOT NULL THEN 1 ELSE 0 END) AS fri_in,
          max(CASE WHEN dow = 6 AND last_out_t IS NOT NULL THEN 1 ELSE 0 END) AS sun_out
-  FROM pd GROUP BY person_id, week
+  FROM pd GROUP BY pk, week
 ),
-wk AS (SELECT person_id, sum(fri_in * sun_out) AS cycles FROM wkc GROUP BY person_id),
-sc AS (SELECT person_id, site_id, sum(n) AS n FROM psm GROUP BY person_id, site_id),
-s AS (SELECT person_id, count(*) AS n_sites, max(n) AS top_site_n FROM sc GROUP BY person_id),
-mc AS (SELECT person_id, mode, sum(n) AS n FROM psm GROUP BY person_id, mode),
+wk AS (SELECT pk, sum(fri_in * sun_out) AS cycles FROM wkc GROUP BY pk),
+sc AS (SELECT pk, site_id, sum(n) AS n FROM psm GROUP BY pk, site_id),
+s AS (SELECT pk, count(*) AS n_sites, max(n) AS top_site_n FROM sc GROUP BY pk),
+mc AS (SELECT pk, mode, sum(n) AS n FROM psm GROUP BY pk, mode),
 mm AS (
-  SELECT person_id, mode,
-         ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY n DESC, mode) AS rn
+  SELECT pk, mode,
+         ROW_NUMBER() OVER (PARTITION BY pk ORDER BY n DESC, mode) AS rn
   FROM mc
 ),
-rc AS (SELECT person_id, region, sum(n) AS n FROM psm WHERE region <> '' GROUP BY person_id, region),
+rc AS (SELECT pk, region, sum(n) AS n FROM psm WHERE region <> '' GROUP BY pk, region),
 rr AS (
-  SELECT person_id, region,
-         ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY n DESC, region) AS rn
+  SELECT pk, region,
+         ROW_NUMBER() OVER (PARTITION BY pk ORDER BY n DESC, region) AS rn
   FROM rc
 )
 """
 
 _FROM = """
 FROM a
-JOIN d ON d.person_id = a.person_id
-JOIN s ON s.person_id = a.person_id
-JOIN wd ON wd.person_id = a.person_id
-LEFT JOIN g ON g.person_id = a.person_id
-LEFT JOIN wk ON wk.person_id = a.person_id
-LEFT JOIN mm ON mm.person_id = a.person_id AND mm.rn = 1
-LEFT JOIN rr ON rr.person_id = a.person_id AND rr.rn = 1
+JOIN d ON d.pk = a.pk
+JOIN s ON s.pk = a.pk
+JOIN wd ON wd.pk = a.pk
+LEFT JOIN g ON g.pk = a.pk
+LEFT JOIN wk ON wk.pk = a.pk
+LEFT JOIN mm ON mm.pk = a.pk AND mm.rn = 1
+LEFT JOIN rr ON rr.pk = a.pk AND rr.rn = 1
 """
 
 
@@ -167,19 +185,29 @@ class Window:
         }
 
 
-def feature_sql(trips: str, calendar: str, params: dict[str, int], *, materialize: bool = False) -> str:
+def feature_sql(
+    trips: str, calendar: str, params: dict[str, int], *, materialize: bool = False, hash_fn: str = "hash"
+) -> str:
     """The full feature query for relation names `trips` and `calendar` and the window's numbers.
 
-    `materialize` asks DuckDB to compute each shared intermediate once (`AS MATERIALIZED`); it is
-    the only dialect switch, and changes how the query runs, not what it computes. Spark reuses
-    the shared sub-plans by itself.
+    Two dialect switches change how the query runs, never what it computes: `materialize` asks
+    DuckDB to compute each shared intermediate once (`AS MATERIALIZED`; Spark reuses shared
+    sub-plans by itself), and `hash_fn` names the engine's 64-bit hash (DuckDB `hash`, Spark
+    `xxhash64`) used only as a grouping key.
     """
     select = ",\n  ".join(
         f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}" for f in FEATURES
     )
     context = "coalesce(mm.mode, '') AS main_mode, coalesce(rr.region, '') AS main_region"
     assert CONTEXT_COLUMNS == ("main_mode", "main_region")
-    text = f"{_CTES}\nSELECT a.person_id,\n  {select},\n  {context}\n{_FROM}\nORDER BY a.person_id"
+    # Grouping runs on a 64-bit hash of the id (integer keys sort and hash several times faster
+    # than strings); two ids sharing a hash would come out with person_id NULL, which callers reject.
+    person = "CASE WHEN a.key_ok = 1 THEN a.person_id END AS person_id"
+    text = f"{_CTES}\nSELECT {person},\n  {select},\n  {context}\n{_FROM}\nORDER BY 1"
     return text.format(
-        trips=trips, calendar=calendar, materialized=" MATERIALIZED" if materialize else "", **params
+        trips=trips,
+        calendar=calendar,
+        materialized=" MATERIALIZED" if materialize else "",
+        hash=hash_fn,
+        **params,
     )
