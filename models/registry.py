@@ -62,14 +62,14 @@ def load_model(uri: str | None = None) -> CommuterModel:
     """Load the model at `uri` (default: the champion) with its registry version."""
     uri = uri or f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
     version = resolve_version(uri)
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri.rstrip("/") + f"/artifacts/{ARTIFACT_KEY}",
-            dst_path=tempfile.mkdtemp(prefix="commuter-model-"),
-        )
-    except (MlflowException, OSError) as exc:
-        raise ModelError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
-    return CommuterModel.load(Path(local), version=version)
+    with tempfile.TemporaryDirectory(prefix="commuter-model-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri.rstrip("/") + f"/artifacts/{ARTIFACT_KEY}", dst_path=tmp
+            )
+        except (MlflowException, OSError) as exc:
+            raise ModelError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+        return CommuterModel.load(Path(local), version=version)  # fully read into memory
 
 
 def champion_version() -> str | None:

@@ -13,6 +13,7 @@ from models import figures
 from models.metrics import by_slice, summary, suspected_label_noise
 
 SLICE_COLUMNS = ("main_mode", "main_region", "archetype")
+MIN_SLICE_CLASS = 30  # fewest negatives (positives) behind a logged slice FPR (recall)
 
 
 def _metric_key(text: str) -> str:
@@ -44,11 +45,15 @@ def log_review(
     metrics["target_fpr"] = float(target_fpr)
     slices = slice_table(frame, threshold)
     for row in slices.itertuples():
+        # A rate on a handful of persons is noise (a commuter archetype's "FPR" counts only its
+        # mislabelled members); those stay in the slice table with their counts, not in metrics.
         key = _metric_key(f"{prefix}{row.slice}.{row.value}")
-        if row.n_neg:
+        if row.n_neg >= MIN_SLICE_CLASS:
             metrics[f"{key}.fpr"] = float(row.fpr)
-        if row.n_pos:
+            metrics[f"{key}.fpr_upper95"] = float(row.fpr_upper95)
+        if row.n_pos >= MIN_SLICE_CLASS:
             metrics[f"{key}.recall"] = float(row.recall)
+        metrics[f"{key}.n"] = float(row.n)
     mlflow.log_metrics(metrics)
     if len(slices):
         mlflow.log_table(slices, artifact_file=f"{prefix}slices.json")

@@ -251,7 +251,8 @@ def _log_baseline(data: pd.DataFrame, config: TrainConfig, as_of: dt.date, diges
     val = data[data["part"] == "validation"].copy()
     val["proba"] = baseline_score(val, config)
     with mlflow.start_run(run_name=f"rule baseline as_of={as_of}") as run:
-        k = int(np.ceil(selector.threshold_ * config.window_days - 1e-9))
+        # The rule applied is score >= threshold; K is the smallest day count that passes it.
+        k = next(m for m in range(config.window_days + 2) if m / config.window_days >= selector.threshold_)
         mlflow.set_tags({"kind": "baseline", "as_of": as_of.isoformat(), "input_digest": digest,
                          "rule": f"{BASELINE_FEATURE} >= {k}"})
         mlflow.log_params({"rule": "entered in the morning on at least K working days",
