@@ -1,0 +1,81 @@
+"""Start the service for real: `bentoml serve serving.service:CommuterBadge` with explicit workers.
+
+`commuter serve [--port N] [--workers N]` calls `serve(...)`, which replaces the calling process
+with the BentoML server (signals such as Ctrl-C then reach it directly).
+
+BentoML 1.4's `serve` command has no workers option: the worker count is service configuration,
+so it is passed as `BENTOML_CONFIG_OVERRIDES` (merged with any override already in the
+environment). The server's processes run in the project root (`--working-dir`), so paths that the
+settings resolve relative to the caller's directory (the decision store, a SQLite tracking store)
+are made absolute first: the service reads the same stores `commuter score` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from serving.service import SERVICE_NAME
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SERVICE_TARGET = "serving.service:CommuterBadge"
+
+
+def absolute_tracking_uri(uri: str, cwd: Path | None = None) -> str:
+    """A relative SQLite or plain-path tracking URI made absolute against `cwd`; others as is."""
+    cwd = cwd or Path.cwd()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((cwd / uri[len("sqlite:///") :]).resolve())
+    if "://" not in uri and not uri.startswith("file:"):
+        return str((cwd / uri).resolve())
+    return uri
+
+
+def server_env(workers: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for the server: the caller's, with absolute stores and the worker count."""
+    from commuter.settings import load_settings
+
+    env = dict(os.environ if base is None else base)
+    settings = load_settings()
+    env["COMMUTER_DECISIONS"] = str(Path(settings.decisions_path).expanduser().absolute())
+    env["MLFLOW_TRACKING_URI"] = absolute_tracking_uri(settings.tracking_uri)
+    overrides = json.loads(env.get("BENTOML_CONFIG_OVERRIDES") or "{}")
+    overrides.setdefault("services", {}).setdefault(SERVICE_NAME, {})["workers"] = int(workers)
+    env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+    # One thread per worker for OpenMP (LightGBM) and BLAS; workers are the unit of parallelism.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    return env
+
+
+def command(port: int = 3000, host: str = "0.0.0.0") -> list[str]:  # noqa: S104
+    """The `bentoml serve` command line (the worker count travels in the environment)."""
+    bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which(
+        "bentoml"
+    )
+    head = [bentoml] if bentoml else [sys.executable, "-m", "bentoml"]
+    return [
+        *head,
+        "serve",
+        SERVICE_TARGET,
+        "--working-dir",
+        str(PROJECT_ROOT),
+        "--host",
+        host,
+        "--port",
+        str(int(port)),
+    ]
+
+
+def serve(port: int = 3000, workers: int = 1, host: str = "0.0.0.0") -> None:  # noqa: S104
+    """Replace this process with the BentoML server on `host:port` with `workers` processes."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1 (got {workers})")
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be between 1 and 65535 (got {port})")
+    argv = command(port, host)
+    os.execvpe(argv[0], argv, server_env(workers))  # noqa: S606 - argv is ours, no shell

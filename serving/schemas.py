@@ -1,0 +1,178 @@
+"""What the badge issuer sends and gets back (contract section 3), and how bad input is reported.
+
+The request models are the single definition of valid input: BentoML builds the OpenAPI schema from
+them, and the request guard (`serving/auth.py`) validates every body against them before BentoML
+sees it, so a malformed field gets one JSON answer naming the field instead of a stack trace.
+Errors never echo the submitted values (`hide_input_in_errors`): trips must not reach any log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from features.schema import DIRECTIONS, MODES
+
+MAX_PERSONS = 1_000  # per /score request
+MAX_TRIPS = 2_000  # per person
+MAX_BADGE_IDS = 10_000  # per /badge request
+MAX_BODY_BYTES = 16 * 1024 * 1024  # any request body
+REASONS_PER_PERSON = 3
+
+Direction = Literal["in", "out"]
+Mode = Literal["rail", "car", "bus"]
+assert DIRECTIONS == ("in", "out")
+assert MODES == ("rail", "car", "bus")
+
+PersonId = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=256, pattern=r"\S"),
+    Field(description="pseudonymous person key, as in the trip feeds", examples=["p1"]),
+]
+AsOf = Annotated[
+    dt.date,
+    Field(
+        strict=True,
+        description="scoring date YYYY-MM-DD; features use the 28 days before it (local time)",
+        examples=["2021-11-26"],
+    ),
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True, str_strip_whitespace=False)
+
+
+class Trip(_Request):
+    """One observed crossing of the Beijing boundary."""
+
+    ts: Annotated[
+        AwareDatetime,
+        Field(
+            strict=True,
+            description="ISO 8601 instant with a UTC offset, e.g. 2021-11-22T07:04:51+08:00",
+            examples=["2021-11-22T07:04:51+08:00"],
+        ),
+    ]
+    direction: Annotated[Direction, Field(description="entering (in) or leaving (out) Beijing")]
+    mode: Annotated[Mode, Field(description="rail, car or bus")]
+    site_id: Annotated[
+        str,
+        StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=256),
+        Field(description="station or checkpoint code", examples=["CK-G1-XIJI"]),
+    ]
+    region: Annotated[
+        Annotated[str, StringConstraints(strict=True, strip_whitespace=True, max_length=256)]
+        | None,
+        Field(description="outside region the crossing connects to; may be empty or null"),
+    ] = ""
+
+
+class PersonTrips(_Request):
+    person_id: PersonId
+    trips: Annotated[
+        list[Trip],
+        Field(max_length=MAX_TRIPS, description=f"the person's crossings, at most {MAX_TRIPS:,}"),
+    ]
+
+
+Persons = Annotated[
+    list[PersonTrips],
+    Field(
+        max_length=MAX_PERSONS, description=f"people to score, at most {MAX_PERSONS:,}, ids unique"
+    ),
+]
+PersonIds = Annotated[
+    list[PersonId],
+    Field(max_length=MAX_BADGE_IDS, description=f"ids to look up, at most {MAX_BADGE_IDS:,}"),
+]
+
+
+class ScoreRequest(_Request):
+    as_of: AsOf
+    persons: Persons
+
+
+class BadgeRequest(_Request):
+    person_ids: PersonIds
+
+
+class Reason(BaseModel):
+    feature: str
+    description: str = Field(description="what the feature measures, in words")
+    value: int | float | None = Field(description="the person's value of the feature")
+    contribution: float = Field(description="push toward (+) or away from (-) the badge, log-odds")
+
+
+class PersonScore(BaseModel):
+    person_id: str
+    commuter_probability: float
+    badge: bool
+    reasons: list[Reason]
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    threshold: float
+    target_fpr: float
+    results: list[PersonScore] = Field(description="one per requested person, in request order")
+
+
+class BadgeFound(BaseModel):
+    person_id: str
+    found: Literal[True] = True
+    badge: bool
+    commuter_probability: float
+    as_of: dt.date
+    model_version: str
+
+
+class BadgeMissing(BaseModel):
+    person_id: str
+    found: Literal[False] = False
+
+
+class BadgeResponse(BaseModel):
+    results: list[BadgeFound | BadgeMissing] = Field(
+        description="one per requested id, in request order"
+    )
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+# pydantic error types that mean "too much" rather than "malformed": answered 413, not 422.
+_TOO_LARGE = {"too_long"}
+_MAX_LISTED = 20
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """('persons', 0, 'trips', 3, 'direction') -> 'persons[0].trips[3].direction'; () -> 'body'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def problem(error: str, field: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, "field": field, "message": message, **extra}
+
+
+def validation_problem(exc: ValidationError) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body for a failed validation: 400 not JSON, 413 over a limit, else 422."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    listed = [{"field": field_path(e["loc"]), "message": e["msg"]} for e in errors[:_MAX_LISTED]]
+    first, first_type = listed[0], errors[0]["type"]
+    if first_type == "json_invalid":
+        return 400, problem("invalid JSON", "body", f"the body is not JSON: {first['message']}")
+    too_large = [e for e in errors if e["type"] in _TOO_LARGE]
+    if too_large:
+        e = too_large[0]
+        return 413, problem("request too large", field_path(e["loc"]), e["msg"])
+    return 422, problem(
+        "invalid request", first["field"], first["message"], errors=listed, n_errors=len(errors)
+    )

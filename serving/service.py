@@ -1,0 +1,374 @@
+"""The badge issuer's HTTP service (contract section 3): `/score` from trips, `/badge` from batch.
+
+Run it with `commuter serve` (or `bentoml serve serving.service:CommuterBadge`). Each worker
+process loads the champion model once, opens the decision store read-only and keeps one DuckDB
+connection and one LightGBM call at a time, single-threaded, so workers scale with cores.
+
+`/score` computes features with `features_from_trips`, the same SQL that batch scoring runs, so a
+person gets the same probability here as from `commuter score`. Requests arriving while a batch is
+being scored are queued and scored together in one feature query (the query has a fixed cost of a
+few tens of milliseconds whatever its size), which is what keeps throughput up under concurrency.
+
+A person without crossings in the window gets probability 0.0, no badge and one reason saying so:
+the model is never asked about someone it has nothing to go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import bentoml
+import duckdb
+from starlette.responses import JSONResponse
+
+from features.read import connect
+from features.sql import Window
+from features.workdays import CalendarRangeError
+from serving.auth import RequestGuard
+from serving.decisions import DecisionStore, DecisionStoreError
+from serving.schemas import (
+    REASONS_PER_PERSON,
+    AsOf,
+    BadgeFound,
+    BadgeMissing,
+    BadgeRequest,
+    BadgeResponse,
+    PersonIds,
+    Persons,
+    PersonScore,
+    PersonTrips,
+    Reason,
+    ScoreRequest,
+    ScoreResponse,
+    problem,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "commuter_badge"
+MODEL_RETRY_SECONDS = 5.0  # how often a worker without a champion looks for one again
+MAX_BATCH_PERSONS = 2_000  # persons the scorer puts into one feature query
+# Under load (the last batch held several requests), the scorer waits for more requests while
+# they keep coming, each within BATCH_GAP of the last and BATCH_MAX_WAIT in all, so a burst shares
+# one feature query instead of queueing behind many. A lone client never waits.
+BATCH_GAP_SECONDS = 0.002
+BATCH_MAX_WAIT_SECONDS = 0.012
+
+BATCH_PERSONS = bentoml.metrics.Histogram(
+    name="commuter_score_batch_persons",
+    documentation="Persons scored together in one feature query (requests queued meanwhile)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+)
+
+
+def no_crossings_reason(window_days: int) -> dict[str, Any]:
+    return {
+        "feature": "crossings",
+        "description": f"no boundary crossings in the {window_days} days before as_of, so no badge",
+        "value": 0,
+        "contribution": 0.0,
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def calendar_problem(as_of: dt.date, window_days: int) -> str | None:
+    """Why the working-day calendar cannot cover this window, or None when it can."""
+    try:
+        Window(as_of, window_days).calendar()
+    except CalendarRangeError as exc:
+        return str(exc)
+    except OverflowError:  # as_of - window_days before year 1
+        return f"as_of {as_of.isoformat()} leaves no {window_days}-day window before it"
+    return None
+
+
+def score_persons(
+    model: Any,
+    as_of: dt.date,
+    persons: Sequence[PersonTrips],
+    con: duckdb.DuckDBPyConnection,
+) -> list[dict[str, Any]]:
+    """Probability, badge and reasons per person, in order; one feature query for all of them.
+
+    Persons are keyed by position inside the query, so equal ids from different requests in one
+    batch stay apart; nothing in the feature SQL depends on the id's value.
+    """
+    from features.build import features_from_trips
+
+    window_days = model.meta.window_days
+    keys = [f"{i:07d}" for i in range(len(persons))]
+    frame = features_from_trips(
+        ((k, (vars(t) for t in p.trips)) for k, p in zip(keys, persons, strict=True)),
+        as_of,
+        window_days=window_days,
+        con=con,
+    )
+    row_of = {key: i for i, key in enumerate(frame["person_id"].tolist())}
+    proba = model.predict_proba(frame)
+    badge = model.decide(proba)
+    reasons = model.reasons(frame, REASONS_PER_PERSON)
+    out = []
+    for key, person in zip(keys, persons, strict=True):
+        i = row_of.get(key)
+        if i is None:
+            out.append(
+                {
+                    "person_id": person.person_id,
+                    "commuter_probability": 0.0,
+                    "badge": False,
+                    "reasons": [no_crossings_reason(window_days)],
+                }
+            )
+        else:
+            out.append(
+                {
+                    "person_id": person.person_id,
+                    "commuter_probability": float(proba[i]),
+                    "badge": bool(badge[i]),
+                    "reasons": reasons[i],
+                }
+            )
+    return out
+
+
+@dataclass
+class _Job:
+    model: Any
+    as_of: dt.date
+    persons: Sequence[PersonTrips]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+
+def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():  # the client went away
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class BatchScorer:
+    """A thread that scores queued requests, together, on the worker's one DuckDB connection."""
+
+    def __init__(
+        self,
+        *,
+        max_batch_persons: int = MAX_BATCH_PERSONS,
+        gap: float = BATCH_GAP_SECONDS,
+        max_wait: float = BATCH_MAX_WAIT_SECONDS,
+    ) -> None:
+        self.max_batch_persons = max_batch_persons
+        self.gap = gap
+        self.max_wait = max_wait
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._con = connect(threads=1)
+        # Request-sized inputs make planning the feature query cost more than running it; these two
+        # optimizer passes take ~a third of it. Optimizers never change results (the parity tests
+        # hold /score to batch within 1e-6), and the joins are all one row per person.
+        self._con.execute("SET disabled_optimizers = 'filter_pullup,join_order'")
+        self._thread = threading.Thread(target=self._run, name="commuter-scorer", daemon=True)
+        self._thread.start()
+
+    async def score(self, model: Any, as_of: dt.date, persons: Sequence[PersonTrips]) -> list[dict]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put(_Job(model, as_of, persons, loop, future))
+        return await future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+        self._con.close()
+
+    def _run(self) -> None:
+        busy = False
+        while (job := self._queue.get()) is not None:
+            jobs, n = [job], len(job.persons)
+            deadline = time.monotonic() + (self.max_wait if busy else 0.0)
+            stop = False
+            while n < self.max_batch_persons:
+                wait = min(self.gap, deadline - time.monotonic())
+                try:
+                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+                n += len(more.persons)
+            groups: dict[tuple[int, dt.date], list[_Job]] = {}
+            for j in jobs:
+                groups.setdefault((id(j.model), j.as_of), []).append(j)
+            for group in groups.values():
+                self._score_group(group)
+            busy = len(jobs) > 1 or not self._queue.empty()
+            if stop:
+                return
+
+    def _score_group(self, jobs: list[_Job]) -> None:
+        persons = [p for j in jobs for p in j.persons]
+        BATCH_PERSONS.observe(len(persons))
+        try:
+            results = (
+                score_persons(jobs[0].model, jobs[0].as_of, persons, self._con) if persons else []
+            )
+        except Exception as exc:  # noqa: BLE001 - every waiting request must hear about it
+            if len(jobs) > 1:  # one request's failure must not fail the others batched with it
+                for j in jobs:
+                    self._score_group([j])
+                return
+            logger.exception("scoring a request of %d person(s) failed", len(persons))
+            for j in jobs:
+                j.loop.call_soon_threadsafe(_settle, j.future, None, exc)
+            return
+        start = 0
+        for j in jobs:
+            part = results[start : start + len(j.persons)]
+            start += len(j.persons)
+            j.loop.call_soon_threadsafe(_settle, j.future, part)
+
+
+def _unavailable(what: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": what, "message": message}, status_code=503, headers={"Retry-After": "10"}
+    )
+
+
+@bentoml.service(
+    name=SERVICE_NAME,
+    workers=1,  # `commuter serve --workers N` overrides this (serving/run.py)
+    threads=1,
+    traffic={"timeout": 60},
+)
+class CommuterBadge:
+    """Commuter probability with reasons from recent crossings, and the latest batch decisions."""
+
+    def __init__(self) -> None:
+        from commuter.settings import load_settings
+        from models import registry
+
+        settings = load_settings()
+        registry.configure(settings.tracking_uri)
+        self.store = DecisionStore(settings.decisions_path)
+        self._model: Any = None
+        self._model_problem = "the model has not been loaded yet"
+        self._model_lock = threading.Lock()
+        self._next_model_attempt = 0.0
+        self._load_model()
+        if not self.store.ready:
+            logger.warning("decision store not available: %s", self.store.problem)
+        self.scorer = BatchScorer()
+
+    def _load_model(self) -> Any:
+        """The champion; without one, look again at most every MODEL_RETRY_SECONDS."""
+        if self._model is not None:
+            return self._model
+        with self._model_lock:
+            if self._model is not None or time.monotonic() < self._next_model_attempt:
+                return self._model
+            from models.registry import load_model
+
+            try:
+                model = load_model(None)
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet", not a crash
+                first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+                self._model_problem = f"no model to serve: {first_line}"
+                self._next_model_attempt = time.monotonic() + MODEL_RETRY_SECONDS
+                logger.warning(
+                    "%s (retrying every %.0f s)", self._model_problem, MODEL_RETRY_SECONDS
+                )
+                return None
+            logger.info("serving model version %s (threshold %.4f)", model.version, model.threshold)
+            self._model = model
+            return model
+
+    def __is_ready__(self) -> bool:
+        return self._load_model() is not None and self.store.ready
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self.scorer.close()
+        self.store.close()
+
+    @bentoml.api(route="/score")
+    async def score(self, as_of: AsOf, persons: Persons) -> ScoreResponse:
+        """Commuter probability, badge decision and top reasons for each person, in request order.
+
+        Features use the person's crossings in the 28 days before `as_of` (Asia/Shanghai time).
+        A person without crossings in that window gets probability 0.0 and no badge.
+        """
+        seen: dict[str, int] = {}
+        for i, p in enumerate(persons):
+            if p.person_id in seen:
+                return JSONResponse(
+                    problem(
+                        "invalid request",
+                        f"persons[{i}].person_id",
+                        f"person_id repeats persons[{seen[p.person_id]}].person_id; "
+                        "send each person once",
+                    ),
+                    status_code=422,
+                )
+            seen[p.person_id] = i
+        model = self._model or await anyio.to_thread.run_sync(self._load_model)
+        if model is None:
+            return _unavailable("model not loaded", self._model_problem)
+        if (why := calendar_problem(as_of, model.meta.window_days)) is not None:
+            return JSONResponse(problem("invalid request", "as_of", why), status_code=422)
+        results = await self.scorer.score(model, as_of, persons) if persons else []
+        return ScoreResponse.model_construct(
+            model_version=str(model.version),
+            threshold=float(model.threshold),
+            target_fpr=float(model.target_fpr),
+            results=[
+                PersonScore.model_construct(
+                    **{**r, "reasons": [Reason.model_construct(**x) for x in r["reasons"]]}
+                )
+                for r in results
+            ],
+        )
+
+    @bentoml.api(route="/badge")
+    def badge(self, person_ids: PersonIds) -> BadgeResponse:
+        """The latest batch decision per id, in request order; `found: false` for unknown ids."""
+        if not self.store.ready:
+            return _unavailable("decision store not available", self.store.problem)
+        try:
+            found = self.store.lookup(list(person_ids))
+        except DecisionStoreError as exc:  # replaced by an unreadable file since `ready`
+            return _unavailable("decision store not available", str(exc))
+        results: list[BadgeFound | BadgeMissing] = []
+        for pid in person_ids:
+            row = found.get(pid)
+            if row is None:
+                results.append(BadgeMissing.model_construct(person_id=pid, found=False))
+            else:
+                results.append(
+                    BadgeFound.model_construct(
+                        person_id=pid,
+                        found=True,
+                        badge=row["badge"],
+                        commuter_probability=row["commuter_probability"],
+                        as_of=row["as_of"],
+                        model_version=row["model_version"],
+                    )
+                )
+        return BadgeResponse.model_construct(results=results)
+
+
+CommuterBadge.add_asgi_middleware(
+    RequestGuard, validators={"/score": ScoreRequest, "/badge": BadgeRequest}
+)

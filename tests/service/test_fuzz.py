@@ -1,0 +1,63 @@
+"""Schemathesis against the service's own OpenAPI schema: valid and invalid bodies, never a 5xx.
+
+Operations are driven with `APIOperation.as_strategy` under plain Hypothesis: schemathesis's
+lazy pytest loader (`schemathesis.pytest.from_fixture`) does not work with pytest 9 (it reads
+`request.node._nodeid`), and the schema only exists once the server fixture is up.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from .conftest import TOKENS
+
+pytestmark = pytest.mark.service
+
+API = [("POST", "/score"), ("POST", "/badge")]
+PROBES = [("GET", "/healthz"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics")]
+MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+
+
+@pytest.fixture(scope="session")
+def openapi_schema(server):
+    return schemathesis.openapi.from_url(server.url + "/docs.json")
+
+
+def test_schema_lists_exactly_the_operations_fuzzed_here(openapi_schema):
+    found = {(r.ok().method.upper(), r.ok().path) for r in openapi_schema.get_all_operations()}
+    assert found == set(API + PROBES), "a new operation must be added to the fuzz list"
+
+
+CASES = [(m, p, mode) for m, p in API for mode in MODES] + [(m, p, MODES[0]) for m, p in PROBES]
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=lambda x: str(x))
+def test_no_server_errors(openapi_schema, server, method, path, mode):
+    operation = openapi_schema[path][method]
+    headers = {"Authorization": f"Bearer {TOKENS[0]}"}
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def check(case):
+        response = case.call(base_url=server.url, headers=headers, timeout=60)
+        assert response.status_code < 500, (
+            f"{method} {path} ({mode}) -> {response.status_code}: {response.text[:500]}\n"
+            f"body: {str(case.body)[:500]}"
+        )
+        if response.status_code >= 400 and (method, path) in API:
+            content_type = response.headers.get("content-type") or response.headers.get(
+                "Content-Type"
+            )
+            content_type = content_type[0] if isinstance(content_type, list) else content_type
+            assert content_type.startswith("application/json"), response.text[:200]
+            assert "field" in response.json() or response.status_code == 405, response.text[:300]
+
+    check()
