@@ -104,6 +104,4 @@ def model_matrix(frame: pd.DataFrame) -> np.ndarray:
     missing = [n for n in FEATURE_NAMES if n not in frame.columns]
     if missing:
         raise ValueError(f"feature table lacks column(s): {', '.join(missing)}")
-    return np.column_stack(
-        [frame[n].astype("Float64").to_numpy(dtype="float64", na_value=np.nan) for n in FEATURE_NAMES]
-    )
+    return frame[list(FEATURE_NAMES)].to_numpy(dtype="float64", na_value=np.nan)

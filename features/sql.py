@@ -15,6 +15,7 @@ previous such read is the same crossing scanned twice and is dropped.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -164,10 +165,7 @@ class Window:
 
     def calendar(self) -> pa.Table:
         """Calendar rows for the window's days, with a Monday-based week number."""
-        table = calendar_table(self.start, self.as_of)
-        days = table.column("day").to_pylist()
-        # Day 0 (1970-01-01) was a Thursday, so (day + 3) // 7 changes on Mondays.
-        return table.append_column("week", pa.array([(d + 3) // 7 for d in days], pa.int64()))
+        return _window_calendar(self.start, self.as_of)
 
     def params(self, calendar: pa.Table) -> dict[str, int]:
         n_workdays = sum(calendar.column("is_workday").to_pylist())
@@ -183,6 +181,14 @@ class Window:
             "n_workdays": n_workdays,
             "n_offdays": self.window_days - n_workdays,
         }
+
+
+@functools.lru_cache(maxsize=64)
+def _window_calendar(start: dt.date, end: dt.date) -> pa.Table:
+    table = calendar_table(start, end)
+    days = table.column("day").to_pylist()
+    # Day 0 (1970-01-01) was a Thursday, so (day + 3) // 7 changes on Mondays.
+    return table.append_column("week", pa.array([(d + 3) // 7 for d in days], pa.int64()))
 
 
 def feature_sql(

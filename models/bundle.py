@@ -69,14 +69,24 @@ class CommuterModel:
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return np.asarray(proba) >= self.threshold
 
+    def explain(self, frame: pd.DataFrame, k: int = 3) -> tuple[np.ndarray, list[list[dict]]]:
+        """Probabilities and reasons together, building the model matrix once (the service's path)."""
+        if len(frame) == 0:
+            return np.zeros(0), []
+        x = model_matrix(frame)
+        proba = self.calibrator.predict(self.booster.predict(x, raw_score=True, num_threads=1))
+        return proba, self._reasons(x, k)
+
     def reasons(self, frame: pd.DataFrame, k: int = 3) -> list[list[dict]]:
         """The k largest TreeSHAP contributions (log-odds, toward the badge) per person, in words."""
         if len(frame) == 0:
             return []
-        x = model_matrix(frame)
+        return self._reasons(model_matrix(frame), k)
+
+    def _reasons(self, x: np.ndarray, k: int) -> list[list[dict]]:
         contrib = self.booster.predict(x, pred_contrib=True, num_threads=1)[:, :-1]
         out = []
-        for i in range(len(frame)):
+        for i in range(len(x)):
             order = np.argsort(-np.abs(contrib[i]), kind="stable")[:k]
             out.append([_reason(FEATURE_NAMES[j], x[i, j], contrib[i, j]) for j in order])
         return out

@@ -114,9 +114,8 @@ def score_persons(
         con=con,
     )
     row_of = {key: i for i, key in enumerate(frame["person_id"].tolist())}
-    proba = model.predict_proba(frame)
+    proba, reasons = model.explain(frame, REASONS_PER_PERSON)
     badge = model.decide(proba)
-    reasons = model.reasons(frame, REASONS_PER_PERSON)
     out = []
     for key, person in zip(keys, persons, strict=True):
         i = row_of.get(key)

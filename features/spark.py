@@ -1,0 +1,603 @@
+"""Features and scores on Apache Spark, from the same SQL text DuckDB runs.
+
+The feature logic lives once, in `features/sql.py`; this module only gets trips into the
+normalised relation `(person_id, t, direction, mode, site_id, region)` the SQL expects, registers it
+and the working-day calendar as temporary views, and runs `feature_sql` unchanged. Scoring ships the
+LightGBM model text to the executors and calls the very `CommuterModel.predict_proba` batch scoring
+uses, on feature rows converted by the very `features.build.to_frame` batch uses.
+
+Spark <-> Python data crosses only as Arrow (`createDataFrame(pyarrow.Table)`, `mapInArrow`,
+`DataFrame.toArrow`), never through PySpark's own pandas conversion, which PySpark 4.x does not
+fully support with pandas 3 (see docs/spark.md).
+
+Reading mirrors `features/read.py`: the same required columns, the same accepted values, the same
+normalisation (ids trimmed, direction and mode lower-cased, empty region ''), and a contract breach
+raises `TripDataError` naming the file, the column and an example bad value. Spark does not keep row
+numbers, so unlike the DuckDB reader the message cannot name the first offending row.
+
+Classic PySpark (a JVM driver) is assumed; Spark Connect is not supported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import functools
+import hashlib
+import os
+import sys
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from features.definitions import CONTEXT_COLUMNS, FEATURES
+from features.read import _OFFSET, SUFFIXES
+from features.schema import DEFAULT_WINDOW_DAYS, DIRECTIONS, MODES, TRIP_COLUMNS, TripDataError
+from features.sql import Window, feature_sql
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+    from models.bundle import CommuterModel
+
+# PySpark 4.x warns on import paths that pandas 3 is "not yet fully supported". Nothing here goes
+# through PySpark's pandas conversion (Arrow only), so the warning is noise for this module's calls.
+_PANDAS3_WARNING = r"PySpark does not yet fully support pandas >= 3"
+
+# CSV `ts` text: date, 'T' (a space is normalised to 'T'), time with optional seconds and 1-9 digit
+# fraction, and an offset. XXX reads Z and +08:00; X reads Z, +08 and +0800.
+_TS_PATTERNS = (
+    "yyyy-MM-dd'T'HH:mm[:ss][.SSSSSSSSS]XXX",
+    "yyyy-MM-dd'T'HH:mm[:ss][.SSSSSSSSS]X",
+)
+SCORE_SCHEMA = pa.schema(
+    [
+        ("person_id", pa.string()),
+        ("commuter_probability", pa.float64()),
+        ("badge", pa.bool_()),
+        ("threshold", pa.float64()),
+        ("model_version", pa.string()),
+    ]
+)
+_SCORE_DDL = (
+    "person_id string, commuter_probability double, badge boolean, threshold double, "
+    "model_version string"
+)
+_NO_ROWS = "row numbers are not available on Spark"
+SPARK_HASH = "xxhash64"  # the 64-bit hash feature_sql groups on (its `hash_fn`)
+_HASH_CLASH = "two person ids share a 64-bit hash; features cannot be told apart (report this)"
+
+# Local runs: ERROR and above only, and no executor stack traces for errors the driver re-raises.
+_LOG4J2 = """\
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.executor.name = org.apache.spark.executor.Executor
+logger.executor.level = off
+logger.tsm.name = org.apache.spark.scheduler.TaskSetManager
+logger.tsm.level = off
+logger.pyrunner.name = org.apache.spark.api.python
+logger.pyrunner.level = off
+"""
+
+
+@contextlib.contextmanager
+def _quiet_pandas3() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_PANDAS3_WARNING, category=FutureWarning)
+        yield
+
+
+def _log4j_file() -> str:
+    path = Path(tempfile.gettempdir()) / "commuter-spark-log4j2.properties"
+    if not path.exists() or path.read_text() != _LOG4J2:
+        path.write_text(_LOG4J2)
+    return str(path)
+
+
+def spark_session(
+    master: str | None = "local[2]",
+    *,
+    app_name: str = "commuter-badge",
+    driver_memory: str = "6g",
+    shuffle_partitions: int = 8,
+    quiet: bool = True,
+    conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """A SparkSession set up for this project (or the active one, reconfigured where Spark allows).
+
+    `master="local[2]"` (default) runs in this process's JVM: UI off, session time zone UTC,
+    `shuffle_partitions` shuffle partitions, `driver_memory` for the one JVM (6g suits a 2-core,
+    24 GB box and leaves room for DuckDB and the Python workers), ERROR-only logs, and the Python
+    workers run this interpreter with this checkout importable. `master=None` leaves the master and
+    the resources to `spark-submit` / spark-defaults (a cluster); only the time zone and Arrow
+    settings are applied then.
+    """
+    from pyspark.sql import SparkSession
+
+    local = master is not None and master.startswith("local")
+    builder = SparkSession.builder.appName(app_name)
+    settings: dict[str, str] = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+    }
+    if master is not None:
+        builder = builder.master(master)
+    if local:
+        # Workers must run this interpreter (a venv with pyarrow, lightgbm), not `python3` on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        root = str(Path(__file__).resolve().parent.parent)
+        settings.update(
+            {
+                "spark.ui.enabled": "false",
+                "spark.ui.showConsoleProgress": "false",
+                "spark.driver.memory": driver_memory,
+                "spark.sql.shuffle.partitions": str(shuffle_partitions),
+                "spark.executorEnv.PYTHONPATH": os.pathsep.join(
+                    p for p in (root, os.environ.get("PYTHONPATH", "")) if p
+                ),
+            }
+        )
+        if quiet:
+            settings["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={_log4j_file()}"
+    settings.update(conf or {})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    with _quiet_pandas3():
+        spark = builder.getOrCreate()
+    if quiet:
+        spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+@contextlib.contextmanager
+def _session() -> Iterator[SparkSession]:
+    """The active session, else one from spark-submit's settings, else local[2]; stops its own.
+
+    `COMMUTER_SPARK_MASTER` overrides the master (e.g. `yarn`, `k8s://...`, `local[*]`).
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    master = os.environ.get("COMMUTER_SPARK_MASTER")
+    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit
+        master = "local[2]"
+    spark = spark_session(master)
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def _spark_error(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _discover(spark: SparkSession, path: str) -> list[str]:
+    """Every .csv/.parquet/.pq file at `path` (a file, or a directory searched recursively).
+
+    Uses Spark's own file listing, so any file system Spark is configured for works (file:,
+    hdfs://, s3a://, abfss://, gs://); hidden files (names starting with '.' or '_') are skipped,
+    as Spark does. Returns URIs.
+    """
+    from pyspark.errors import AnalysisException
+
+    try:
+        listed = (
+            spark.read.format("text").option("recursiveFileLookup", "true").load(path).inputFiles()
+        )
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc):
+            raise TripDataError(f"{path}: no such file or directory") from None
+        raise TripDataError(f"{path}: cannot be listed: {_spark_error(exc)}") from None
+    files = sorted(f for f in listed if Path(f).suffix.lower() in SUFFIXES)
+    if not files:
+        if len(listed) == 1 and Path(listed[0]).name == Path(path.rstrip("/")).name:
+            suffix = Path(listed[0]).suffix
+            raise TripDataError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+        raise TripDataError(f"{path}: directory holds no .csv or .parquet files")
+    return files
+
+
+def _csv_header(spark: SparkSession, uri: str) -> tuple[str, ...]:
+    """Column names on the first line of a CSV file, read through Hadoop's file system API."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    stream = fs.open(hpath)
+    try:
+        line = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8")).readLine()
+    finally:
+        stream.close()
+    if not line:
+        return ()
+    return tuple(next(csv.reader([line.lstrip("\ufeff")])))
+
+
+def _label(files: list[str]) -> str:
+    return files[0] if len(files) == 1 else f"{files[0]} (and {len(files) - 1} more file(s))"
+
+
+def _ts_text(ts: Column) -> tuple[Column, Column]:
+    """The instant parsed from ISO 8601 text, and a flag that is true where it cannot be parsed."""
+    from pyspark.sql import functions as F
+
+    text = F.regexp_replace(F.trim(ts), r"^([0-9]{4}-[0-9]{2}-[0-9]{2}) ", "$1T")
+    has_offset = text.rlike(_OFFSET)
+    parsed = F.coalesce(*(F.try_to_timestamp(text, F.lit(p)) for p in _TS_PATTERNS))
+    parsed = F.when(has_offset, parsed)
+    return parsed, ts.isNull() | parsed.isNull()
+
+
+def _checks(df: DataFrame, label: str) -> tuple[list[tuple[str, Column, str]], Column]:
+    """(column, true on a bad row, what was expected) per column, and the parsed instant."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    ts_type = df.schema["ts"].dataType
+    if isinstance(ts_type, T.TimestampType):  # Parquet timestamp with time zone (UTC-adjusted)
+        ts, ts_bad = F.col("ts"), F.col("ts").isNull()
+    elif isinstance(ts_type, T.StringType):  # CSV, or text in Parquet
+        ts, ts_bad = _ts_text(F.col("ts"))
+    else:
+        raise TripDataError(
+            f"{label}: column 'ts' has type {ts_type.simpleString()}; expected a timestamp with "
+            "time zone (or ISO 8601 text with an offset such as 2021-11-22T07:04:51+08:00)"
+        )
+
+    def text(c: str) -> Column:
+        return F.trim(F.col(c).cast("string"))
+
+    return [
+        ("person_id", F.col("person_id").isNull() | (text("person_id") == ""), "a non-empty id"),
+        ("ts", ts_bad, "an ISO 8601 instant with a UTC offset"),
+        (
+            "direction",
+            F.col("direction").isNull() | ~F.lower(text("direction")).isin(*DIRECTIONS),
+            "one of " + ", ".join(DIRECTIONS),
+        ),
+        (
+            "mode",
+            F.col("mode").isNull() | ~F.lower(text("mode")).isin(*MODES),
+            "one of " + ", ".join(MODES),
+        ),
+        ("site_id", F.col("site_id").isNull() | (text("site_id") == ""), "a non-empty site code"),
+    ], ts
+
+
+def _check_columns(spark: SparkSession, file: str) -> None:
+    """Raise the missing-column error if `file` itself lacks a required column (error path only)."""
+    reader = spark.read.option("header", "true")
+    fmt = SUFFIXES[Path(file).suffix.lower()]
+    columns = (reader.parquet(file) if fmt == "parquet" else reader.csv(file)).columns
+    missing = [c for c in TRIP_COLUMNS if c not in columns]
+    if missing:
+        raise TripDataError(
+            f"{file}: missing required column(s) {', '.join(missing)}; "
+            f"expected {', '.join(TRIP_COLUMNS)} (found {', '.join(columns) or 'none'})"
+        )
+
+
+def _validate(df: DataFrame, checks: list[tuple[str, Column, str]], label: str) -> None:
+    """One pass over the data: bad rows and an example (file, value) per check; raise on any."""
+    from pyspark.sql import functions as F
+
+    has_file = "_file" in df.columns
+    aggs = []
+    for i, (column, bad, _) in enumerate(checks):
+        example = F.struct(
+            (F.col("_file") if has_file else F.lit(label)).alias("file"),
+            F.col(column).cast("string").alias("value"),
+        )
+        aggs += [
+            F.sum(F.when(bad, 1).otherwise(0)).alias(f"n{i}"),
+            F.min(F.when(bad, example)).alias(f"x{i}"),
+        ]
+    try:
+        row = df.agg(*aggs).collect()[0]
+    except Exception as exc:  # noqa: BLE001 - Py4J/JVM errors have no common Python base worth naming
+        message = _spark_error(exc)
+        if "NANOS" in message:
+            raise TripDataError(
+                f"{label}: column 'ts' holds nanosecond Parquet timestamps, which Spark cannot "
+                "read; rewrite the file with microsecond timestamps (pyarrow: "
+                "coerce_timestamps='us') or use the DuckDB engine"
+            ) from None
+        raise TripDataError(f"{label}: cannot be read: {message}") from None
+    for i, (column, _, expected) in enumerate(checks):
+        n_bad = row[f"n{i}"] or 0
+        if n_bad:
+            file, value = row[f"x{i}"]["file"], row[f"x{i}"]["value"]
+            if value is None and has_file and Path(file).suffix.lower() in SUFFIXES:
+                # Parquet files are read with merged schemas: a column one file lacks reads as null.
+                _check_columns(df.sparkSession, file)
+            raise TripDataError(
+                f"{file}: column '{column}' value {value!r} is not {expected} "
+                f"({n_bad} bad row{'s' if n_bad > 1 else ''} in {label}; {_NO_ROWS})"
+            )
+
+
+def normalise_trips(df: DataFrame, label: str = "<DataFrame>", validate: bool = True) -> DataFrame:
+    """Check contract-shaped trips (`person_id, ts, direction, mode, site_id, region`; extra
+    columns ignored) and return the normalised relation the feature SQL reads (`t` = floor epoch
+    seconds)."""
+    from pyspark.sql import functions as F
+
+    missing = [c for c in TRIP_COLUMNS if c not in df.columns]
+    if missing:
+        found = ", ".join(c for c in df.columns if c != "_file") or "none"
+        raise TripDataError(
+            f"{label}: missing required column(s) {', '.join(missing)}; "
+            f"expected {', '.join(TRIP_COLUMNS)} (found {found})"
+        )
+    checks, ts = _checks(df, label)
+    if validate:
+        _validate(df, checks, label)
+    # floor(epoch seconds) exactly as DuckDB's floor(epoch(ts)): integer floor division of micros.
+    micros = F.unix_micros(ts)
+    t = ((micros - F.pmod(micros, F.lit(1_000_000))) / F.lit(1_000_000)).cast("bigint")
+    return df.select(
+        F.trim(F.col("person_id").cast("string")).alias("person_id"),
+        t.alias("t"),
+        F.lower(F.trim(F.col("direction").cast("string"))).alias("direction"),
+        F.lower(F.trim(F.col("mode").cast("string"))).alias("mode"),
+        F.trim(F.col("site_id").cast("string")).alias("site_id"),
+        F.coalesce(F.trim(F.col("region").cast("string")), F.lit("")).alias("region"),
+    )
+
+
+def read_trips_spark(spark: SparkSession, path: str | Path) -> DataFrame:
+    """Trips at `path` (a file or directory; local path or any URI Spark reads, e.g. hdfs://,
+    s3a://) as the normalised relation `(person_id, t, direction, mode, site_id, region)`.
+
+    CSV and Parquet files (chosen by extension) may be mixed in one directory. Parquet files are
+    read together with schema merging; CSV files are read together per distinct header line. Every
+    group is checked against the contract (one Spark job each) before the relation is returned.
+    """
+    from pyspark.sql import functions as F
+
+    path = str(path)
+    files = _discover(spark, path)
+    parquet = [f for f in files if SUFFIXES[Path(f).suffix.lower()] == "parquet"]
+    groups: list[tuple[list[str], DataFrame]] = []
+    try:
+        if parquet:
+            raw = spark.read.option("mergeSchema", "true").parquet(*parquet)
+            groups.append((parquet, raw))
+        by_header: dict[tuple[str, ...], list[str]] = {}
+        for f in (f for f in files if f not in parquet):
+            by_header.setdefault(_csv_header(spark, f), []).append(f)
+        for header, group in by_header.items():
+            if not header:
+                raise TripDataError(f"{group[0]}: empty CSV file (no header line)")
+            raw = spark.read.csv(group, header=True, inferSchema=False)
+            groups.append((group, raw))
+    except TripDataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - schema conflicts, unreadable files
+        raise TripDataError(f"{path}: cannot be read: {_spark_error(exc)}") from None
+    parts = []
+    for group, raw in groups:
+        with_file = raw.select("*", F.col("_metadata.file_path").alias("_file"))
+        parts.append(normalise_trips(with_file, _label(group)))
+    return functools.reduce(lambda a, b: a.unionByName(b), parts)
+
+
+# ---------------------------------------------------------------------------------------- features
+
+
+def _as_date(as_of: dt.date | str) -> dt.date:
+    if isinstance(as_of, dt.datetime):
+        return as_of.date()
+    if isinstance(as_of, dt.date):
+        return as_of
+    return dt.date.fromisoformat(str(as_of))
+
+
+def _trips_frame(spark: SparkSession, path_or_df: str | Path | DataFrame) -> DataFrame:
+    from pyspark.sql import DataFrame
+    from pyspark.sql import functions as F
+
+    if not isinstance(path_or_df, DataFrame):
+        return read_trips_spark(spark, path_or_df)
+    df = path_or_df
+    if "ts" in df.columns:  # contract-shaped rows: check and normalise like a file
+        return normalise_trips(df)
+    missing = [
+        c
+        for c in ("person_id", "t", "direction", "mode", "site_id", "region")
+        if c not in df.columns
+    ]
+    if missing:
+        raise TripDataError(
+            f"<DataFrame>: missing column(s) {', '.join(missing)}; expected the "
+            "contract columns (with ts) or the normalised ones (with t)"
+        )
+    return df.select(
+        F.col("person_id").cast("string"),
+        F.col("t").cast("bigint"),
+        F.col("direction").cast("string"),
+        F.col("mode").cast("string"),
+        F.col("site_id").cast("string"),
+        F.coalesce(F.col("region").cast("string"), F.lit("")).alias("region"),
+    )
+
+
+def spark_features(
+    spark: SparkSession,
+    path_or_df: str | Path | DataFrame,
+    as_of: dt.date | str,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+) -> DataFrame:
+    """One row per person seen in the window before `as_of`: the DuckDB feature table, on Spark.
+
+    `path_or_df` is a path/URI of trip files, or a DataFrame with either the contract columns
+    (`ts`, checked and normalised) or the normalised ones (`t`). The result is lazy; columns and
+    types are those of `feature_sql` (person_id, BIGINT/DOUBLE features, main_mode, main_region),
+    rows ordered by person_id.
+    """
+    from pyspark.sql import functions as F
+
+    window = Window(_as_date(as_of), window_days)
+    trips = _trips_frame(spark, path_or_df)
+    calendar = window.calendar()
+    suffix = uuid.uuid4().hex[:12]
+    trips_view, calendar_view = f"commuter_trips_{suffix}", f"commuter_calendar_{suffix}"
+    with _quiet_pandas3():
+        calendar_df = spark.createDataFrame(calendar)
+    trips.createOrReplaceTempView(trips_view)
+    calendar_df.createOrReplaceTempView(calendar_view)
+    # The query DuckDB runs, with the SQL module's own Spark switch: Spark's `hash` is 32 bits,
+    # far too few for millions of ids, so the grouping keys use `xxhash64` (DuckDB's `hash` is
+    # 64 bits). Views are resolved by spark.sql, so they can be dropped right after.
+    sql = feature_sql(trips_view, calendar_view, window.params(calendar), hash_fn=SPARK_HASH)
+    try:
+        features = spark.sql(sql)
+    finally:
+        spark.catalog.dropTempView(trips_view)
+        spark.catalog.dropTempView(calendar_view)
+    # Two ids sharing a 64-bit key come out with person_id NULL (as in features.build): fail the
+    # job there, before anything is written, rather than emit an unusable row.
+    guarded = F.when(F.col("person_id").isNotNull(), F.col("person_id")).otherwise(
+        F.raise_error(F.lit(_HASH_CLASH))
+    )
+    return features.withColumn("person_id", guarded)
+
+
+def _write(df: DataFrame, out: str) -> int:
+    """Write `df` as a Spark output directory at `out` (CSV with header if it ends in .csv, else
+    Parquet), replacing what is there; return the number of rows written."""
+    spark = df.sparkSession
+    if out.lower().endswith(".csv"):
+        df.write.mode("overwrite").option("header", "true").csv(out)
+        return spark.read.option("header", "true").csv(out).count()
+    df.write.mode("overwrite").parquet(out)
+    return spark.read.parquet(out).count()  # from the Parquet footers: no data pass
+
+
+def write_spark_features(
+    path: str | Path, as_of: dt.date | str, out: str | Path, window_days: int = DEFAULT_WINDOW_DAYS
+) -> int:
+    """`commuter features --engine spark`: features of the trips at `path` written to `out` as a
+    Spark output directory (part files; Parquet, or CSV if `out` ends in .csv); returns persons.
+
+    Uses the active SparkSession if there is one, else spark-submit's settings, else local[2].
+    """
+    with _session() as spark:
+        return _write(spark_features(spark, str(path), as_of, window_days), str(out))
+
+
+# ----------------------------------------------------------------------------------------- scoring
+
+_WORKER_MODELS: dict[str, CommuterModel] = {}
+
+
+def _worker_model(key: str, model_text, meta, version: str) -> CommuterModel:
+    """The model on an executor, built once per Python worker from the broadcast booster text."""
+    model = _WORKER_MODELS.get(key)
+    if model is None:
+        import lightgbm as lgb
+
+        from models.bundle import CommuterModel
+
+        model = CommuterModel(lgb.Booster(model_str=model_text.value), meta, version=version)
+        if len(_WORKER_MODELS) >= 4:
+            _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = model
+    return model
+
+
+def _score_batches(batches, key: str, model_text, meta, version: str):
+    """mapInArrow body: feature batches -> to_frame (batch dtypes) -> predict_proba -> decisions."""
+    import numpy as np
+
+    from features.build import to_frame
+
+    model = _worker_model(key, model_text, meta, version)
+    for batch in batches:
+        frame = to_frame(pa.Table.from_batches([batch]))
+        proba = np.asarray(model.predict_proba(frame), dtype="float64")
+        n = len(frame)
+        yield pa.RecordBatch.from_arrays(
+            [
+                batch.column("person_id").cast(pa.string()),
+                pa.array(proba, pa.float64()),
+                pa.array(model.decide(proba), pa.bool_()),
+                pa.array(np.full(n, model.threshold)),
+                pa.array([model.version] * n, pa.string()),
+            ],
+            schema=SCORE_SCHEMA,
+        )
+
+
+def score_features(features: DataFrame, model: CommuterModel) -> DataFrame:
+    """Scores for a feature DataFrame from `spark_features`: person_id, commuter_probability, badge,
+    threshold, model_version.
+
+    Each Arrow batch becomes the batch feature frame by `features.build.to_frame` and is scored by
+    `CommuterModel.predict_proba` on the executors; the booster travels as its LightGBM text
+    (broadcast once, parsed once per Python worker) with the calibration and threshold beside it.
+    """
+    expected = ["person_id", *(f.name for f in FEATURES), *CONTEXT_COLUMNS]
+    if features.columns != expected:  # to_frame reads these by name; fail on the driver, not later
+        raise ValueError(
+            f"not a spark_features table: columns {features.columns} are not {expected}"
+        )
+    text = model.booster.model_to_string()
+    key = hashlib.sha256(text.encode()).hexdigest()
+    broadcast = features.sparkSession.sparkContext.broadcast(text)
+    body = functools.partial(
+        _score_batches, key=key, model_text=broadcast, meta=model.meta, version=str(model.version)
+    )
+    with _quiet_pandas3():
+        return features.mapInArrow(body, _SCORE_DDL)
+
+
+def spark_score(
+    spark: SparkSession,
+    path: str | Path | DataFrame,
+    as_of: dt.date | str,
+    model: CommuterModel,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+) -> DataFrame:
+    """Scores on Spark for the trips at `path` (or a trips DataFrame, as for `spark_features`):
+    person_id, commuter_probability (double), badge (boolean), threshold (double), model_version
+    (string); the same maths as batch scoring (see `score_features`)."""
+    return score_features(spark_features(spark, path, as_of, window_days), model)
+
+
+def write_spark_scores(
+    path: str | Path,
+    as_of: dt.date | str,
+    out: str | Path,
+    model_uri: str | None = None,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    model: CommuterModel | None = None,
+) -> int:
+    """`commuter score --engine spark`: scores written to `out` (a Spark Parquet directory, or CSV
+    if `out` ends in .csv); returns persons scored. The model is `model`, else the one at
+    `model_uri` (default: the champion) loaded with `models.registry.load_model`; MLflow tracking is
+    configured by the caller (the CLI does)."""
+    if model is None:
+        from models.registry import load_model
+
+        model = load_model(model_uri)
+    with _session() as spark:
+        return _write(spark_score(spark, str(path), as_of, model, window_days), str(out))
