@@ -84,11 +84,15 @@ def main() -> None:
     t_feat, rss_feat, cpu_feat = timed(phase_features, trips, args.as_of)
     print()
     print(f"{'phase':<28}{'wall s':>9}{'CPU s':>9}{'crossings/s':>14}{'peak RSS GiB':>14}")
-    for name, t, c, r in (("plain DuckDB aggregate", t_plain, cpu_plain, rss_plain),
-                          ("feature build (+ write)", t_feat, cpu_feat, rss_feat)):
+    for name, t, c, r in (
+        ("plain DuckDB aggregate", t_plain, cpu_plain, rss_plain),
+        ("feature build (+ write)", t_feat, cpu_feat, rss_feat),
+    ):
         print(f"{name:<28}{t:>9.2f}{c:>9.2f}{rows / t:>14,.0f}{r:>14.2f}")
-    print(f"\nratio feature build / plain pass: wall {t_feat / t_plain:.2f}, CPU {cpu_feat / cpu_plain:.2f} "
-          f"(target <= 3); peak RSS {rss_feat:.2f} GiB (target < 4); load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\nratio feature build / plain pass: wall {t_feat / t_plain:.2f}, CPU {cpu_feat / cpu_plain:.2f} "
+        f"(target <= 3); peak RSS {rss_feat:.2f} GiB (target < 4); load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,13 +22,19 @@ app = typer.Typer(
 err = Console(stderr=True)
 out = Console(soft_wrap=True, highlight=False)
 
-AsOf = Annotated[str, typer.Option("--as-of", help="Scoring date YYYY-MM-DD; features use the days before it.")]
-Trips = Annotated[Path, typer.Option("--trips", help="Trip file (.csv/.parquet) or a directory of them.")]
-Labels = Annotated[Path, typer.Option("--labels", help="Labels file: person_id, is_commuter (CSV or Parquet).")]
-Window = Annotated[int, typer.Option("--window-days", help="Days of history before --as-of.", min=8)]
-ModelUri = Annotated[
-    str, typer.Option("--model", help="MLflow model URI.", show_default=True)
+AsOf = Annotated[
+    str, typer.Option("--as-of", help="Scoring date YYYY-MM-DD; features use the days before it.")
 ]
+Trips = Annotated[
+    Path, typer.Option("--trips", help="Trip file (.csv/.parquet) or a directory of them.")
+]
+Labels = Annotated[
+    Path, typer.Option("--labels", help="Labels file: person_id, is_commuter (CSV or Parquet).")
+]
+Window = Annotated[
+    int, typer.Option("--window-days", help="Days of history before --as-of.", min=8)
+]
+ModelUri = Annotated[str, typer.Option("--model", help="MLflow model URI.", show_default=True)]
 
 
 class UserError(Exception):
@@ -58,7 +64,11 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("COMMUTER_DEBUG"):
                 raise
             known = exc.__class__.__name__ in {
-                "UserError", "TripDataError", "CalendarRangeError", "ModelError", "NotEnoughNegativesError",
+                "UserError",
+                "TripDataError",
+                "CalendarRangeError",
+                "ModelError",
+                "NotEnoughNegativesError",
             }
             prefix = "error" if known else f"error ({exc.__class__.__name__})"
             message = " ".join(str(exc).split()) or exc.__class__.__name__
@@ -119,7 +129,9 @@ def features(
     as_of: AsOf,
     out_file: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
     window_days: Window = 28,
-    engine: Annotated[str, typer.Option("--engine", help="duckdb (in-process) or spark.")] = "duckdb",
+    engine: Annotated[
+        str, typer.Option("--engine", help="duckdb (in-process) or spark.")
+    ] = "duckdb",
 ) -> None:
     """One row per person: person_id, every model feature, and the main mode and region."""
     import time
@@ -155,11 +167,14 @@ def train(
     target_fpr: Annotated[
         float, typer.Option("--target-fpr", help="False-positive rate to certify (95% confidence).")
     ] = 0.01,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the person split and LightGBM.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed for the person split and LightGBM.")
+    ] = 0,
     window_days: Window = 28,
 ) -> None:
     """Train, calibrate, certify the threshold, log to MLflow, register; promote if the gates pass."""
-    from models.train import TrainConfig, train as run_training
+    from models.train import TrainConfig
+    from models.train import train as run_training
 
     if not 0 < target_fpr < 1:
         raise UserError(f"--target-fpr {target_fpr} must be between 0 and 1")
@@ -169,13 +184,21 @@ def train(
         result = run_training(trips, labels, day, config, progress=lambda s: _update(status, s))
     m, b = result.metrics, result.baseline_metrics
     out.print(f"run id            {result.run_id}")
-    out.print(f"model version     {result.version} ({'promoted to champion' if result.promoted else 'NOT promoted'})")
+    out.print(
+        f"model version     {result.version} ({'promoted to champion' if result.promoted else 'NOT promoted'})"
+    )
     out.print(f"threshold         {result.threshold:.6f}")
-    out.print(f"FPR bound         {result.certified_fpr_upper:.4%} certified (target {target_fpr:.2%}, 95% CP)")
-    out.print(f"validation        AUC {m['val_auc']:.4f}  recall {m['val_recall']:.4f}  "
-              f"FPR {m['val_fpr']:.4%} (upper95 {m['val_fpr_upper95']:.4%})")
-    out.print(f"rule baseline     recall {b['val_recall']:.4f}  FPR {b['val_fpr']:.4%}  "
-              f"(run {result.baseline_run_id})")
+    out.print(
+        f"FPR bound         {result.certified_fpr_upper:.4%} certified (target {target_fpr:.2%}, 95% CP)"
+    )
+    out.print(
+        f"validation        AUC {m['val_auc']:.4f}  recall {m['val_recall']:.4f}  "
+        f"FPR {m['val_fpr']:.4%} (upper95 {m['val_fpr_upper95']:.4%})"
+    )
+    out.print(
+        f"rule baseline     recall {b['val_recall']:.4f}  FPR {b['val_fpr']:.4%}  "
+        f"(run {result.baseline_run_id})"
+    )
     failed = [k for k, v in result.gates.items() if not v]
     if failed:
         out.print(f"gates failed      {', '.join(failed)}")
@@ -197,8 +220,10 @@ def evaluate(
         result = run_evaluation(trips, labels, day, model)
     m = result["metrics"]
     out.print(f"run id     {result['run_id']}  (model {model}, version {result['version']})")
-    out.print(f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
-              f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}")
+    out.print(
+        f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
+        f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}"
+    )
 
 
 @app.command()
@@ -208,9 +233,12 @@ def score(
     as_of: AsOf,
     out_file: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
     model: ModelUri = "models:/commuter-badge@champion",
-    engine: Annotated[str, typer.Option("--engine", help="duckdb (in-process) or spark.")] = "duckdb",
+    engine: Annotated[
+        str, typer.Option("--engine", help="duckdb (in-process) or spark.")
+    ] = "duckdb",
     publish: Annotated[
-        bool, typer.Option("--publish/--no-publish", help="Publish decisions to the store /badge reads.")
+        bool,
+        typer.Option("--publish/--no-publish", help="Publish decisions to the store /badge reads."),
     ] = True,
 ) -> None:
     """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version."""
@@ -228,7 +256,9 @@ def score(
 
         with _status("scoring on Spark"):
             n = write_spark_scores(str(trips), day, str(out_file), model)
-        out.print(f"{n:,} persons scored -> {out_file} ({time.perf_counter() - start:.1f} s, spark)")
+        out.print(
+            f"{n:,} persons scored -> {out_file} ({time.perf_counter() - start:.1f} s, spark)"
+        )
         return
     if engine != "duckdb":
         raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
@@ -236,7 +266,9 @@ def score(
 
     with _status("scoring"):
         loaded = registry.load_model(model)
-        scored = score_path(trips, day, loaded, out_file, settings.decisions_path if publish else None)
+        scored = score_path(
+            trips, day, loaded, out_file, settings.decisions_path if publish else None
+        )
     published = f", published to {settings.decisions_path}" if publish else ""
     out.print(
         f"{len(scored):,} persons scored, {int(scored['badge'].sum()):,} badges "

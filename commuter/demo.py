@@ -36,8 +36,14 @@ def free_port() -> int:
 
 def feature_summary(features: Path, persons: Path) -> None:
     frame = pd.read_parquet(features).merge(pd.read_parquet(persons), on="person_id")
-    cols = ["workday_coverage", "workday_round_trip_share", "entry_hour_spread", "offday_active_share",
-            "crossings_per_active_day", "night_share"]
+    cols = [
+        "workday_coverage",
+        "workday_round_trip_share",
+        "entry_hour_spread",
+        "offday_active_share",
+        "crossings_per_active_day",
+        "night_share",
+    ]
     table = frame.groupby("archetype")[cols].median().round(2)
     table.insert(0, "commuter", frame.groupby("archetype")["true_commuter"].first())
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -51,7 +57,10 @@ def ask_service(world: Path, port: int) -> None:
     print(f"\n$ commuter serve --port {port}", flush=True)
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("commuter")), "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -73,14 +82,21 @@ def ask_service(world: Path, port: int) -> None:
         mine = trips[trips["person_id"] == pid].sort_values("ts")
         body = {
             "as_of": AS_OF,
-            "persons": [{
-                "person_id": pid,
-                "trips": [
-                    {"ts": t.ts.isoformat(), "direction": t.direction, "mode": t.mode,
-                     "site_id": t.site_id, "region": t.region}
-                    for t in mine.itertuples()
-                ],
-            }],
+            "persons": [
+                {
+                    "person_id": pid,
+                    "trips": [
+                        {
+                            "ts": t.ts.isoformat(),
+                            "direction": t.direction,
+                            "mode": t.mode,
+                            "site_id": t.site_id,
+                            "region": t.region,
+                        }
+                        for t in mine.itertuples()
+                    ],
+                }
+            ],
         }
         headers = {"Authorization": f"Bearer {token}"}
         print(f"\nPOST /score  (person {pid}, a Xianghe driver, {len(mine)} crossings)")
@@ -107,15 +123,48 @@ def main() -> None:
     world = args.dir / "world"
     if args.dir.exists():
         shutil.rmtree(args.dir)
-    run("simulate", "--persons", str(args.persons), "--as-of", AS_OF, "--seed", str(args.seed),
-        "--out", str(world))
+    run(
+        "simulate",
+        "--persons",
+        str(args.persons),
+        "--as-of",
+        AS_OF,
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(world),
+    )
     features = args.dir / "features.parquet"
-    run("features", "--trips", str(world / "trips.parquet"), "--as-of", AS_OF, "--out", str(features))
+    run(
+        "features",
+        "--trips",
+        str(world / "trips.parquet"),
+        "--as-of",
+        AS_OF,
+        "--out",
+        str(features),
+    )
     feature_summary(features, world / "persons.parquet")
-    run("train", "--trips", str(world / "trips.parquet"), "--labels", str(world / "labels.csv"),
-        "--as-of", AS_OF, "--target-fpr", "0.01")
-    run("score", "--trips", str(world / "trips.parquet"), "--as-of", AS_OF,
-        "--out", str(args.dir / "scores.csv"))
+    run(
+        "train",
+        "--trips",
+        str(world / "trips.parquet"),
+        "--labels",
+        str(world / "labels.csv"),
+        "--as-of",
+        AS_OF,
+        "--target-fpr",
+        "0.01",
+    )
+    run(
+        "score",
+        "--trips",
+        str(world / "trips.parquet"),
+        "--as-of",
+        AS_OF,
+        "--out",
+        str(args.dir / "scores.csv"),
+    )
     ask_service(world, free_port())
     print("\nMLflow: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db")
 

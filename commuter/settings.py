@@ -26,13 +26,17 @@ class Settings(BaseModel):
         return f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
 
     def __repr__(self) -> str:  # never print tokens
-        return f"Settings(tracking_uri={self.tracking_uri!r}, decisions_path={self.decisions_path!r})"
+        return (
+            f"Settings(tracking_uri={self.tracking_uri!r}, decisions_path={self.decisions_path!r})"
+        )
 
     __str__ = __repr__
 
 
 def load_settings() -> Settings:
-    tokens = tuple(t.strip() for t in os.environ.get("COMMUTER_API_TOKENS", "").split(",") if t.strip())
+    tokens = tuple(
+        t.strip() for t in os.environ.get("COMMUTER_API_TOKENS", "").split(",") if t.strip()
+    )
     return Settings(
         tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db",
         decisions_path=os.environ.get("COMMUTER_DECISIONS") or "decisions.duckdb",

@@ -18,8 +18,14 @@ from features.schema import DEFAULT_WINDOW_DAYS
 from features.sql import Window, feature_sql
 
 _TRIPS_SCHEMA = pa.schema(
-    [("person_id", pa.string()), ("t", pa.int64()), ("direction", pa.string()),
-     ("mode", pa.string()), ("site_id", pa.string()), ("region", pa.string())]
+    [
+        ("person_id", pa.string()),
+        ("t", pa.int64()),
+        ("direction", pa.string()),
+        ("mode", pa.string()),
+        ("site_id", pa.string()),
+        ("region", pa.string()),
+    ]
 )
 
 
@@ -37,8 +43,12 @@ def _run(con: duckdb.DuckDBPyConnection, trips: str, window: Window) -> pd.DataF
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """Feature rows with deliberate dtypes: str ids and context, nullable Int64 counts, float64 rest."""
     if table.column("person_id").null_count:
-        raise RuntimeError("two person ids share a 64-bit hash; features cannot be told apart (report this)")
-    columns: dict[str, object] = {"person_id": pd.array(table.column("person_id").to_pylist(), dtype="str")}
+        raise RuntimeError(
+            "two person ids share a 64-bit hash; features cannot be told apart (report this)"
+        )
+    columns: dict[str, object] = {
+        "person_id": pd.array(table.column("person_id").to_pylist(), dtype="str")
+    }
     for f in FEATURES:
         col = table.column(f.name).to_numpy(zero_copy_only=False)
         columns[f.name] = pd.array(col, dtype="Int64") if f.kind == "int" else col.astype("float64")
@@ -82,15 +92,24 @@ def features_from_trips(
             ts = trip["ts"]
             if not isinstance(ts, dt.datetime) or ts.tzinfo is None:
                 raise ValueError("trip ts must be a timezone-aware datetime")
-            rows.append((person_id, math.floor(ts.timestamp()), trip["direction"], trip["mode"],
-                         trip["site_id"], trip.get("region") or ""))
+            rows.append(
+                (
+                    person_id,
+                    math.floor(ts.timestamp()),
+                    trip["direction"],
+                    trip["mode"],
+                    trip["site_id"],
+                    trip.get("region") or "",
+                )
+            )
     window = Window(as_of, window_days)
     if engine == "sqlite" or (engine == "auto" and len(rows) <= SQLITE_MAX_TRIPS):
         from features import sqlite_engine
 
         return to_frame(sqlite_engine.run(rows, window))
-    table = pa.table(list(zip(*rows, strict=True)) if rows else [[] for _ in _TRIPS_SCHEMA],
-                     schema=_TRIPS_SCHEMA)
+    table = pa.table(
+        list(zip(*rows, strict=True)) if rows else [[] for _ in _TRIPS_SCHEMA], schema=_TRIPS_SCHEMA
+    )
     con = con or connect(threads=1)
     con.register("request_trips", table)
     try:

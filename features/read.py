@@ -37,7 +37,9 @@ def discover(path: str | Path) -> list[Path]:
     return files
 
 
-def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    threads: int | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-process DuckDB connection in UTC, so nothing depends on the machine's time zone."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -85,13 +87,27 @@ def _checks(ts_bad: str) -> list[tuple[str, str, str]]:
     dirs = ", ".join(f"'{d}'" for d in DIRECTIONS)
     modes = ", ".join(f"'{m}'" for m in MODES)
     return [
-        ("person_id", "person_id IS NULL OR trim(CAST(person_id AS VARCHAR)) = ''", "a non-empty id"),
+        (
+            "person_id",
+            "person_id IS NULL OR trim(CAST(person_id AS VARCHAR)) = ''",
+            "a non-empty id",
+        ),
         ("ts", ts_bad, "an ISO 8601 instant with a UTC offset"),
-        ("direction", f"direction IS NULL OR lower(trim(CAST(direction AS VARCHAR))) NOT IN ({dirs})",
-         "one of " + ", ".join(DIRECTIONS)),
-        ("mode", f"mode IS NULL OR lower(trim(CAST(mode AS VARCHAR))) NOT IN ({modes})",
-         "one of " + ", ".join(MODES)),
-        ("site_id", "site_id IS NULL OR trim(CAST(site_id AS VARCHAR)) = ''", "a non-empty site code"),
+        (
+            "direction",
+            f"direction IS NULL OR lower(trim(CAST(direction AS VARCHAR))) NOT IN ({dirs})",
+            "one of " + ", ".join(DIRECTIONS),
+        ),
+        (
+            "mode",
+            f"mode IS NULL OR lower(trim(CAST(mode AS VARCHAR))) NOT IN ({modes})",
+            "one of " + ", ".join(MODES),
+        ),
+        (
+            "site_id",
+            "site_id IS NULL OR trim(CAST(site_id AS VARCHAR)) = ''",
+            "a non-empty site code",
+        ),
     ]
 
 
@@ -152,7 +168,9 @@ def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     )
 
 
-def register_trips(con: duckdb.DuckDBPyConnection, path: str | Path, name: str = "trips") -> list[Path]:
+def register_trips(
+    con: duckdb.DuckDBPyConnection, path: str | Path, name: str = "trips"
+) -> list[Path]:
     """Check every file at `path` and create the view `name` over all their normalised rows."""
     files = discover(path)
     parts = [normalised_sql(con, f) for f in files]
@@ -165,8 +183,10 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise TripDataError(f"{p}: no such labels file")
-    frame = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(
-        p, dtype={"person_id": "string"}
+    frame = (
+        pd.read_parquet(p)
+        if p.suffix.lower() in (".parquet", ".pq")
+        else pd.read_csv(p, dtype={"person_id": "string"})
     )
     missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
     if missing:
@@ -183,7 +203,10 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         i = int(empty.to_numpy().nonzero()[0][0])
         raise TripDataError(f"{p} row {i + 1}: column 'person_id' is empty")
     out = pd.DataFrame(
-        {"person_id": frame["person_id"].astype(str), "is_commuter": frame["is_commuter"].astype("int64")}
+        {
+            "person_id": frame["person_id"].astype(str),
+            "is_commuter": frame["is_commuter"].astype("int64"),
+        }
     )
     dup = out["person_id"].duplicated()
     if dup.any():

@@ -67,17 +67,27 @@ _MIN_STAY_S = 1_800  # an "out" never comes less than 30 minutes after its "in"
 
 
 # Stations (RL-) and road checkpoints (CK-) -> the region outside Beijing each one connects to.
-SITES: Mapping[str, str] = MappingProxyType({
-    "RL-WUQING": "tianjin-wuqing", "RL-LANGFANG": "langfang-guangyang",
-    "RL-ZHUOZHOU": "baoding-zhuozhou", "RL-TIANJIN-SOUTH": "tianjin-xiqing",
-    "RL-TIANJIN": "tianjin-hedong", "RL-BAODING-EAST": "baoding-lianchi",
-    "CK-G1-XIJI": "langfang-xianghe", "CK-G102-BAIMIAO": "langfang-sanhe",
-    "CK-YANJIAO-CHAOBAI": "langfang-sanhe", "CK-G4-DUDIAN": "baoding-zhuozhou",
-    "CK-G107-LIULIHE": "baoding-zhuozhou", "CK-G2-CAIYU": "tianjin-wuqing",
-    "CK-G1N-BAODI": "tianjin-baodi", "CK-G45-YUFA": "langfang-guan",
-    "CK-G95-LANGFANG": "langfang-guangyang", "CK-G3-DACHANG": "langfang-dachang",
-    "CK-G6-KANGZHUANG": "zhangjiakou-huailai",
-})
+SITES: Mapping[str, str] = MappingProxyType(
+    {
+        "RL-WUQING": "tianjin-wuqing",
+        "RL-LANGFANG": "langfang-guangyang",
+        "RL-ZHUOZHOU": "baoding-zhuozhou",
+        "RL-TIANJIN-SOUTH": "tianjin-xiqing",
+        "RL-TIANJIN": "tianjin-hedong",
+        "RL-BAODING-EAST": "baoding-lianchi",
+        "CK-G1-XIJI": "langfang-xianghe",
+        "CK-G102-BAIMIAO": "langfang-sanhe",
+        "CK-YANJIAO-CHAOBAI": "langfang-sanhe",
+        "CK-G4-DUDIAN": "baoding-zhuozhou",
+        "CK-G107-LIULIHE": "baoding-zhuozhou",
+        "CK-G2-CAIYU": "tianjin-wuqing",
+        "CK-G1N-BAODI": "tianjin-baodi",
+        "CK-G45-YUFA": "langfang-guan",
+        "CK-G95-LANGFANG": "langfang-guangyang",
+        "CK-G3-DACHANG": "langfang-dachang",
+        "CK-G6-KANGZHUANG": "zhangjiakou-huailai",
+    }
+)
 _SITE_IDS = tuple(SITES)
 _SITE_INDEX = {site: i for i, site in enumerate(_SITE_IDS)}
 _IS_RAIL = np.array([site.startswith("RL-") for site in _SITE_IDS])
@@ -117,84 +127,316 @@ class Archetype:
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
 
-def _arch(name, share, commuter, description, kind, routes, *, road_mode="car", p_alt=0.05,
-          p_any=0.0, **params) -> Archetype:
-    return Archetype(name, share, commuter, description, kind, routes, params, road_mode, p_alt,
-                     p_any)
+def _arch(
+    name,
+    share,
+    commuter,
+    description,
+    kind,
+    routes,
+    *,
+    road_mode="car",
+    p_alt=0.05,
+    p_any=0.0,
+    **params,
+) -> Archetype:
+    return Archetype(
+        name, share, commuter, description, kind, routes, params, road_mode, p_alt, p_any
+    )
 
 
 ARCHETYPES: tuple[Archetype, ...] = (
-    _arch("daily_rail", 0.10, True, "intercity train every working day", "commuter",
-          {"RL-WUQING": .5, "RL-LANGFANG": .2, "RL-TIANJIN-SOUTH": .15, "RL-ZHUOZHOU": .15},
-          days="workday", attend=0.95, in_h=7.0, in_sd=0.33, out_h=18.5, out_sd=0.67),
-    _arch("daily_car_dawn", 0.10, True, "drives in at dawn every working day", "commuter",
-          {"CK-G1-XIJI": .5, "CK-G2-CAIYU": .15, "CK-G102-BAIMIAO": .15, "CK-G4-DUDIAN": .1,
-           "CK-G45-YUFA": .1},
-          days="workday", attend=0.93, in_h=6.5, in_sd=0.33, out_h=19.0, out_sd=0.75),
-    _arch("weekly_fri_sun", 0.03, True, "works in Tianjin, home in Beijing at weekends", "weekly",
-          {"RL-TIANJIN-SOUTH": .3, "RL-TIANJIN": .2, "CK-G2-CAIYU": .3, "CK-G1N-BAODI": .2},
-          in_dow=4, in_h=(18, 22), stay_days=2, out_h=(14, 20), attend=0.9),
-    _arch("hybrid", 0.05, True, "2-3 fixed office weekdays a week", "commuter",
-          {"RL-WUQING": .3, "RL-LANGFANG": .2, "CK-G1-XIJI": .2, "CK-G102-BAIMIAO": .15,
-           "CK-G95-LANGFANG": .15},
-          days="office", office_days=(2, 3), attend=0.9, in_h=8.5, in_sd=0.5, out_h=18.0,
-          out_sd=0.75),
-    _arch("shift_24_48", 0.03, True, "24 hours on, 48 hours off, whatever the calendar", "commuter",
-          {"CK-G102-BAIMIAO": .3, "CK-YANJIAO-CHAOBAI": .2, "CK-G4-DUDIAN": .2,
-           "RL-ZHUOZHOU": .15, "CK-G3-DACHANG": .15},
-          days="every3", attend=0.97, in_h=7.5, in_sd=0.25, out_h=8.5, out_sd=0.33, out_next_day=1),
-    _arch("night_shift", 0.02, True, "night shift on working days, home next morning", "commuter",
-          {"CK-G1-XIJI": .3, "CK-G102-BAIMIAO": .3, "CK-G95-LANGFANG": .2, "CK-G45-YUFA": .2},
-          days="workday", attend=0.93, in_h=21.5, in_sd=0.33, out_h=6.5, out_sd=0.33,
-          out_next_day=1),
-    _arch("new_job", 0.02, True, "daily commuter since 8-18 days before as_of", "commuter",
-          {"RL-WUQING": .3, "RL-LANGFANG": .2, "CK-G1-XIJI": .3, "CK-G102-BAIMIAO": .2},
-          days="workday", attend=0.95, in_h=7.2, in_sd=0.4, out_h=18.5, out_sd=0.7,
-          start_ago=(8, 18)),
-    _arch("partially_observed", 0.04, True, "daily commuter, roads mostly without checkpoints",
-          "commuter",
-          {"CK-G3-DACHANG": 1, "CK-YANJIAO-CHAOBAI": 1, "CK-G107-LIULIHE": 1,
-           "CK-G6-KANGZHUANG": 1},
-          days="workday", attend=0.93, in_h=7.3, in_sd=0.4, out_h=18.7, out_sd=0.7,
-          observe=(0.35, 0.6)),
-    _arch("bus_commuter", 0.03, True, "daily coach from Yanjiao or Zhuozhou", "commuter",
-          {"CK-G102-BAIMIAO": .5, "CK-YANJIAO-CHAOBAI": .2, "CK-G4-DUDIAN": .2,
-           "CK-G107-LIULIHE": .1},
-          road_mode="bus", days="workday", attend=0.92, in_h=6.8, in_sd=0.33, out_h=19.0,
-          out_sd=0.67),
-    _arch("truck_driver", 0.06, False, "irregular freight runs day and night", "irregular",
-          _ALL_ROAD, p_alt=0.2, p_any=0.4,
-          p_day=0.6, trips_per_day=(0.55, 0.25, 0.12, 0.08), hours=(0, 24), stay_h=(1, 9)),
-    _arch("ride_hail", 0.04, False, "intercity ride-hail driver", "irregular",
-          _ALL_ROAD, p_alt=0.2, p_any=0.5,
-          p_day=0.7, trips_per_day=(0.4, 0.4, 0.2), hours=(6, 21), stay_h=(0.5, 2)),
-    _arch("shuttle_driver", 0.02, False, "scheduled shuttle bus, weekends too", "shuttle",
-          {"CK-G102-BAIMIAO": .3, "CK-G4-DUDIAN": .2, "CK-G1-XIJI": .2, "CK-G95-LANGFANG": .15,
-           "CK-G45-YUFA": .15},
-          road_mode="bus", p_alt=0.0,
-          p_day=0.85, legs={4: 0.6, 6: 0.4}, first_h=(6.5, 8.0), gap_h=(1.5, 3.0), jitter_h=0.15),
-    _arch("business_traveller", 0.08, False, "a few rail trips a month, 1-3 days each", "visits",
-          _ALL_RAIL, p_alt=0.1, p_any=0.2,
-          visits=(1, 3), per_month=True, in_h=(7, 12), stay_days=(0, 2), out_h=(15, 21),
-          p_single=0.0),
-    _arch("weekend_visitor", 0.08, False, "visits family on some weekends", "weekly",
-          {"CK-G1-XIJI": 1, "CK-G2-CAIYU": 1, "CK-G4-DUDIAN": 1, "CK-G6-KANGZHUANG": 1,
-           "CK-G45-YUFA": 1, "CK-G1N-BAODI": 1},
-          in_dow=5, in_h=(8, 11), stay_days=1, out_h=(16, 21), weeks=(2, 4)),
-    _arch("hospital_carer", 0.03, False, "visits a Beijing hospital daily for 10-20 days",
-          "commuter",
-          {"CK-G102-BAIMIAO": 1, "CK-G1-XIJI": 1, "CK-G4-DUDIAN": 1, "RL-LANGFANG": 1,
-           "RL-TIANJIN-SOUTH": 1},
-          days="all", attend=0.95, in_h=9.5, in_sd=0.8, out_h=19.0, out_sd=1.0, block=(10, 20)),
-    _arch("stopped_commuting", 0.04, False, "daily commuter until 21-30 days before as_of",
-          "commuter",
-          {"RL-WUQING": .3, "CK-G1-XIJI": .3, "CK-G102-BAIMIAO": .2, "RL-LANGFANG": .2},
-          days="workday", attend=0.94, in_h=7.0, in_sd=0.4, out_h=18.7, out_sd=0.7,
-          stop_ago=(21, 30)),
-    _arch("occasional_visitor", 0.23, False, "a few visits or single crossings", "visits",
-          {**_ALL_ROAD, **_ALL_RAIL}, p_alt=0.0, p_any=0.1,
-          visits=(1, 4), per_month=False, in_h=(8, 14), stay_days=(0, 1), out_h=(15, 22),
-          p_single=0.4),
+    _arch(
+        "daily_rail",
+        0.10,
+        True,
+        "intercity train every working day",
+        "commuter",
+        {"RL-WUQING": 0.5, "RL-LANGFANG": 0.2, "RL-TIANJIN-SOUTH": 0.15, "RL-ZHUOZHOU": 0.15},
+        days="workday",
+        attend=0.95,
+        in_h=7.0,
+        in_sd=0.33,
+        out_h=18.5,
+        out_sd=0.67,
+    ),
+    _arch(
+        "daily_car_dawn",
+        0.10,
+        True,
+        "drives in at dawn every working day",
+        "commuter",
+        {
+            "CK-G1-XIJI": 0.5,
+            "CK-G2-CAIYU": 0.15,
+            "CK-G102-BAIMIAO": 0.15,
+            "CK-G4-DUDIAN": 0.1,
+            "CK-G45-YUFA": 0.1,
+        },
+        days="workday",
+        attend=0.93,
+        in_h=6.5,
+        in_sd=0.33,
+        out_h=19.0,
+        out_sd=0.75,
+    ),
+    _arch(
+        "weekly_fri_sun",
+        0.03,
+        True,
+        "works in Tianjin, home in Beijing at weekends",
+        "weekly",
+        {"RL-TIANJIN-SOUTH": 0.3, "RL-TIANJIN": 0.2, "CK-G2-CAIYU": 0.3, "CK-G1N-BAODI": 0.2},
+        in_dow=4,
+        in_h=(18, 22),
+        stay_days=2,
+        out_h=(14, 20),
+        attend=0.9,
+    ),
+    _arch(
+        "hybrid",
+        0.05,
+        True,
+        "2-3 fixed office weekdays a week",
+        "commuter",
+        {
+            "RL-WUQING": 0.3,
+            "RL-LANGFANG": 0.2,
+            "CK-G1-XIJI": 0.2,
+            "CK-G102-BAIMIAO": 0.15,
+            "CK-G95-LANGFANG": 0.15,
+        },
+        days="office",
+        office_days=(2, 3),
+        attend=0.9,
+        in_h=8.5,
+        in_sd=0.5,
+        out_h=18.0,
+        out_sd=0.75,
+    ),
+    _arch(
+        "shift_24_48",
+        0.03,
+        True,
+        "24 hours on, 48 hours off, whatever the calendar",
+        "commuter",
+        {
+            "CK-G102-BAIMIAO": 0.3,
+            "CK-YANJIAO-CHAOBAI": 0.2,
+            "CK-G4-DUDIAN": 0.2,
+            "RL-ZHUOZHOU": 0.15,
+            "CK-G3-DACHANG": 0.15,
+        },
+        days="every3",
+        attend=0.97,
+        in_h=7.5,
+        in_sd=0.25,
+        out_h=8.5,
+        out_sd=0.33,
+        out_next_day=1,
+    ),
+    _arch(
+        "night_shift",
+        0.02,
+        True,
+        "night shift on working days, home next morning",
+        "commuter",
+        {"CK-G1-XIJI": 0.3, "CK-G102-BAIMIAO": 0.3, "CK-G95-LANGFANG": 0.2, "CK-G45-YUFA": 0.2},
+        days="workday",
+        attend=0.93,
+        in_h=21.5,
+        in_sd=0.33,
+        out_h=6.5,
+        out_sd=0.33,
+        out_next_day=1,
+    ),
+    _arch(
+        "new_job",
+        0.02,
+        True,
+        "daily commuter since 8-18 days before as_of",
+        "commuter",
+        {"RL-WUQING": 0.3, "RL-LANGFANG": 0.2, "CK-G1-XIJI": 0.3, "CK-G102-BAIMIAO": 0.2},
+        days="workday",
+        attend=0.95,
+        in_h=7.2,
+        in_sd=0.4,
+        out_h=18.5,
+        out_sd=0.7,
+        start_ago=(8, 18),
+    ),
+    _arch(
+        "partially_observed",
+        0.04,
+        True,
+        "daily commuter, roads mostly without checkpoints",
+        "commuter",
+        {"CK-G3-DACHANG": 1, "CK-YANJIAO-CHAOBAI": 1, "CK-G107-LIULIHE": 1, "CK-G6-KANGZHUANG": 1},
+        days="workday",
+        attend=0.93,
+        in_h=7.3,
+        in_sd=0.4,
+        out_h=18.7,
+        out_sd=0.7,
+        observe=(0.35, 0.6),
+    ),
+    _arch(
+        "bus_commuter",
+        0.03,
+        True,
+        "daily coach from Yanjiao or Zhuozhou",
+        "commuter",
+        {
+            "CK-G102-BAIMIAO": 0.5,
+            "CK-YANJIAO-CHAOBAI": 0.2,
+            "CK-G4-DUDIAN": 0.2,
+            "CK-G107-LIULIHE": 0.1,
+        },
+        road_mode="bus",
+        days="workday",
+        attend=0.92,
+        in_h=6.8,
+        in_sd=0.33,
+        out_h=19.0,
+        out_sd=0.67,
+    ),
+    _arch(
+        "truck_driver",
+        0.06,
+        False,
+        "irregular freight runs day and night",
+        "irregular",
+        _ALL_ROAD,
+        p_alt=0.2,
+        p_any=0.4,
+        p_day=0.6,
+        trips_per_day=(0.55, 0.25, 0.12, 0.08),
+        hours=(0, 24),
+        stay_h=(1, 9),
+    ),
+    _arch(
+        "ride_hail",
+        0.04,
+        False,
+        "intercity ride-hail driver",
+        "irregular",
+        _ALL_ROAD,
+        p_alt=0.2,
+        p_any=0.5,
+        p_day=0.7,
+        trips_per_day=(0.4, 0.4, 0.2),
+        hours=(6, 21),
+        stay_h=(0.5, 2),
+    ),
+    _arch(
+        "shuttle_driver",
+        0.02,
+        False,
+        "scheduled shuttle bus, weekends too",
+        "shuttle",
+        {
+            "CK-G102-BAIMIAO": 0.3,
+            "CK-G4-DUDIAN": 0.2,
+            "CK-G1-XIJI": 0.2,
+            "CK-G95-LANGFANG": 0.15,
+            "CK-G45-YUFA": 0.15,
+        },
+        road_mode="bus",
+        p_alt=0.0,
+        p_day=0.85,
+        legs={4: 0.6, 6: 0.4},
+        first_h=(6.5, 8.0),
+        gap_h=(1.5, 3.0),
+        jitter_h=0.15,
+    ),
+    _arch(
+        "business_traveller",
+        0.08,
+        False,
+        "a few rail trips a month, 1-3 days each",
+        "visits",
+        _ALL_RAIL,
+        p_alt=0.1,
+        p_any=0.2,
+        visits=(1, 3),
+        per_month=True,
+        in_h=(7, 12),
+        stay_days=(0, 2),
+        out_h=(15, 21),
+        p_single=0.0,
+    ),
+    _arch(
+        "weekend_visitor",
+        0.08,
+        False,
+        "visits family on some weekends",
+        "weekly",
+        {
+            "CK-G1-XIJI": 1,
+            "CK-G2-CAIYU": 1,
+            "CK-G4-DUDIAN": 1,
+            "CK-G6-KANGZHUANG": 1,
+            "CK-G45-YUFA": 1,
+            "CK-G1N-BAODI": 1,
+        },
+        in_dow=5,
+        in_h=(8, 11),
+        stay_days=1,
+        out_h=(16, 21),
+        weeks=(2, 4),
+    ),
+    _arch(
+        "hospital_carer",
+        0.03,
+        False,
+        "visits a Beijing hospital daily for 10-20 days",
+        "commuter",
+        {
+            "CK-G102-BAIMIAO": 1,
+            "CK-G1-XIJI": 1,
+            "CK-G4-DUDIAN": 1,
+            "RL-LANGFANG": 1,
+            "RL-TIANJIN-SOUTH": 1,
+        },
+        days="all",
+        attend=0.95,
+        in_h=9.5,
+        in_sd=0.8,
+        out_h=19.0,
+        out_sd=1.0,
+        block=(10, 20),
+    ),
+    _arch(
+        "stopped_commuting",
+        0.04,
+        False,
+        "daily commuter until 21-30 days before as_of",
+        "commuter",
+        {"RL-WUQING": 0.3, "CK-G1-XIJI": 0.3, "CK-G102-BAIMIAO": 0.2, "RL-LANGFANG": 0.2},
+        days="workday",
+        attend=0.94,
+        in_h=7.0,
+        in_sd=0.4,
+        out_h=18.7,
+        out_sd=0.7,
+        stop_ago=(21, 30),
+    ),
+    _arch(
+        "occasional_visitor",
+        0.23,
+        False,
+        "a few visits or single crossings",
+        "visits",
+        {**_ALL_ROAD, **_ALL_RAIL},
+        p_alt=0.0,
+        p_any=0.1,
+        visits=(1, 4),
+        per_month=False,
+        in_h=(8, 14),
+        stay_days=(0, 1),
+        out_h=(15, 22),
+        p_single=0.4,
+    ),
 )
 if abs(sum(a.share for a in ARCHETYPES) - 1.0) > 1e-9:
     raise RuntimeError("archetype shares must sum to 1")
@@ -219,6 +461,7 @@ class _Calendar:
 
 # --- generators: (archetype, n persons, calendar, rng) -> (person 0..n-1, t, direction) ----------
 # t is in local seconds since midnight of the first simulated day; direction 0 = in, 1 = out.
+
 
 def _secs(hours: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(hours) * 3600).astype(np.int64)
@@ -336,17 +579,26 @@ def _gen_visits(a: Archetype, n: int, cal: _Calendar, rng):
     return p2[keep], t[keep], direction[keep]
 
 
-_GENERATORS = {"commuter": _gen_commuter, "weekly": _gen_weekly, "irregular": _gen_irregular,
-               "shuttle": _gen_shuttle, "visits": _gen_visits}
+_GENERATORS = {
+    "commuter": _gen_commuter,
+    "weekly": _gen_weekly,
+    "irregular": _gen_irregular,
+    "shuttle": _gen_shuttle,
+    "visits": _gen_visits,
+}
 
 
 def _calendar(as_of: dt.date, window_days: int) -> tuple[dt.date, _Calendar]:
     start = as_of - dt.timedelta(days=window_days + DAYS_BEFORE_WINDOW)
     n_days = window_days + DAYS_BEFORE_WINDOW + DAYS_AFTER_AS_OF
     days = [start + dt.timedelta(days=i) for i in range(n_days)]
-    cal = _Calendar(n_days=n_days, workday=np.array([is_workday(x) for x in days]),
-                    dow=np.array([x.weekday() for x in days]),
-                    as_of=window_days + DAYS_BEFORE_WINDOW, window_start=DAYS_BEFORE_WINDOW)
+    cal = _Calendar(
+        n_days=n_days,
+        workday=np.array([is_workday(x) for x in days]),
+        dow=np.array([x.weekday() for x in days]),
+        as_of=window_days + DAYS_BEFORE_WINDOW,
+        window_start=DAYS_BEFORE_WINDOW,
+    )
     return start, cal
 
 
@@ -381,9 +633,14 @@ def _counts(persons: int) -> np.ndarray:
     return counts
 
 
-def simulate_world(persons: int, as_of: dt.date, seed: int, window_days: int = 28,
-                   label_noise: float = LABEL_NOISE,
-                   progress: Callable[[int, int], None] | None = None) -> World:
+def simulate_world(
+    persons: int,
+    as_of: dt.date,
+    seed: int,
+    window_days: int = 28,
+    label_noise: float = LABEL_NOISE,
+    progress: Callable[[int, int], None] | None = None,
+) -> World:
     """Simulate `persons` people around `as_of`; the same arguments give identical tables.
 
     `progress(done, total)` is called after each archetype and once more when the tables are
@@ -396,7 +653,8 @@ def simulate_world(persons: int, as_of: dt.date, seed: int, window_days: int = 2
     start, cal = _calendar(as_of, window_days)
     # Independent streams: changing one archetype leaves the others, the noise and the labels alone.
     assign_ss, noise_ss, label_ss, *arch_ss = np.random.SeedSequence(seed).spawn(
-        3 + len(ARCHETYPES))
+        3 + len(ARCHETYPES)
+    )
     archetype = np.repeat(np.arange(len(ARCHETYPES)), _counts(persons))
     archetype = archetype[np.random.default_rng(assign_ss).permutation(persons)]
     home = np.zeros(persons, dtype=np.int8)
@@ -417,12 +675,21 @@ def simulate_world(persons: int, as_of: dt.date, seed: int, window_days: int = 2
         p, t, direction = _GENERATORS[a.kind](a, n, cal, rng)
         # Site per crossing: mostly the home route, sometimes the second site, or any of its kind.
         u = rng.random(len(p))
-        anywhere = np.where(rail[p], rng.choice(_RAIL_SITES, len(p)),
-                            rng.choice(_ROAD_SITES, len(p)))
-        site = np.where(u < a.p_any, anywhere,
-                        np.where(u < a.p_any + a.p_alt, my_alt[p], my_home[p]))
-        parts.append((members[p].astype(np.int32), t.astype(np.int64),
-                      direction.astype(np.int8), site.astype(np.int8), my_mode[p]))
+        anywhere = np.where(
+            rail[p], rng.choice(_RAIL_SITES, len(p)), rng.choice(_ROAD_SITES, len(p))
+        )
+        site = np.where(
+            u < a.p_any, anywhere, np.where(u < a.p_any + a.p_alt, my_alt[p], my_home[p])
+        )
+        parts.append(
+            (
+                members[p].astype(np.int32),
+                t.astype(np.int64),
+                direction.astype(np.int8),
+                site.astype(np.int8),
+                my_mode[p],
+            )
+        )
         home[members], main_mode[members] = my_home, my_mode
         if progress:
             progress(k + 1, total_steps)
@@ -442,21 +709,28 @@ def simulate_world(persons: int, as_of: dt.date, seed: int, window_days: int = 2
         return pd.array(np.array(values, dtype=object)[codes], dtype="str")
 
     labels = pd.DataFrame({"person_id": person_id, "is_commuter": true_commuter ^ flipped})
-    persons_df = pd.DataFrame({
-        "person_id": person_id,
-        "archetype": text([a.name for a in ARCHETYPES], archetype),
-        "true_commuter": true_commuter,
-        "label_flipped": flipped,
-        "home_region": text(list(SITES.values()), home),
-        "main_mode": text(MODES, main_mode),
-    })
+    persons_df = pd.DataFrame(
+        {
+            "person_id": person_id,
+            "archetype": text([a.name for a in ARCHETYPES], archetype),
+            "true_commuter": true_commuter,
+            "label_flipped": flipped,
+            "home_region": text(list(SITES.values()), home),
+            "main_mode": text(MODES, main_mode),
+        }
+    )
     if progress:
         progress(total_steps, total_steps)
     return World(trips=trips, labels=labels, persons=persons_df)
 
 
-def _messy_trips(columns: dict[str, np.ndarray], n_days: int, utc_start: int,
-                 ids: pa.StringArray, rng: np.random.Generator) -> pa.Table:
+def _messy_trips(
+    columns: dict[str, np.ndarray],
+    n_days: int,
+    utc_start: int,
+    ids: pa.StringArray,
+    rng: np.random.Generator,
+) -> pa.Table:
     """Apply the feed's messiness to clean crossings and build the contract table.
 
     Consumes `columns` (person, t, direction, site, mode): each array is dropped as soon as its
@@ -491,9 +765,12 @@ def _messy_trips(columns: dict[str, np.ndarray], n_days: int, utc_start: int,
     table = {"ts": pa.array(ts, pa.timestamp("us", tz="UTC"))}
     del ts
     table["person_id"] = pc.take(ids, pa.array(columns.pop("person")[rows]))
-    for name, source, values in (("direction", "direction", DIRECTIONS), ("mode", "mode", MODES),
-                                 ("site_id", "site", _SITE_IDS),
-                                 ("region", "region", _REGIONS)):
+    for name, source, values in (
+        ("direction", "direction", DIRECTIONS),
+        ("mode", "mode", MODES),
+        ("site_id", "site", _SITE_IDS),
+        ("region", "region", _REGIONS),
+    ):
         codes = pa.array(columns.pop(source)[rows])
         table[name] = pc.take(pa.array(values, pa.string()), codes)
     return pa.table({name: table[name] for name in TRIP_COLUMNS})
@@ -514,8 +791,11 @@ def write_world(world: World, out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     """Write trips.parquet, labels.csv and persons.parquet into `out_dir`; return their paths."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"trips": out_dir / "trips.parquet", "labels": out_dir / "labels.csv",
-             "persons": out_dir / "persons.parquet"}
+    paths = {
+        "trips": out_dir / "trips.parquet",
+        "labels": out_dir / "labels.csv",
+        "persons": out_dir / "persons.parquet",
+    }
     _atomic_write(paths["trips"], lambda p: pq.write_table(world.trips, p))
     _atomic_write(paths["labels"], lambda p: world.labels.to_csv(p, index=False))
     persons = pa.Table.from_pandas(world.persons, preserve_index=False)

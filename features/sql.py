@@ -192,7 +192,12 @@ def _window_calendar(start: dt.date, end: dt.date) -> pa.Table:
 
 
 def feature_sql(
-    trips: str, calendar: str, params: dict[str, int], *, materialize: bool = False, hash_fn: str = "hash"
+    trips: str,
+    calendar: str,
+    params: dict[str, int],
+    *,
+    materialize: bool = False,
+    hash_fn: str = "hash",
 ) -> str:
     """The full feature query for relation names `trips` and `calendar` and the window's numbers.
 
@@ -202,7 +207,8 @@ def feature_sql(
     `xxhash64`) used only as a grouping key.
     """
     select = ",\n  ".join(
-        f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}" for f in FEATURES
+        f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}"
+        for f in FEATURES
     )
     context = "coalesce(mm.mode, '') AS main_mode, coalesce(rr.region, '') AS main_region"
     assert CONTEXT_COLUMNS == ("main_mode", "main_region")

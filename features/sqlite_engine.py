@@ -66,7 +66,9 @@ def _connection() -> sqlite3.Connection:
         con.create_aggregate("any_value", 1, _AnyValue)
         con.create_aggregate("stddev_pop", 1, _StddevPop)
         con.execute(f"CREATE TABLE trips ({_TRIP_COLS})")
-        con.execute("CREATE TABLE calendar (day INTEGER, dow INTEGER, is_workday INTEGER, week INTEGER)")
+        con.execute(
+            "CREATE TABLE calendar (day INTEGER, dow INTEGER, is_workday INTEGER, week INTEGER)"
+        )
         _local.con = con
     return con
 
@@ -82,8 +84,10 @@ def run(rows: list[tuple], window: Window) -> pa.Table:
         con.executemany("INSERT INTO trips VALUES (?, ?, ?, ?, ?, ?)", rows)
         con.executemany(
             "INSERT INTO calendar VALUES (?, ?, ?, ?)",
-            zip(*(calendar.column(c).to_pylist() for c in ("day", "dow", "is_workday", "week")),
-                strict=True),
+            zip(
+                *(calendar.column(c).to_pylist() for c in ("day", "dow", "is_workday", "week")),
+                strict=True,
+            ),
         )
         result = con.execute(sql).fetchall()
     columns = list(zip(*result, strict=True)) if result else [[] for _ in range(len(FEATURES) + 3)]

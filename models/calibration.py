@@ -26,7 +26,9 @@ class PlattCalibrator:
         self.a_ = float(lr.coef_[0, 0])
         self.b_ = float(lr.intercept_[0])
         if self.a_ <= 0:
-            raise ValueError(f"calibration slope {self.a_:.3g} is not positive: the model ranks backwards")
+            raise ValueError(
+                f"calibration slope {self.a_:.3g} is not positive: the model ranks backwards"
+            )
         return self
 
     @classmethod

@@ -49,7 +49,9 @@ def labelled_features(
     truth = truth_beside(Path(labels))
     if truth is not None:
         extra = pd.read_parquet(truth)
-        keep = [c for c in ("person_id", "archetype", "true_commuter", "label_flipped") if c in extra]
+        keep = [
+            c for c in ("person_id", "archetype", "true_commuter", "label_flipped") if c in extra
+        ]
         extra = extra[keep].astype({"person_id": "str"})
         frame = frame.merge(extra, on="person_id", how="left")
     digest = file_digest([*discover(trips), Path(labels)])

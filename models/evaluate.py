@@ -20,14 +20,37 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
     frame = labelled.frame.copy()
     frame["proba"] = model.predict_proba(frame)
     with mlflow.start_run(run_name=f"evaluate v{model.version or '?'} as_of={as_of}") as run:
-        mlflow.set_tags({"kind": "evaluation", "as_of": as_of.isoformat(), "model_uri": model_uri or "",
-                         "model_version": model.version, "input_digest": labelled.digest})
-        mlflow.log_params({"trips": str(trips), "labels": str(labels), "as_of": as_of.isoformat(),
-                           "n_persons": len(frame), "labels_without_trips": labelled.labels_without_trips})
+        mlflow.set_tags(
+            {
+                "kind": "evaluation",
+                "as_of": as_of.isoformat(),
+                "model_uri": model_uri or "",
+                "model_version": model.version,
+                "input_digest": labelled.digest,
+            }
+        )
+        mlflow.log_params(
+            {
+                "trips": str(trips),
+                "labels": str(labels),
+                "as_of": as_of.isoformat(),
+                "n_persons": len(frame),
+                "labels_without_trips": labelled.labels_without_trips,
+            }
+        )
         mlflow.log_input(
-            mlflow.data.from_pandas(frame[["person_id", "is_commuter"]].astype({"person_id": "object"}),
-                                    source=str(trips), name=f"evaluation-{as_of}", targets="is_commuter"),
+            mlflow.data.from_pandas(
+                frame[["person_id", "is_commuter"]].astype({"person_id": "object"}),
+                source=str(trips),
+                name=f"evaluation-{as_of}",
+                targets="is_commuter",
+            ),
             context="evaluation",
         )
         metrics = log_review("eval_", frame, model.threshold, model.target_fpr)
-    return {"run_id": run.info.run_id, "metrics": metrics, "version": model.version, "n": len(frame)}
+    return {
+        "run_id": run.info.run_id,
+        "metrics": metrics,
+        "version": model.version,
+        "n": len(frame),
+    }

@@ -18,9 +18,17 @@ def roc(y, proba, threshold: float, target_fpr: float):
     fpr, tpr, _ = roc_curve(y, proba)
     ax.plot(fpr, tpr, label="model")
     at = proba >= threshold
-    ax.scatter([at[y == 0].mean()], [at[y == 1].mean()], color="red", zorder=3, label="operating point")
+    ax.scatter(
+        [at[y == 0].mean()], [at[y == 1].mean()], color="red", zorder=3, label="operating point"
+    )
     ax.axvline(target_fpr, ls="--", color="grey", label=f"target FPR {target_fpr:g}")
-    ax.set(xscale="log", xlim=(1e-4, 1), xlabel="false-positive rate (log)", ylabel="recall", title="ROC")
+    ax.set(
+        xscale="log",
+        xlim=(1e-4, 1),
+        xlabel="false-positive rate (log)",
+        ylabel="recall",
+        title="ROC",
+    )
     ax.legend(loc="lower right")
     return fig
 
@@ -43,7 +51,9 @@ def calibration(y, proba, raw_proba=None):
     if raw_proba is not None:
         frac, mean = calibration_curve(y, raw_proba, n_bins=15, strategy="quantile")
         ax.plot(mean, frac, marker=".", alpha=0.6, label="booster before calibration")
-    ax.set(xlabel="predicted probability", ylabel="observed share of commuters", title="Calibration")
+    ax.set(
+        xlabel="predicted probability", ylabel="observed share of commuters", title="Calibration"
+    )
     ax.legend(loc="upper left")
     return fig
 

@@ -42,7 +42,9 @@ def summary(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, flo
     return out
 
 
-def by_slice(frame: pd.DataFrame, column: str, threshold: float, min_size: int = 20) -> pd.DataFrame:
+def by_slice(
+    frame: pd.DataFrame, column: str, threshold: float, min_size: int = 20
+) -> pd.DataFrame:
     """FPR and recall per value of `column` (frame has is_commuter, proba); tiny slices skipped."""
     rows = []
     for value, part in frame.groupby(column, sort=True):
@@ -53,7 +55,9 @@ def by_slice(frame: pd.DataFrame, column: str, threshold: float, min_size: int =
     return pd.DataFrame(rows)
 
 
-def suspected_label_noise(y: np.ndarray, proba: np.ndarray, confident: float = 0.02) -> dict[str, float]:
+def suspected_label_noise(
+    y: np.ndarray, proba: np.ndarray, confident: float = 0.02
+) -> dict[str, float]:
     """Share of labels the model contradicts with high confidence: a rough label-noise estimate."""
     y = np.asarray(y).astype(int)
     proba = np.asarray(proba)

@@ -62,7 +62,10 @@ def log_review(
             ("roc", figures.roc(y, proba, threshold, target_fpr)),
             ("precision_recall", figures.precision_recall(y, proba, threshold)),
             ("calibration", figures.calibration(y, proba, raw_proba)),
-            ("fpr_recall_vs_threshold", figures.threshold_tradeoff(y, proba, threshold, target_fpr)),
+            (
+                "fpr_recall_vs_threshold",
+                figures.threshold_tradeoff(y, proba, threshold, target_fpr),
+            ),
         ):
             mlflow.log_figure(fig, f"figures/{prefix}{name}.png")
             plt.close(fig)

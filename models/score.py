@@ -17,17 +17,24 @@ OUTPUT_COLUMNS = ("person_id", "commuter_probability", "badge", "threshold", "mo
 def score_frame(features: pd.DataFrame, model: CommuterModel) -> pd.DataFrame:
     """Contract §2 columns for every row of a feature table."""
     proba = model.predict_proba(features)
-    return pd.DataFrame({
-        "person_id": features["person_id"].astype("str").to_numpy(),
-        "commuter_probability": proba,
-        "badge": model.decide(proba),
-        "threshold": model.threshold,
-        "model_version": str(model.version),
-    })
+    return pd.DataFrame(
+        {
+            "person_id": features["person_id"].astype("str").to_numpy(),
+            "commuter_probability": proba,
+            "badge": model.decide(proba),
+            "threshold": model.threshold,
+            "model_version": str(model.version),
+        }
+    )
 
 
-def score_path(trips: str | Path, as_of: dt.date, model: CommuterModel, out: str | Path,
-               publish_to: str | Path | None = None) -> pd.DataFrame:
+def score_path(
+    trips: str | Path,
+    as_of: dt.date,
+    model: CommuterModel,
+    out: str | Path,
+    publish_to: str | Path | None = None,
+) -> pd.DataFrame:
     """Score everyone seen at `trips`, write `out` atomically, and publish to the decision store."""
     scored = score_frame(build_features(trips, as_of, model.meta.window_days), model)
     write_frame(scored, out)

@@ -11,15 +11,23 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-PARTS: dict[str, float] = {"fit": 0.55, "early_stop": 0.10, "calibration": 0.175, "validation": 0.175}
+PARTS: dict[str, float] = {
+    "fit": 0.55,
+    "early_stop": 0.10,
+    "calibration": 0.175,
+    "validation": 0.175,
+}
 
 
 def unit_hash(ids: pd.Series, seed: int) -> np.ndarray:
     """A number in [0, 1) per id, uniform and stable for a given seed."""
     key = seed.to_bytes(8, "little", signed=True)
     return np.fromiter(
-        (int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8, key=key).digest(), "little") / 2**64
-         for i in ids.astype(str)),
+        (
+            int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8, key=key).digest(), "little")
+            / 2**64
+            for i in ids.astype(str)
+        ),
         dtype="float64",
         count=len(ids),
     )

@@ -20,7 +20,9 @@ class NotEnoughNegativesError(ValueError):
     """Too few held-out negatives to certify the target FPR at all."""
 
 
-def clopper_pearson_upper(k: int | np.ndarray, n: int, confidence: float = 0.95) -> np.ndarray | float:
+def clopper_pearson_upper(
+    k: int | np.ndarray, n: int, confidence: float = 0.95
+) -> np.ndarray | float:
     """One-sided upper confidence bound on a rate after k events in n trials."""
     if n <= 0:
         raise ValueError("Clopper–Pearson bound needs n > 0")

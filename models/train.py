@@ -90,9 +90,12 @@ class TrainResult:
 def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> lgb.Booster:
     """LightGBM on `fit`, boosting rounds chosen on `early` only."""
     names = list(FEATURE_NAMES)
-    train_set = lgb.Dataset(model_matrix(fit), fit["is_commuter"].to_numpy(), feature_name=names,
-                            free_raw_data=True)
-    valid_set = lgb.Dataset(model_matrix(early), early["is_commuter"].to_numpy(), reference=train_set)
+    train_set = lgb.Dataset(
+        model_matrix(fit), fit["is_commuter"].to_numpy(), feature_name=names, free_raw_data=True
+    )
+    valid_set = lgb.Dataset(
+        model_matrix(early), early["is_commuter"].to_numpy(), reference=train_set
+    )
     return lgb.train(
         config.lgb_params(),
         train_set,
@@ -102,12 +105,16 @@ def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> 
     )
 
 
-def fit_model(data: pd.DataFrame, config: TrainConfig, as_of: dt.date) -> tuple[CommuterModel, dict]:
+def fit_model(
+    data: pd.DataFrame, config: TrainConfig, as_of: dt.date
+) -> tuple[CommuterModel, dict]:
     """The whole fit on a labelled frame with a `part` column; pure apart from LightGBM."""
     parts = {name: data[data["part"] == name] for name in PARTS}
     for name, part in parts.items():
         if part["is_commuter"].nunique() < 2:
-            raise ValueError(f"the {name} part has only one class ({len(part)} persons); more labels needed")
+            raise ValueError(
+                f"the {name} part has only one class ({len(part)} persons); more labels needed"
+            )
     booster = fit_booster(parts["fit"], parts["early_stop"], config)
     cal = parts["calibration"]
     margin = booster.predict(model_matrix(cal), raw_score=True)
@@ -150,7 +157,9 @@ def _champion_recall(val: pd.DataFrame) -> tuple[str | None, float | None]:
     try:
         champion = registry.load_model(None)
     except ModelError as exc:
-        log.warning("current champion v%s cannot be evaluated (%s); recall gate skipped", version, exc)
+        log.warning(
+            "current champion v%s cannot be evaluated (%s); recall gate skipped", version, exc
+        )
         return version, None
     proba = champion.predict_proba(val)
     return version, at_threshold(val["is_commuter"].to_numpy(), proba, champion.threshold)["recall"]
@@ -173,20 +182,30 @@ def train(
     sizes = data["part"].value_counts().to_dict()
 
     with mlflow.start_run(run_name=f"lightgbm as_of={as_of}") as run:
-        mlflow.set_tags({"kind": "model", "as_of": as_of.isoformat(), "input_digest": labelled.digest})
-        mlflow.log_params({
-            **config.model_dump(), "as_of": as_of.isoformat(), "trips": str(trips), "labels": str(labels),
-            "n_features": len(FEATURE_NAMES), "input_digest_sha256": labelled.digest,
-            **{f"n_{k}": int(v) for k, v in sizes.items()},
-            "labels_without_trips": labelled.labels_without_trips,
-            "persons_without_label": labelled.persons_without_label,
-        })
+        mlflow.set_tags(
+            {"kind": "model", "as_of": as_of.isoformat(), "input_digest": labelled.digest}
+        )
+        mlflow.log_params(
+            {
+                **config.model_dump(),
+                "as_of": as_of.isoformat(),
+                "trips": str(trips),
+                "labels": str(labels),
+                "n_features": len(FEATURE_NAMES),
+                "input_digest_sha256": labelled.digest,
+                **{f"n_{k}": int(v) for k, v in sizes.items()},
+                "labels_without_trips": labelled.labels_without_trips,
+                "persons_without_label": labelled.persons_without_label,
+            }
+        )
         mlflow.log_input(
             mlflow.data.from_pandas(
                 data[["person_id", *FEATURE_NAMES, "is_commuter"]].astype(
                     {"person_id": "object", **dict.fromkeys(FEATURE_NAMES, "float64")}
                 ),
-                source=Path(trips).resolve().as_uri(), name=f"trips-features-{as_of}", targets="is_commuter",
+                source=Path(trips).resolve().as_uri(),
+                name=f"trips-features-{as_of}",
+                targets="is_commuter",
             ),
             context="training",
         )
@@ -202,10 +221,14 @@ def train(
         if "label_flipped" in val:
             mlflow.log_metric("sim_label_noise_rate", float(val["label_flipped"].mean()))
             truth = val.assign(is_commuter=val["true_commuter"])
-            m_true = at_threshold(truth["is_commuter"].to_numpy(), truth["proba"].to_numpy(), model.threshold)
+            m_true = at_threshold(
+                truth["is_commuter"].to_numpy(), truth["proba"].to_numpy(), model.threshold
+            )
             mlflow.log_metrics({"val_true_fpr": m_true["fpr"], "val_true_recall": m_true["recall"]})
         gains = model.booster.feature_importance("gain")
-        mlflow.log_dict(dict(zip(FEATURE_NAMES, map(float, gains), strict=True)), "feature_importance.json")
+        mlflow.log_dict(
+            dict(zip(FEATURE_NAMES, map(float, gains), strict=True)), "feature_importance.json"
+        )
         fig = figures.importance(FEATURE_NAMES, gains)
         mlflow.log_figure(fig, "figures/feature_importance.png")
         plt.close(fig)
@@ -226,22 +249,36 @@ def train(
         if promoted:
             registry.set_champion(version)
         mlflow.set_tags({f"gate.{k}": str(v) for k, v in gates.items()})
-        mlflow.set_tags({
-            "promoted": str(promoted), "registered_version": version,
-            "previous_champion": champion_version or "none",
-        })
+        mlflow.set_tags(
+            {
+                "promoted": str(promoted),
+                "registered_version": version,
+                "previous_champion": champion_version or "none",
+            }
+        )
         if champion_recall is not None:
             mlflow.log_metric("champion_val_recall", champion_recall)
 
     progress("rule baseline")
     baseline_metrics, baseline_run = _log_baseline(data, config, as_of, labelled.digest)
     with mlflow.start_run(run_id=run.info.run_id):
-        mlflow.log_metrics({f"baseline_{k}": v for k, v in baseline_metrics.items()
-                            if k in ("val_recall", "val_fpr", "val_fpr_upper95")})
+        mlflow.log_metrics(
+            {
+                f"baseline_{k}": v
+                for k, v in baseline_metrics.items()
+                if k in ("val_recall", "val_fpr", "val_fpr_upper95")
+            }
+        )
     return TrainResult(
-        run_id=run.info.run_id, baseline_run_id=baseline_run, version=version,
-        threshold=model.threshold, certified_fpr_upper=info["cal_fpr_upper95"], metrics=metrics,
-        baseline_metrics=baseline_metrics, promoted=promoted, gates=gates,
+        run_id=run.info.run_id,
+        baseline_run_id=baseline_run,
+        version=version,
+        threshold=model.threshold,
+        certified_fpr_upper=info["cal_fpr_upper95"],
+        metrics=metrics,
+        baseline_metrics=baseline_metrics,
+        promoted=promoted,
+        gates=gates,
     )
 
 
@@ -252,11 +289,27 @@ def _log_baseline(data: pd.DataFrame, config: TrainConfig, as_of: dt.date, diges
     val["proba"] = baseline_score(val, config)
     with mlflow.start_run(run_name=f"rule baseline as_of={as_of}") as run:
         # The rule applied is score >= threshold; K is the smallest day count that passes it.
-        k = next(m for m in range(config.window_days + 2) if m / config.window_days >= selector.threshold_)
-        mlflow.set_tags({"kind": "baseline", "as_of": as_of.isoformat(), "input_digest": digest,
-                         "rule": f"{BASELINE_FEATURE} >= {k}"})
-        mlflow.log_params({"rule": "entered in the morning on at least K working days",
-                           "K": k, "target_fpr": config.target_fpr, "seed": config.seed})
+        k = next(
+            m
+            for m in range(config.window_days + 2)
+            if m / config.window_days >= selector.threshold_
+        )
+        mlflow.set_tags(
+            {
+                "kind": "baseline",
+                "as_of": as_of.isoformat(),
+                "input_digest": digest,
+                "rule": f"{BASELINE_FEATURE} >= {k}",
+            }
+        )
+        mlflow.log_params(
+            {
+                "rule": "entered in the morning on at least K working days",
+                "K": k,
+                "target_fpr": config.target_fpr,
+                "seed": config.seed,
+            }
+        )
         mlflow.log_metric("cal_fpr_upper95", selector.fpr_upper_)
         metrics = log_review("val_", val, selector.threshold_, config.target_fpr, figures_too=True)
     return metrics, run.info.run_id

@@ -20,4 +20,4 @@ def isolated_stores(tmp_path, monkeypatch):
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    yield uri
+    return uri

@@ -41,7 +41,9 @@ def test_lowest_admissible_threshold_is_chosen():
     sel = NeymanPearsonThreshold(target_fpr=0.01).fit(neg, np.zeros(1000))
     # then the bound at the chosen threshold is within target, and one more false positive breaks it.
     assert sel.fpr_upper_ <= 0.01, "chosen threshold violates the target"
-    assert clopper_pearson_upper(sel.false_positives_ + 1, 1000) > 0.01, "a lower threshold was admissible"
+    assert clopper_pearson_upper(sel.false_positives_ + 1, 1000) > 0.01, (
+        "a lower threshold was admissible"
+    )
     assert (neg >= sel.threshold_).sum() == sel.false_positives_, "false positives miscounted"
 
 
@@ -54,9 +56,13 @@ def test_ties_never_split():
 
 def test_too_few_negatives_says_how_many_are_needed():
     need = negatives_needed(0.01)
-    assert need == 299, f"zero false positives in n negatives certifies 1% only from n=299 (got {need})"
+    assert need == 299, (
+        f"zero false positives in n negatives certifies 1% only from n=299 (got {need})"
+    )
     scores, y = np.linspace(0, 1, 300), np.r_[np.zeros(100), np.ones(200)]
-    with pytest.raises(NotEnoughNegativesError, match=r"100 held-out negatives .* at least 299 are needed"):
+    with pytest.raises(
+        NotEnoughNegativesError, match=r"100 held-out negatives .* at least 299 are needed"
+    ):
         NeymanPearsonThreshold(target_fpr=0.01).fit(scores, y)
 
 

@@ -25,14 +25,16 @@ from features.workdays import CalendarRangeError
 
 AS_OF = dt.date(2021, 10, 20)  # window holds National Day 10-01..07 and make-up days 09-26, 10-09
 PERSONS = 2_000
-TRIPS_SCHEMA = pa.schema([
-    ("person_id", pa.string()),
-    ("ts", pa.timestamp("us", tz="UTC")),
-    ("direction", pa.string()),
-    ("mode", pa.string()),
-    ("site_id", pa.string()),
-    ("region", pa.string()),
-])
+TRIPS_SCHEMA = pa.schema(
+    [
+        ("person_id", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("direction", pa.string()),
+        ("mode", pa.string()),
+        ("site_id", pa.string()),
+        ("region", pa.string()),
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +82,14 @@ def test_labels_and_persons_have_the_documented_dtypes(world):
     assert pd.api.types.is_string_dtype(labels["person_id"]), "labels.person_id must be strings"
     assert pd.api.types.is_integer_dtype(labels["is_commuter"]), "labels.is_commuter must be int"
     assert set(labels["is_commuter"].unique()) <= {0, 1}, "is_commuter must be 0/1"
-    expected = ["person_id", "archetype", "true_commuter", "label_flipped", "home_region",
-                "main_mode"]
+    expected = [
+        "person_id",
+        "archetype",
+        "true_commuter",
+        "label_flipped",
+        "home_region",
+        "main_mode",
+    ]
     assert list(persons.columns) == expected, f"person columns {list(persons.columns)}"
     for column in ("person_id", "archetype", "home_region", "main_mode"):
         assert pd.api.types.is_string_dtype(persons[column]), f"persons.{column} must be strings"
@@ -165,8 +173,10 @@ def test_daily_rail_follows_the_statutory_calendar(trips):
 def test_feed_is_messy(trips):
     # double reads: same person, site and direction within 30 s
     ordered = trips.sort_values(["person_id", "site_id", "direction", "ts"])
-    same = (ordered[["person_id", "site_id", "direction"]].shift() == ordered[
-        ["person_id", "site_id", "direction"]]).all(axis=1)
+    same = (
+        ordered[["person_id", "site_id", "direction"]].shift()
+        == ordered[["person_id", "site_id", "direction"]]
+    ).all(axis=1)
     gap = ordered["ts"].diff().dt.total_seconds()
     doubles = (same & (gap >= 1) & (gap <= 30)).mean()
     assert 0.3 * DOUBLE_READ_RATE < doubles < 2 * DOUBLE_READ_RATE, f"double reads {doubles:.4f}"

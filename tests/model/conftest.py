@@ -25,8 +25,12 @@ def trained(tmp_path_factory):
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
         registry.configure(uri)
-        result = train(world_dir / "trips.parquet", world_dir / "labels.csv", AS_OF,
-                       TrainConfig(target_fpr=0.01, seed=0))
+        result = train(
+            world_dir / "trips.parquet",
+            world_dir / "labels.csv",
+            AS_OF,
+            TrainConfig(target_fpr=0.01, seed=0),
+        )
         model = registry.load_model(None)
     finally:
         if old is None:
@@ -39,8 +43,19 @@ def trained(tmp_path_factory):
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
-def trip(day: dt.date, hour: float, direction: str, mode: str = "car",
-         site: str = "CK-G1-XIJI", region: str = "langfang-xianghe") -> dict:
+def trip(
+    day: dt.date,
+    hour: float,
+    direction: str,
+    mode: str = "car",
+    site: str = "CK-G1-XIJI",
+    region: str = "langfang-xianghe",
+) -> dict:
     start = dt.datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
-    return {"ts": start + dt.timedelta(seconds=round(hour * 3600)),
-            "direction": direction, "mode": mode, "site_id": site, "region": region}
+    return {
+        "ts": start + dt.timedelta(seconds=round(hour * 3600)),
+        "direction": direction,
+        "mode": mode,
+        "site_id": site,
+        "region": region,
+    }

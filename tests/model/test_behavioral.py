@@ -73,22 +73,34 @@ def test_someone_who_stopped_commuting_three_weeks_ago_does_not(trained):
     model = trained["model"]
     trips = daily_commuter(days=WINDOW[:7], attendance=1.0)
     p = proba(model, trips)
-    assert p < model.threshold, f"stopped commuter scored {p:.3f} >= threshold {model.threshold:.3f}"
+    assert p < model.threshold, (
+        f"stopped commuter scored {p:.3f} >= threshold {model.threshold:.3f}"
+    )
 
 
 def test_adding_working_day_round_trips_never_lowers_the_probability(trained):
     # Given a hybrid worker on Tuesdays and Thursdays,
     model = trained["model"]
-    base = [t for d in WINDOW if is_workday(d) and d.weekday() in (1, 3)
-            for t in (trip(d, 7.5, "in"), trip(d, 18.5, "out"))]
+    base = [
+        t
+        for d in WINDOW
+        if is_workday(d) and d.weekday() in (1, 3)
+        for t in (trip(d, 7.5, "in"), trip(d, 18.5, "out"))
+    ]
     p0 = proba(model, base)
     # when regular round trips are added on more working days, one weekday at a time,
     for extra_day in (0, 2, 4):
-        more = base + [t for d in WINDOW if is_workday(d) and d.weekday() == extra_day
-                       for t in (trip(d, 7.5, "in"), trip(d, 18.5, "out"))]
+        more = base + [
+            t
+            for d in WINDOW
+            if is_workday(d) and d.weekday() == extra_day
+            for t in (trip(d, 7.5, "in"), trip(d, 18.5, "out"))
+        ]
         p1 = proba(model, more)
         # then the probability does not go down.
-        assert p1 >= p0 - 0.02, f"adding weekday {extra_day} round trips lowered {p0:.3f} -> {p1:.3f}"
+        assert p1 >= p0 - 0.02, (
+            f"adding weekday {extra_day} round trips lowered {p0:.3f} -> {p1:.3f}"
+        )
         base, p0 = more, p1
 
 
@@ -97,7 +109,9 @@ def test_time_zone_of_the_input_does_not_matter(trained):
     model = trained["model"]
     trips = daily_commuter()
     utc = [{**t, "ts": t["ts"].astimezone(dt.UTC)} for t in trips]
-    assert proba(model, trips) == pytest.approx(proba(model, utc), abs=1e-12), "zone changed the score"
+    assert proba(model, trips) == pytest.approx(proba(model, utc), abs=1e-12), (
+        "zone changed the score"
+    )
 
 
 def test_reasons_are_words_from_the_booster(trained):
@@ -105,11 +119,18 @@ def test_reasons_are_words_from_the_booster(trained):
     frame = features_from_trips([("p", daily_commuter())], dt.date(2021, 10, 20))
     reasons = model.reasons(frame, k=3)[0]
     assert len(reasons) == 3, "three reasons per person"
-    assert all(r["description"] and " " in r["description"] for r in reasons), "reasons are in words"
+    assert all(r["description"] and " " in r["description"] for r in reasons), (
+        "reasons are in words"
+    )
     contrib = model.booster.predict(
-        __import__("features.build", fromlist=["model_matrix"]).model_matrix(frame), pred_contrib=True
+        __import__("features.build", fromlist=["model_matrix"]).model_matrix(frame),
+        pred_contrib=True,
     )[0]
     margin = model.margin(frame)[0]
-    assert contrib.sum() == pytest.approx(margin, abs=1e-6), "TreeSHAP contributions sum to the margin"
+    assert contrib.sum() == pytest.approx(margin, abs=1e-6), (
+        "TreeSHAP contributions sum to the margin"
+    )
     top = max(abs(c) for c in contrib[:-1])
-    assert abs(reasons[0]["contribution"]) == pytest.approx(top, abs=1e-3), "largest contribution first"
+    assert abs(reasons[0]["contribution"]) == pytest.approx(top, abs=1e-3), (
+        "largest contribution first"
+    )
