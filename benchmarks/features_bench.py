@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -71,6 +72,13 @@ def main() -> None:
     ap.add_argument("--as-of", default="2021-10-20")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="features-bench-")
+    try:
+        run(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: str) -> None:
     trips = args.trips
     if trips is None:
         secs, rss, _ = timed(phase_simulate, args.persons, args.as_of, tmp)
