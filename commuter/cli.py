@@ -256,8 +256,21 @@ def score(
 
         with _status("scoring on Spark"):
             n = write_spark_scores(str(trips), day, str(out_file), model)
+        published = ""
+        if publish and "://" not in str(out_file):
+            # A local result is published like the DuckDB path's; cluster outputs are left to the
+            # job that copies them next to the service.
+            import pandas as pd
+
+            from serving.decisions import publish as publish_decisions
+
+            local = Path(out_file)
+            frame = pd.read_csv(local) if local.suffix == ".csv" else pd.read_parquet(local)
+            publish_decisions(frame, day, settings.decisions_path)
+            published = f", published to {settings.decisions_path}"
         out.print(
-            f"{n:,} persons scored -> {out_file} ({time.perf_counter() - start:.1f} s, spark)"
+            f"{n:,} persons scored -> {out_file}{published} "
+            f"({time.perf_counter() - start:.1f} s, spark)"
         )
         return
     if engine != "duckdb":

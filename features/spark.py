@@ -28,6 +28,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -207,6 +208,8 @@ def _discover(spark: SparkSession, path: str) -> list[str]:
         if "PATH_NOT_FOUND" in str(exc):
             raise TripDataError(f"{path}: no such file or directory") from None
         raise TripDataError(f"{path}: cannot be listed: {_spark_error(exc)}") from None
+    # inputFiles() gives URIs ('sp%20ace'); the readers take Hadoop path strings ('sp ace').
+    listed = [urllib.parse.unquote(f) for f in listed]
     files = sorted(f for f in listed if Path(f).suffix.lower() in SUFFIXES)
     if not files:
         if len(listed) == 1 and Path(listed[0]).name == Path(path.rstrip("/")).name:
@@ -295,7 +298,18 @@ def _check_columns(spark: SparkSession, file: str) -> None:
         )
 
 
-def _validate(df: DataFrame, checks: list[tuple[str, Column, str]], label: str) -> None:
+def _read_error(label: str, exc: Exception) -> TripDataError:
+    message = _spark_error(exc)
+    if "TIMESTAMP(NANOS" in message:
+        return TripDataError(
+            f"{label}: column 'ts' holds nanosecond Parquet timestamps, which Spark cannot read; "
+            "rewrite the file with microsecond timestamps (pyarrow: coerce_timestamps='us') or "
+            "use the DuckDB engine"
+        )
+    return TripDataError(f"{label}: cannot be read: {message}")
+
+
+def _validate(df: DataFrame, checks: list[tuple[str, Column, str]], label: str, scope: str) -> None:
     """One pass over the data: bad rows and an example (file, value) per check; raise on any."""
     from pyspark.sql import functions as F
 
@@ -313,28 +327,24 @@ def _validate(df: DataFrame, checks: list[tuple[str, Column, str]], label: str) 
     try:
         row = df.agg(*aggs).collect()[0]
     except Exception as exc:  # noqa: BLE001 - Py4J/JVM errors have no common Python base worth naming
-        message = _spark_error(exc)
-        if "NANOS" in message:
-            raise TripDataError(
-                f"{label}: column 'ts' holds nanosecond Parquet timestamps, which Spark cannot "
-                "read; rewrite the file with microsecond timestamps (pyarrow: "
-                "coerce_timestamps='us') or use the DuckDB engine"
-            ) from None
-        raise TripDataError(f"{label}: cannot be read: {message}") from None
+        raise _read_error(label, exc) from None
     for i, (column, _, expected) in enumerate(checks):
         n_bad = row[f"n{i}"] or 0
         if n_bad:
             file, value = row[f"x{i}"]["file"], row[f"x{i}"]["value"]
+            file = urllib.parse.unquote(file)
             if value is None and has_file and Path(file).suffix.lower() in SUFFIXES:
                 # Parquet files are read with merged schemas: a column one file lacks reads as null.
                 _check_columns(df.sparkSession, file)
             raise TripDataError(
                 f"{file}: column '{column}' value {value!r} is not {expected} "
-                f"({n_bad} bad row{'s' if n_bad > 1 else ''} in {label}; {_NO_ROWS})"
+                f"({n_bad} bad row{'s' if n_bad > 1 else ''} in {scope}; {_NO_ROWS})"
             )
 
 
-def normalise_trips(df: DataFrame, label: str = "<DataFrame>", validate: bool = True) -> DataFrame:
+def normalise_trips(
+    df: DataFrame, label: str = "<DataFrame>", validate: bool = True, scope: str = "the DataFrame"
+) -> DataFrame:
     """Check contract-shaped trips (`person_id, ts, direction, mode, site_id, region`; extra
     columns ignored) and return the normalised relation the feature SQL reads (`t` = floor epoch
     seconds)."""
@@ -349,7 +359,7 @@ def normalise_trips(df: DataFrame, label: str = "<DataFrame>", validate: bool = 
         )
     checks, ts = _checks(df, label)
     if validate:
-        _validate(df, checks, label)
+        _validate(df, checks, label, scope)
     # floor(epoch seconds) exactly as DuckDB's floor(epoch(ts)): integer floor division of micros.
     micros = F.unix_micros(ts)
     t = ((micros - F.pmod(micros, F.lit(1_000_000))) / F.lit(1_000_000)).cast("bigint")
@@ -392,11 +402,17 @@ def read_trips_spark(spark: SparkSession, path: str | Path) -> DataFrame:
     except TripDataError:
         raise
     except Exception as exc:  # noqa: BLE001 - schema conflicts, unreadable files
-        raise TripDataError(f"{path}: cannot be read: {_spark_error(exc)}") from None
+        raise _read_error(path, exc) from None
     parts = []
     for group, raw in groups:
         with_file = raw.select("*", F.col("_metadata.file_path").alias("_file"))
-        parts.append(normalise_trips(with_file, _label(group)))
+        others = len(group) - 1
+        scope = (
+            "this file"
+            if not others
+            else (f"it and the {others} other file{'s' if others > 1 else ''} read with it")
+        )
+        parts.append(normalise_trips(with_file, _label(group), scope=scope))
     return functools.reduce(lambda a, b: a.unionByName(b), parts)
 
 

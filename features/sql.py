@@ -46,7 +46,7 @@ x AS{materialized} (
 names AS (
   SELECT pk, sk, any_value(site_id) AS site_id, any_value(mode) AS mode,
          any_value(region) AS region, any_value(person_id) AS person_id,
-         min({hash}(person_id, 'check')) AS check_min, max({hash}(person_id, 'check')) AS check_max
+         min({hash}('check:' || person_id)) AS check_min, max({hash}('check:' || person_id)) AS check_max
   FROM w WHERE t >= {start_t} GROUP BY pk, sk
 ),
 psm AS{materialized} (
