@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from features.read import connect, register_trips
 from features.schema import DEFAULT_WINDOW_DAYS
 from features.sql import Window, feature_sql
 
+BATCH_MEMORY = "3200MB"
 _TRIPS_SCHEMA = pa.schema(
     [
         ("person_id", pa.string()),
@@ -64,7 +66,8 @@ def build_features(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> pd.DataFrame:
     """One row per person seen at `path` in the window before `as_of`: id, features, context."""
-    con = con or connect()
+    # DuckDB would otherwise take 80% of RAM; past this it spills to a temporary directory.
+    con = con or connect(memory_limit=os.environ.get("COMMUTER_DUCKDB_MEMORY", BATCH_MEMORY))
     register_trips(con, path, "trips")
     return _run(con, "trips", Window(as_of, window_days))
 

@@ -25,7 +25,7 @@ from features.schema import DEFAULT_WINDOW_DAYS, DOUBLE_READ_SECONDS
 from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
 
 _CTES = """
-WITH w AS{materialized} (
+WITH w AS (
   SELECT {hash}(person_id) AS pk, {hash}(site_id, mode, region) AS sk,
          {hash}(person_id, direction, site_id) AS rk,
          person_id, t, direction, mode, site_id, region
@@ -37,7 +37,7 @@ m AS (
          LAG(t) OVER (PARTITION BY rk ORDER BY t, sk) AS prev_t
   FROM w
 ),
-x AS{materialized} (
+x AS (
   SELECT pk, sk, t, is_in,
          CAST(floor(CAST(t + {offset} AS DOUBLE) / 86400) AS BIGINT) AS day,
          (t + {offset}) % 86400 AS sec
@@ -49,14 +49,20 @@ names AS (
          min({hash}('check:' || person_id)) AS check_min, max({hash}('check:' || person_id)) AS check_max
   FROM w WHERE t >= {start_t} GROUP BY pk, sk
 ),
+gd AS{materialized} (
+  SELECT pk, day, sk, count(*) AS n,
+         sum(CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS n_night,
+         sum(is_in) AS n_in,
+         min(CASE WHEN is_in = 1 THEN t END) AS first_in_t,
+         max(CASE WHEN is_in = 0 THEN t END) AS last_out_t
+  FROM x GROUP BY pk, day, sk
+),
 psm AS{materialized} (
   SELECT c.pk, c.sk, nm.site_id, nm.mode, nm.region, nm.person_id, nm.check_min, nm.check_max,
          c.n, c.n_night, c.n_in
   FROM (
-    SELECT pk, sk, count(*) AS n,
-           sum(CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS n_night,
-           sum(is_in) AS n_in
-    FROM x GROUP BY pk, sk
+    SELECT pk, sk, sum(n) AS n, sum(n_night) AS n_night, sum(n_in) AS n_in
+    FROM gd GROUP BY pk, sk
   ) c JOIN names nm ON nm.pk = c.pk AND nm.sk = c.sk
 ),
 a AS (
@@ -73,10 +79,8 @@ a AS (
   FROM psm GROUP BY pk
 ),
 pdr AS (
-  SELECT pk, day,
-         min(CASE WHEN is_in = 1 THEN t END) AS first_in_t,
-         max(CASE WHEN is_in = 0 THEN t END) AS last_out_t
-  FROM x GROUP BY pk, day
+  SELECT pk, day, min(first_in_t) AS first_in_t, max(last_out_t) AS last_out_t
+  FROM gd GROUP BY pk, day
 ),
 pd AS{materialized} (
   SELECT p.pk, p.day, c.is_workday, c.dow, c.week, p.first_in_t, p.last_out_t,
