@@ -99,7 +99,7 @@ def ask_service(world: Path, port: int) -> None:
             ],
         }
         headers = {"Authorization": f"Bearer {token}"}
-        print(f"\nPOST /score  (person {pid}, a Xianghe driver, {len(mine)} crossings)")
+        print(f"\nPOST /score  (person {pid}, a Xianghe driver, {len(mine)} crossings on record)")
         r = httpx.post(f"{base}/score", json=body, headers=headers, timeout=30)
         print(r.status_code, json.dumps(r.json(), indent=2, ensure_ascii=False))
         ids = [pid, persons["person_id"].iloc[1], "no-such-person"]
