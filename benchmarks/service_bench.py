@@ -253,7 +253,7 @@ def floors(env: dict[str, str], requests: list[dict], n: int) -> list[dict]:
         row(
             "floor: features_from_trips, 1 person",
             feat,
-            note="in-process DuckDB, default optimizer",
+            note="in-process, request path (SQLite engine)",
         ),
     ]
 
