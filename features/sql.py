@@ -25,7 +25,7 @@ from features.schema import DEFAULT_WINDOW_DAYS, DOUBLE_READ_SECONDS
 from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
 
 _CTES = """
-WITH w AS (
+WITH w AS{not_materialized} (
   SELECT {hash}(person_id) AS pk, {hash}(site_id, mode, region) AS sk,
          {hash}(person_id, direction, site_id) AS rk,
          person_id, t, direction, mode, site_id, region
@@ -206,9 +206,9 @@ def feature_sql(
     """The full feature query for relation names `trips` and `calendar` and the window's numbers.
 
     Two dialect switches change how the query runs, never what it computes: `materialize` asks
-    DuckDB to compute each shared intermediate once (`AS MATERIALIZED`; Spark reuses shared
-    sub-plans by itself), and `hash_fn` names the engine's 64-bit hash (DuckDB `hash`, Spark
-    `xxhash64`) used only as a grouping key.
+    DuckDB to compute each shared intermediate once (`AS MATERIALIZED`) but to re-read the input
+    rather than hold it (`NOT MATERIALIZED`; Spark decides both by itself), and `hash_fn` names
+    the engine's 64-bit hash (DuckDB `hash`, Spark `xxhash64`), used only as a grouping key.
     """
     select = ",\n  ".join(
         f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}"
@@ -224,6 +224,8 @@ def feature_sql(
         trips=trips,
         calendar=calendar,
         materialized=" MATERIALIZED" if materialize else "",
+        # Re-reading the input is cheaper than holding every windowed crossing in memory.
+        not_materialized=" NOT MATERIALIZED" if materialize else "",
         hash=hash_fn,
         **params,
     )
