@@ -23,9 +23,9 @@ java:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) >/dev/null; }
 
 demo: $(STAMP)
-	cd . && $(BIN)/python -m commuter.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
+	$(BIN)/python -m commuter.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
 
-test: $(STAMP) java
+test: $(STAMP) java lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
