@@ -121,3 +121,28 @@ def test_too_few_negatives_is_a_clear_error(tmp_path):
     )
     assert res.exit_code != 0, "training on 600 persons must refuse to certify 1%"
     assert "at least 299 are needed" in res.output, f"message should say how many: {res.output!r}"
+
+
+def test_evaluate_logs_the_champion_on_other_labelled_data(trained, tmp_path):
+    # Given the champion and a labelled world it never saw (another seed),
+    import os
+
+    from features.simulate import simulate_world, write_world
+    from models.evaluate import evaluate
+
+    write_world(simulate_world(4_000, AS_OF, seed=202), tmp_path / "other")
+    os.environ["MLFLOW_TRACKING_URI"] = trained["uri"]
+    # when it is evaluated,
+    result = evaluate(
+        tmp_path / "other" / "trips.parquet", tmp_path / "other" / "labels.csv", AS_OF, None
+    )
+    # then an evaluation run holds the metrics at the champion's threshold.
+    client = MlflowClient(tracking_uri=trained["uri"])
+    run = client.get_run(result["run_id"])
+    assert run.data.tags["kind"] == "evaluation", "evaluation runs are tagged as such"
+    for name in ("eval_auc", "eval_fpr", "eval_fpr_upper95", "eval_recall", "eval_precision"):
+        assert name in run.data.metrics, f"{name} missing from the evaluation run"
+    assert run.data.metrics["eval_recall"] > 0.9, (
+        f"champion recall on new data {run.data.metrics['eval_recall']}"
+    )
+    assert result["version"] == trained["model"].version, "evaluated the champion version"
