@@ -541,26 +541,14 @@ def _worker_model(key: str, model_text, meta, version: str) -> CommuterModel:
 
 
 def _score_batches(batches, key: str, model_text, meta, version: str):
-    """mapInArrow body: feature batches -> to_frame (batch dtypes) -> predict_proba -> decisions."""
-    import numpy as np
-
+    """mapInArrow body: feature batches -> to_frame (batch dtypes) -> the batch scorer's rows."""
     from features.build import to_frame
+    from models.score import score_frame
 
     model = _worker_model(key, model_text, meta, version)
     for batch in batches:
-        frame = to_frame(pa.Table.from_batches([batch]))
-        proba = np.asarray(model.predict_proba(frame), dtype="float64")
-        n = len(frame)
-        yield pa.RecordBatch.from_arrays(
-            [
-                batch.column("person_id").cast(pa.string()),
-                pa.array(proba, pa.float64()),
-                pa.array(model.decide(proba), pa.bool_()),
-                pa.array(np.full(n, model.threshold)),
-                pa.array([model.version] * n, pa.string()),
-            ],
-            schema=SCORE_SCHEMA,
-        )
+        scored = score_frame(to_frame(pa.Table.from_batches([batch])), model)
+        yield pa.RecordBatch.from_pandas(scored, schema=SCORE_SCHEMA, preserve_index=False)
 
 
 def score_features(features: DataFrame, model: CommuterModel) -> DataFrame:

@@ -64,7 +64,10 @@ class CommuterModel:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         if len(frame) == 0:
             return np.zeros(0)
-        return self.calibrator.predict(self.margin(frame))
+        return self._proba(model_matrix(frame))
+
+    def _proba(self, x: np.ndarray) -> np.ndarray:
+        return self.calibrator.predict(self.booster.predict(x, raw_score=True, num_threads=1))
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return np.asarray(proba) >= self.threshold
@@ -74,8 +77,7 @@ class CommuterModel:
         if len(frame) == 0:
             return np.zeros(0), []
         x = model_matrix(frame)
-        proba = self.calibrator.predict(self.booster.predict(x, raw_score=True, num_threads=1))
-        return proba, self._reasons(x, k)
+        return self._proba(x), self._reasons(x, k)
 
     def reasons(self, frame: pd.DataFrame, k: int = 3) -> list[list[dict]]:
         """The k largest TreeSHAP contributions (log-odds, toward the badge) per person, in words."""

@@ -10,6 +10,7 @@ The model is never refit after the threshold is chosen: the certificate is for t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import warnings
@@ -235,8 +236,9 @@ def train(
 
         progress("registering")
         champion_version, champion_recall = _champion_recall(val)
-        meta = model.meta.__class__(**{**model.meta.__dict__, "run_id": run.info.run_id})
-        model = CommuterModel(model.booster, meta)
+        model = CommuterModel(
+            model.booster, dataclasses.replace(model.meta, run_id=run.info.run_id)
+        )
         info_model = registry.log_model(model, data[data["part"] == "fit"].head(200))
         version = str(info_model.registered_model_version)
         gates = {
