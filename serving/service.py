@@ -172,11 +172,8 @@ class BatchScorer:
         self.gap = gap
         self.max_wait = max_wait
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # Used only for requests above features.build.SQLITE_MAX_TRIPS; smaller ones run on SQLite.
         self._con = connect(threads=1)
-        # Request-sized inputs make planning the feature query cost more than running it; these two
-        # optimizer passes take ~a third of it. Optimizers never change results (the parity tests
-        # hold /score to batch within 1e-6), and the joins are all one row per person.
-        self._con.execute("SET disabled_optimizers = 'filter_pullup,join_order'")
         self._thread = threading.Thread(target=self._run, name="commuter-scorer", daemon=True)
         self._thread.start()
 
