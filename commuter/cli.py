@@ -32,7 +32,7 @@ Labels = Annotated[
     Path, typer.Option("--labels", help="Labels file: person_id, is_commuter (CSV or Parquet).")
 ]
 Window = Annotated[
-    int, typer.Option("--window-days", help="Days of history before --as-of.", min=8)
+    int, typer.Option("--window-days", help="Days of history before --as-of.", min=8, max=62)
 ]
 ModelUri = Annotated[str, typer.Option("--model", help="MLflow model URI.", show_default=True)]
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
-from features.read import connect, register_trips
+from features.read import connect, register_trips, reporting_bad_rows
 from features.schema import DEFAULT_WINDOW_DAYS
 from features.sql import Window, feature_sql
 
@@ -32,14 +32,8 @@ _TRIPS_SCHEMA = pa.schema(
 
 
 def _run(con: duckdb.DuckDBPyConnection, trips: str, window: Window) -> pd.DataFrame:
-    calendar = window.calendar()
-    con.register("calendar_window", calendar)
-    try:
-        sql = feature_sql(trips, "calendar_window", window.params(calendar), materialize=True)
-        table = con.sql(sql).to_arrow_table()
-    finally:
-        con.unregister("calendar_window")
-    return to_frame(table)
+    sql = feature_sql(trips, window.params(), materialize=True)
+    return to_frame(con.sql(sql).to_arrow_table())
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
@@ -48,15 +42,14 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
         raise RuntimeError(
             "two person ids share a 64-bit hash; features cannot be told apart (report this)"
         )
-    columns: dict[str, object] = {
-        "person_id": pd.array(table.column("person_id").to_pylist(), dtype="str")
-    }
-    for f in FEATURES:
-        col = table.column(f.name).to_numpy(zero_copy_only=False)
-        columns[f.name] = pd.array(col, dtype="Int64") if f.kind == "int" else col.astype("float64")
-    for c in CONTEXT_COLUMNS:
-        columns[c] = pd.array(table.column(c).to_pylist(), dtype="str")
-    return pd.DataFrame(columns)
+    types = {f.name: pa.int64() if f.kind == "int" else pa.float64() for f in FEATURES}
+    schema = pa.schema(
+        [("person_id", pa.string())]
+        + [(name, types[name]) for name in FEATURE_NAMES]
+        + [(c, pa.string()) for c in CONTEXT_COLUMNS]
+    )
+    table = table.select(schema.names).cast(schema)
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
 
 
 def build_features(
@@ -68,8 +61,9 @@ def build_features(
     """One row per person seen at `path` in the window before `as_of`: id, features, context."""
     # DuckDB would otherwise take 80% of RAM; past this it spills to a temporary directory.
     con = con or connect(memory_limit=os.environ.get("COMMUTER_DUCKDB_MEMORY", BATCH_MEMORY))
-    register_trips(con, path, "trips")
-    return _run(con, "trips", Window(as_of, window_days))
+    files = register_trips(con, path, "trips")
+    with reporting_bad_rows(con, files):
+        return _run(con, "trips", Window(as_of, window_days))
 
 
 # Below this many trips the request-time path runs the feature SQL on SQLite (about 1-2 ms a

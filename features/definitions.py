@@ -1,7 +1,7 @@
 """The model features: one definition each, a one-line description a reviewer can read as a reason.
 
 `sql` is an expression over the per-person aggregates built in `features/sql.py`; the same text runs
-in DuckDB (batch and request time) and in Spark. Integer features are BIGINT, the rest DOUBLE. A
+in DuckDB (batch), SQLite (request time) and Spark. Integer features are BIGINT, the rest DOUBLE. A
 feature that is undefined for a person (no entries, fewer than two days) is NULL; LightGBM treats
 it as missing.
 """
@@ -31,36 +31,36 @@ FEATURES: tuple[Feature, ...] = (
         "frequency",
         "int",
         "boundary crossings in the window (double reads removed)",
-        "a.crossings",
+        "p.crossings",
     ),
-    Feature("active_days", "frequency", "int", "days with at least one crossing", "d.active_days"),
+    Feature("active_days", "frequency", "int", "days with at least one crossing", "p.active_days"),
     Feature(
         "workdays_active",
         "frequency",
         "int",
         "working days with at least one crossing",
-        "d.workdays_active",
+        "p.workdays_active",
     ),
     Feature(
         "active_days_per_week",
         "frequency",
         "float",
         "active days per week of the window",
-        "CAST(d.active_days AS DOUBLE) * 7 / {window_days}",
+        "CAST(p.active_days AS DOUBLE) * 7 / {window_days}",
     ),
     Feature(
         "workday_coverage",
         "frequency",
         "float",
         "share of the window's working days with a crossing",
-        _share("d.workdays_active", "{n_workdays}"),
+        _share("p.workdays_active", "{n_workdays}"),
     ),
     Feature(
         "morning_entry_workdays",
         "frequency",
         "int",
         "working days with the first entry between 05:00 and 10:00",
-        "d.morning_entry_workdays",
+        "p.morning_entry_workdays",
     ),
     # regularity
     Feature(
@@ -68,70 +68,70 @@ FEATURES: tuple[Feature, ...] = (
         "regularity",
         "float",
         "average hour of the day's first entry",
-        "d.entry_hour_mean",
+        "p.entry_hour_mean",
     ),
     Feature(
         "entry_hour_spread",
         "regularity",
         "float",
         "spread (standard deviation, hours) of the day's first entry time",
-        "d.entry_hour_std",
+        "p.entry_hour_std",
     ),
     Feature(
         "exit_hour_spread",
         "regularity",
         "float",
         "spread (standard deviation, hours) of the day's last exit time",
-        "d.exit_hour_std",
+        "p.exit_hour_std",
     ),
     Feature(
         "workday_round_trip_share",
         "regularity",
         "float",
         "share of the window's working days with an entry followed by an exit the same day",
-        _share("d.workday_round_trips", "{n_workdays}"),
+        _share("p.workday_round_trips", "{n_workdays}"),
     ),
     Feature(
         "workday_entry_share",
         "regularity",
         "float",
         "share of the window's working days with an entry",
-        _share("d.workday_entries", "{n_workdays}"),
+        _share("p.workday_entries", "{n_workdays}"),
     ),
     Feature(
         "offday_active_share",
         "regularity",
         "float",
         "share of the window's weekends and holidays with a crossing",
-        _share("d.offdays_active", "{n_offdays}"),
+        _share("p.offdays_active", "{n_offdays}"),
     ),
     Feature(
         "top_weekday_share",
         "regularity",
         "float",
         "share of active days that fall on the person's most frequent weekday",
-        _share("wd.top_weekday_days", "d.active_days"),
+        _share("p.top_weekday_days", "p.active_days"),
     ),
     Feature(
         "entry_gap_mode",
         "regularity",
         "int",
         "most common number of days between consecutive entry days",
-        "g.gap_mode",
+        "p.gap_mode",
     ),
     Feature(
         "entry_gap_regularity",
         "regularity",
         "float",
         "share of gaps between entry days equal to the most common gap",
-        _share("g.gap_mode_n", "g.n_gaps"),
+        _share("p.gap_mode_n", "p.n_gaps"),
     ),
     Feature(
         "fri_in_sun_out_weeks",
         "regularity",
         "int",
         "weeks with an entry on Friday and an exit on Sunday",
-        "coalesce(wk.cycles, 0)",
+        "p.cycles",
     ),
     # recency
     Feature(
@@ -139,29 +139,29 @@ FEATURES: tuple[Feature, ...] = (
         "recency",
         "int",
         "days from the last crossing to the scoring date",
-        "{as_of_day} - d.last_day",
+        "{window_days} - p.last_i",
     ),
     Feature(
         "days_since_first",
         "recency",
         "int",
         "days from the first crossing to the scoring date",
-        "{as_of_day} - d.first_day",
+        "{window_days} - p.first_i",
     ),
     Feature(
         "recent_active_days",
         "recency",
         "int",
         "active days in the last 7 days",
-        "d.recent_active_days",
+        "p.recent_active_days",
     ),
     Feature(
         "recent_vs_earlier",
         "recency",
         "float",
         "active days in the last week relative to an average earlier week (1 = steady)",
-        "CAST(d.recent_active_days AS DOUBLE) / "
-        "(CAST(d.active_days - d.recent_active_days AS DOUBLE) * 7 / ({window_days} - 7) + 1)",
+        "CAST(p.recent_active_days AS DOUBLE) / "
+        "(CAST(p.active_days - p.recent_active_days AS DOUBLE) * 7 / ({window_days} - 7) + 1)",
     ),
     # diversity
     Feature("n_sites", "diversity", "int", "distinct stations and checkpoints used", "s.n_sites"),
@@ -174,21 +174,21 @@ FEATURES: tuple[Feature, ...] = (
         "diversity",
         "float",
         "share of crossings at the most used site",
-        _share("s.top_site_n", "a.crossings"),
+        _share("s.top_site_n", "p.crossings"),
     ),
     Feature(
         "rail_share",
         "diversity",
         "float",
         "share of crossings by train",
-        _share("a.n_rail", "a.crossings"),
+        _share("a.n_rail", "p.crossings"),
     ),
     Feature(
         "bus_share",
         "diversity",
         "float",
         "share of crossings by coach or bus",
-        _share("a.n_bus", "a.crossings"),
+        _share("a.n_bus", "p.crossings"),
     ),
     # guards against frequent non-commuters
     Feature(
@@ -196,21 +196,21 @@ FEATURES: tuple[Feature, ...] = (
         "guard",
         "float",
         "crossings per active day",
-        _share("a.crossings", "d.active_days"),
+        _share("p.crossings", "p.active_days"),
     ),
     Feature(
         "night_share",
         "guard",
         "float",
         "share of crossings between 22:00 and 05:00",
-        _share("a.n_night", "a.crossings"),
+        _share("p.n_night", "p.crossings"),
     ),
     Feature(
         "entry_exit_imbalance",
         "guard",
         "float",
         "difference between entries and exits as a share of crossings",
-        "CAST(abs(a.n_in - a.n_out) AS DOUBLE) / NULLIF(a.crossings, 0)",
+        "CAST(abs(p.n_in - p.n_out) AS DOUBLE) / NULLIF(p.crossings, 0)",
     ),
 )
 

@@ -8,6 +8,8 @@ file, the column and the first offending row; no file is ever dropped silently.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -68,50 +70,55 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str, label: str) -> dict[st
     return {r[0]: r[1] for r in rows}
 
 
-def _ts_expr(ts_type: str, label: str) -> tuple[str, str]:
-    """SQL for the parsed instant, and SQL that is true for a raw `ts` that cannot be parsed."""
+def _ts_expr(ts_type: str, label: str) -> str:
+    """SQL for the parsed instant (NULL when the raw `ts` cannot be parsed)."""
     if ts_type.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")):
-        return "ts", "ts IS NULL"
+        return "ts"
     if ts_type == "VARCHAR":
-        parsed = "TRY_CAST(trim(ts) AS TIMESTAMPTZ)"
-        bad = f"ts IS NULL OR {parsed} IS NULL OR NOT regexp_matches(trim(ts), '{_OFFSET}')"
-        return f"CASE WHEN regexp_matches(trim(ts), '{_OFFSET}') THEN {parsed} END", bad
+        return f"CASE WHEN regexp_matches(trim(ts), '{_OFFSET}') THEN TRY_CAST(trim(ts) AS TIMESTAMPTZ) END"
     raise TripDataError(
         f"{label}: column 'ts' has type {ts_type}; expected a timestamp with time zone "
         "(or ISO 8601 text with an offset such as 2021-11-22T07:04:51+08:00)"
     )
 
 
-def _checks(ts_bad: str) -> list[tuple[str, str, str]]:
-    """(column, SQL true on a bad row, what was expected) — one definition for detection and report."""
+def _trimmed(column: str) -> str:
+    # trim() copies every string; ids are rarely padded, so only padded ones pay for it.
+    text = f"CAST({column} AS VARCHAR)"
+    return f"CASE WHEN prefix({text}, ' ') OR suffix({text}, ' ') THEN trim({text}) ELSE {text} END"
+
+
+def _normalised(ts_sql: str) -> str:
+    """Select list turning a file's raw columns into the normalised relation."""
+    return (
+        f"{_trimmed('person_id')} AS person_id, "
+        f"CAST(floor(epoch({ts_sql})) AS BIGINT) AS t, "
+        "lower(trim(CAST(direction AS VARCHAR))) AS direction, "
+        "lower(trim(CAST(mode AS VARCHAR))) AS mode, "
+        f"{_trimmed('site_id')} AS site_id, "
+        f"coalesce({_trimmed('region')}, '') AS region"
+    )
+
+
+def _checks() -> list[tuple[str, str, str]]:
+    """(column, SQL true on a bad normalised row, what was expected): one definition for the
+    in-query guard, the count of bad rows and the first-bad-row report."""
     dirs = ", ".join(f"'{d}'" for d in DIRECTIONS)
     modes = ", ".join(f"'{m}'" for m in MODES)
     return [
-        (
-            "person_id",
-            "person_id IS NULL OR trim(CAST(person_id AS VARCHAR)) = ''",
-            "a non-empty id",
-        ),
-        ("ts", ts_bad, "an ISO 8601 instant with a UTC offset"),
+        ("person_id", "person_id IS NULL OR person_id = ''", "a non-empty id"),
+        ("ts", "t IS NULL", "an ISO 8601 instant with a UTC offset"),
         (
             "direction",
-            f"direction IS NULL OR lower(trim(CAST(direction AS VARCHAR))) NOT IN ({dirs})",
+            f"direction IS NULL OR direction NOT IN ({dirs})",
             "one of " + ", ".join(DIRECTIONS),
         ),
-        (
-            "mode",
-            f"mode IS NULL OR lower(trim(CAST(mode AS VARCHAR))) NOT IN ({modes})",
-            "one of " + ", ".join(MODES),
-        ),
-        (
-            "site_id",
-            "site_id IS NULL OR trim(CAST(site_id AS VARCHAR)) = ''",
-            "a non-empty site code",
-        ),
+        ("mode", f"mode IS NULL OR mode NOT IN ({modes})", "one of " + ", ".join(MODES)),
+        ("site_id", "site_id IS NULL OR site_id = ''", "a non-empty site code"),
     ]
 
 
-def _first_bad_row(con, path: Path, column: str, bad_sql: str) -> tuple[int, object]:
+def _first_bad_row(con, path: Path, ts_sql: str, column: str, bad_sql: str) -> tuple[int, object]:
     """1-based data row number and raw value of the first row failing `bad_sql` (error path only)."""
     if SUFFIXES[path.suffix.lower()] == "parquet":
         source = f"read_parquet({_quote(path)}, file_row_number = true)"
@@ -124,14 +131,14 @@ def _first_bad_row(con, path: Path, column: str, bad_sql: str) -> tuple[int, obj
         con.register("_bad_csv", table)
         source, rownum = "_bad_csv", "_row"
     row = con.execute(
-        f"SELECT {rownum}, CAST({column} AS VARCHAR) FROM {source} WHERE {bad_sql} "
-        f"ORDER BY 1 LIMIT 1"
+        f"SELECT _row, _raw FROM (SELECT {_normalised(ts_sql)}, {rownum} AS _row, "
+        f"CAST({column} AS VARCHAR) AS _raw FROM {source}) WHERE {bad_sql} ORDER BY 1 LIMIT 1"
     ).fetchall()
     return (int(row[0][0]), row[0][1]) if row else (0, None)
 
 
-def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
-    """Check one file against the contract and return SQL selecting its normalised rows."""
+def _source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]:
+    """The scan of one file and its `ts` parsing SQL, after checking columns and types."""
     source = _scan(path)
     columns = _columns(con, source, str(path))
     missing = [c for c in TRIP_COLUMNS if c not in columns]
@@ -140,42 +147,71 @@ def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
             f"{path}: missing required column(s) {', '.join(missing)}; "
             f"expected {', '.join(TRIP_COLUMNS)} (found {', '.join(columns) or 'none'})"
         )
-    ts_sql, ts_bad = _ts_expr(columns["ts"], str(path))
-    checks = _checks(ts_bad)
+    return source, _ts_expr(columns["ts"], str(path))
+
+
+def check_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Scan one file for rows that break the contract; raise naming the earliest (slow path)."""
+    source, ts_sql = _source(con, path)
+    checks = _checks()
     counts = ", ".join(f"count(*) FILTER (WHERE {bad})" for _, bad, _ in checks)
     try:
-        found = con.execute(f"SELECT {counts} FROM {source}").fetchall()[0]
+        found = con.execute(f"SELECT {counts} FROM (SELECT {_normalised(ts_sql)} FROM {source})")
+        found = found.fetchall()[0]
     except duckdb.Error as exc:
         raise TripDataError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
     failing = [(c, n) for c, n in zip(checks, found, strict=True) if n]
     if failing:
         # Report the earliest bad row in the file, whichever column it breaks.
-        firsts = [(*_first_bad_row(con, path, c[0], c[1]), c, n) for c, n in failing]
+        firsts = [(*_first_bad_row(con, path, ts_sql, c[0], c[1]), c, n) for c, n in failing]
         row, value, (column, _, expected), n_bad = min(firsts, key=lambda f: f[0])
         where = f"line {row + 1}" if SUFFIXES[path.suffix.lower()] == "csv" else f"row {row}"
         raise TripDataError(
             f"{path} {where}: column '{column}' value {value!r} is not {expected} "
             f"({n_bad} bad row{'s' if n_bad > 1 else ''} in this file)"
         )
+
+
+# Raised by DuckDB's error() inside a query when a row breaks the contract.
+_BAD_ROW = "commuter: trip row breaks the contract"
+
+
+def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    """SQL selecting one file's normalised rows; a row that breaks the contract stops the query.
+
+    The guard sits in `t`, which every feature query filters on, so the one scan that builds
+    features also validates every row; `reporting_bad_rows` turns a stop into the full message.
+    """
+    source, ts_sql = _source(con, path)
+    bad = " OR ".join(f"({sql})" for _, sql, _ in _checks())
     return (
-        "SELECT trim(CAST(person_id AS VARCHAR)) AS person_id, "
-        f"CAST(floor(epoch({ts_sql})) AS BIGINT) AS t, "
-        "lower(trim(CAST(direction AS VARCHAR))) AS direction, "
-        "lower(trim(CAST(mode AS VARCHAR))) AS mode, "
-        "trim(CAST(site_id AS VARCHAR)) AS site_id, "
-        "coalesce(trim(CAST(region AS VARCHAR)), '') AS region "
-        f"FROM {source}"
+        f"SELECT person_id, CASE WHEN {bad} THEN error('{_BAD_ROW}') ELSE t END AS t, "
+        f"direction, mode, site_id, region FROM (SELECT {_normalised(ts_sql)} FROM {source})"
     )
 
 
 def register_trips(
     con: duckdb.DuckDBPyConnection, path: str | Path, name: str = "trips"
 ) -> list[Path]:
-    """Check every file at `path` and create the view `name` over all their normalised rows."""
+    """Check the columns of every file at `path` and create the view `name` over their rows."""
     files = discover(path)
     parts = [normalised_sql(con, f) for f in files]
     con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS " + " UNION ALL ".join(parts))
     return files
+
+
+@contextlib.contextmanager
+def reporting_bad_rows(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Iterator[None]:
+    """Around a query on registered trips: a row-level stop becomes a TripDataError naming the
+    file, column and first bad row; an unreadable file becomes one naming the file."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        if not isinstance(exc, (duckdb.InvalidInputException, duckdb.IOException)):
+            raise
+        for f in files:
+            check_file(con, f)
+        raise
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 The feature logic lives once, in `features/sql.py`; this module only gets trips into the
 normalised relation `(person_id, t, direction, mode, site_id, region)` the SQL expects, registers it
-and the working-day calendar as temporary views, and runs `feature_sql` unchanged. Scoring ships the
+as a temporary view, and runs `feature_sql` unchanged (the calendar comes in as constant day masks). Scoring ships the
 LightGBM model text to the executors and calls the very `CommuterModel.predict_proba` batch scoring
 uses, on feature rows converted by the very `features.build.to_frame` batch uses.
 
@@ -473,22 +473,16 @@ def spark_features(
 
     window = Window(_as_date(as_of), window_days)
     trips = _trips_frame(spark, path_or_df)
-    calendar = window.calendar()
-    suffix = uuid.uuid4().hex[:12]
-    trips_view, calendar_view = f"commuter_trips_{suffix}", f"commuter_calendar_{suffix}"
-    with _quiet_pandas3():
-        calendar_df = spark.createDataFrame(calendar)
+    trips_view = f"commuter_trips_{uuid.uuid4().hex[:12]}"
     trips.createOrReplaceTempView(trips_view)
-    calendar_df.createOrReplaceTempView(calendar_view)
     # The query DuckDB runs, with the SQL module's own Spark switch: Spark's `hash` is 32 bits,
     # far too few for millions of ids, so the grouping keys use `xxhash64` (DuckDB's `hash` is
-    # 64 bits). Views are resolved by spark.sql, so they can be dropped right after.
-    sql = feature_sql(trips_view, calendar_view, window.params(calendar), hash_fn=SPARK_HASH)
+    # 64 bits). The view is resolved by spark.sql, so it can be dropped right after.
+    sql = feature_sql(trips_view, window.params(), hash_fn=SPARK_HASH)
     try:
         features = spark.sql(sql)
     finally:
         spark.catalog.dropTempView(trips_view)
-        spark.catalog.dropTempView(calendar_view)
     # Two ids sharing a 64-bit key come out with person_id NULL (as in features.build): fail the
     # job there, before anything is written, rather than emit an unusable row.
     guarded = F.when(F.col("person_id").isNotNull(), F.col("person_id")).otherwise(

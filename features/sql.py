@@ -1,10 +1,14 @@
-"""The feature query: one SQL text, run unchanged by DuckDB (batch and request time) and by Spark.
+"""The feature query: one SQL text, run unchanged by DuckDB (batch), SQLite (request time) and Spark.
 
 Input is a normalised trips relation `(person_id, t, direction, mode, site_id, region)` with `t` in
-epoch seconds, and a calendar relation `(day, dow, week, is_workday)` covering the window. The SQL
-sticks to the common subset of both dialects (CASE instead of FILTER, explicit CASTs, no `//`, no
-dialect date functions): local day and hour come from integer arithmetic on `t` because
-Asia/Shanghai is a fixed UTC+8 offset.
+epoch seconds. The SQL sticks to the common subset of the dialects (CASE instead of FILTER,
+explicit CASTs, no `//`, no dialect date functions): local day and hour come from integer
+arithmetic on `t` because Asia/Shanghai is a fixed UTC+8 offset.
+
+A person's days in the window are kept as 64-bit masks (bit i = i-th day of the window): active
+days, entry days, exit days. Working days, weekdays and the last week are constant masks from the
+calendar, so every count by kind of day is one `bit_count`, and gaps between entry days and
+Friday-in/Sunday-out weeks are shifts. This keeps the per-day work to one aggregation.
 
 Point-in-time rule: only crossings with as_of - window_days <= local time < as_of are counted
 (reads up to DOUBLE_READ_SECONDS before the window are looked at only to spot double reads).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -24,115 +29,112 @@ from features.definitions import CONTEXT_COLUMNS, FEATURES
 from features.schema import DEFAULT_WINDOW_DAYS, DOUBLE_READ_SECONDS
 from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
 
+MIN_WINDOW_DAYS = 8
+# Day sets are BIGINT masks; bit 62 would make 1 << i overflow a signed 64-bit integer.
+MAX_WINDOW_DAYS = 62
+
 _CTES = """
 WITH w AS{not_materialized} (
   SELECT {hash}(person_id) AS pk, {hash}(site_id, mode, region) AS sk,
-         {hash}(person_id, direction, site_id) AS rk,
-         person_id, t, direction, mode, site_id, region
+         {hash}(person_id, direction, site_id) AS rk, t,
+         CASE WHEN direction = 'in' THEN 1 ELSE 0 END AS is_in
   FROM {trips}
   WHERE t >= {start_t} - {double_read_seconds} AND t < {end_t}
 ),
 m AS (
-  SELECT pk, sk, t, CASE WHEN direction = 'in' THEN 1 ELSE 0 END AS is_in,
-         LAG(t) OVER (PARTITION BY rk ORDER BY t, sk) AS prev_t
+  SELECT pk, sk, t, is_in, LAG(t) OVER (PARTITION BY rk ORDER BY t, sk) AS prev_t
   FROM w
 ),
-x AS (
-  SELECT pk, sk, t, is_in,
-         CAST(floor(CAST(t + {offset} AS DOUBLE) / 86400) AS BIGINT) AS day,
-         (t + {offset}) % 86400 AS sec
+x AS{materialized} (
+  SELECT pk, sk, t, is_in
   FROM m WHERE (prev_t IS NULL OR t - prev_t > {double_read_seconds}) AND t >= {start_t}
 ),
-names AS (
-  SELECT pk, sk, any_value(site_id) AS site_id, any_value(mode) AS mode,
-         any_value(region) AS region, any_value(person_id) AS person_id,
-         min({hash}('check:' || person_id)) AS check_min, max({hash}('check:' || person_id)) AS check_max
-  FROM w WHERE t >= {start_t} GROUP BY pk, sk
+xd AS (
+  SELECT pk, t, is_in, (t + {offset}) % 86400 AS sec,
+         CAST(floor(CAST(t - {start_t} AS DOUBLE) / 86400) AS BIGINT) AS i
+  FROM x
 ),
-gd AS{materialized} (
-  SELECT pk, day, sk, count(*) AS n,
+pdr AS (
+  SELECT pk, i, count(*) AS n,
          sum(CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS n_night,
          sum(is_in) AS n_in,
          min(CASE WHEN is_in = 1 THEN t END) AS first_in_t,
          max(CASE WHEN is_in = 0 THEN t END) AS last_out_t
-  FROM x GROUP BY pk, day, sk
+  FROM xd GROUP BY pk, i
 ),
-psm AS{materialized} (
-  SELECT c.pk, c.sk, nm.site_id, nm.mode, nm.region, nm.person_id, nm.check_min, nm.check_max,
-         c.n, c.n_night, c.n_in
-  FROM (
-    SELECT pk, sk, sum(n) AS n, sum(n_night) AS n_night, sum(n_in) AS n_in
-    FROM gd GROUP BY pk, sk
-  ) c JOIN names nm ON nm.pk = c.pk AND nm.sk = c.sk
-),
-a AS (
-  SELECT pk, any_value(person_id) AS person_id,
-         CASE WHEN min(check_min) = max(check_max) THEN 1 ELSE 0 END AS key_ok,
-         sum(n) AS crossings,
-         count(DISTINCT CASE WHEN region <> '' THEN region END) AS n_regions,
-         count(DISTINCT mode) AS n_modes,
-         sum(CASE WHEN mode = 'rail' THEN n ELSE 0 END) AS n_rail,
-         sum(CASE WHEN mode = 'bus' THEN n ELSE 0 END) AS n_bus,
-         sum(n_night) AS n_night,
-         sum(n_in) AS n_in,
-         sum(n) - sum(n_in) AS n_out
-  FROM psm GROUP BY pk
-),
-pdr AS (
-  SELECT pk, day, min(first_in_t) AS first_in_t, max(last_out_t) AS last_out_t
-  FROM gd GROUP BY pk, day
-),
-pd AS{materialized} (
-  SELECT p.pk, p.day, c.is_workday, c.dow, c.week, p.first_in_t, p.last_out_t,
-         CAST((p.first_in_t + {offset}) % 86400 AS DOUBLE) / 3600 AS first_in_hour,
-         CAST((p.last_out_t + {offset}) % 86400 AS DOUBLE) / 3600 AS last_out_hour
-  FROM pdr p JOIN {calendar} c ON c.day = p.day
+pd AS (
+  SELECT pk, i, n, n_night, n_in, first_in_t, last_out_t, (CAST(1 AS BIGINT) << i) AS bit,
+         CAST((first_in_t + {offset}) % 86400 AS DOUBLE) / 3600 AS first_in_hour,
+         CAST((last_out_t + {offset}) % 86400 AS DOUBLE) / 3600 AS last_out_hour
+  FROM pdr
 ),
 d AS (
-  SELECT pk, count(*) AS active_days,
-         sum(is_workday) AS workdays_active,
-         sum(CASE WHEN is_workday = 0 THEN 1 ELSE 0 END) AS offdays_active,
-         sum(CASE WHEN is_workday = 1 AND first_in_hour >= 5 AND first_in_hour < 10
-                  THEN 1 ELSE 0 END) AS morning_entry_workdays,
-         sum(CASE WHEN is_workday = 1 AND first_in_t IS NOT NULL THEN 1 ELSE 0 END) AS workday_entries,
-         sum(CASE WHEN is_workday = 1 AND first_in_t < last_out_t THEN 1 ELSE 0 END)
-             AS workday_round_trips,
+  SELECT pk, count(*) AS active_days, sum(n) AS crossings, sum(n_night) AS n_night,
+         sum(n_in) AS n_in, min(i) AS first_i, max(i) AS last_i,
+         CAST(sum(bit) AS BIGINT) AS active_bits,
+         CAST(sum(CASE WHEN first_in_t IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS entry_bits,
+         CAST(sum(CASE WHEN last_out_t IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS exit_bits,
+         CAST(sum(CASE WHEN first_in_hour >= 5 AND first_in_hour < 10 THEN bit ELSE 0 END)
+              AS BIGINT) AS morning_bits,
+         CAST(sum(CASE WHEN first_in_t < last_out_t THEN bit ELSE 0 END) AS BIGINT)
+             AS round_trip_bits,
          avg(first_in_hour) AS entry_hour_mean,
          stddev_pop(first_in_hour) AS entry_hour_std,
-         stddev_pop(last_out_hour) AS exit_hour_std,
-         min(day) AS first_day, max(day) AS last_day,
-         sum(CASE WHEN day >= {recent_start_day} THEN 1 ELSE 0 END) AS recent_active_days
+         stddev_pop(last_out_hour) AS exit_hour_std
   FROM pd GROUP BY pk
 ),
-ed AS (
-  SELECT pk, day - LAG(day) OVER (PARTITION BY pk ORDER BY day) AS gap
-  FROM pd WHERE first_in_t IS NOT NULL
+dc AS (
+  SELECT pk, active_days, crossings, n_night, n_in, crossings - n_in AS n_out, first_i, last_i,
+         entry_hour_mean, entry_hour_std, exit_hour_std,
+         bit_count(active_bits & {workday_bits}) AS workdays_active,
+         active_days - bit_count(active_bits & {workday_bits}) AS offdays_active,
+         bit_count(morning_bits & {workday_bits}) AS morning_entry_workdays,
+         bit_count(entry_bits & {workday_bits}) AS workday_entries,
+         bit_count(round_trip_bits & {workday_bits}) AS workday_round_trips,
+         bit_count(active_bits & {recent_bits}) AS recent_active_days,
+         greatest({weekday_counts}) AS top_weekday_days,
+         bit_count(entry_bits & {friday_bits} & (exit_bits >> 2)) AS cycles,
+         CASE WHEN entry_bits = 0 THEN 0 ELSE bit_count(entry_bits) - 1 END AS n_gaps,
+         greatest({gap_keys}) AS gap_key
+  FROM d
 ),
-gc AS (SELECT pk, gap, count(*) AS n FROM ed WHERE gap IS NOT NULL GROUP BY pk, gap),
-gr AS (
-  SELECT pk, gap, n, sum(n) OVER (PARTITION BY pk) AS n_gaps,
-         ROW_NUMBER() OVER (PARTITION BY pk ORDER BY n DESC, gap) AS rn
-  FROM gc
+p AS (
+  SELECT dc.*, CASE WHEN gap_key >= 64 THEN 63 - gap_key % 64 END AS gap_mode,
+         CASE WHEN gap_key >= 64 THEN (gap_key - gap_key % 64) / 64 END AS gap_mode_n
+  FROM dc
 ),
-g AS (SELECT pk, gap AS gap_mode, n AS gap_mode_n, n_gaps FROM gr WHERE rn = 1),
-wdc AS (SELECT pk, dow, count(*) AS n FROM pd GROUP BY pk, dow),
-wd AS (SELECT pk, max(n) AS top_weekday_days FROM wdc GROUP BY pk),
-wkc AS (
-  SELECT pk, week,
-         max(CASE WHEN dow = 4 AND first_in_t IS NOT NULL THEN 1 ELSE 0 END) AS fri_in,
-         max(CASE WHEN dow = 6 AND last_out_t IS NOT NULL THEN 1 ELSE 0 END) AS sun_out
-  FROM pd GROUP BY pk, week
+names AS (
+  SELECT {hash}(person_id) AS pk, any_value(person_id) AS person_id,
+         CASE WHEN min({hash}('check:' || person_id)) = max({hash}('check:' || person_id))
+              THEN 1 ELSE 0 END AS key_ok
+  FROM {trips} GROUP BY {hash}(person_id)
 ),
-wk AS (SELECT pk, sum(fri_in * sun_out) AS cycles FROM wkc GROUP BY pk),
-sc AS (SELECT pk, site_id, sum(n) AS n FROM psm GROUP BY pk, site_id),
+sites AS (
+  SELECT {hash}(site_id, mode, region) AS sk, any_value(site_id) AS site_id,
+         any_value(mode) AS mode, any_value(region) AS region
+  FROM {trips} GROUP BY {hash}(site_id, mode, region)
+),
+ps AS{materialized} (
+  SELECT c.pk, st.site_id, st.mode, st.region, c.n
+  FROM (SELECT pk, sk, count(*) AS n FROM x GROUP BY pk, sk) c JOIN sites st ON st.sk = c.sk
+),
+a AS (
+  SELECT pk, n_regions, n_modes, n_rail, n_bus,
+         CASE WHEN n_rail >= n_car AND n_rail > n_bus THEN 'rail'
+              WHEN n_car > n_bus THEN 'car' ELSE 'bus' END AS main_mode
+  FROM (
+    SELECT pk,
+           count(DISTINCT CASE WHEN region <> '' THEN region END) AS n_regions,
+           count(DISTINCT mode) AS n_modes,
+           sum(CASE WHEN mode = 'rail' THEN n ELSE 0 END) AS n_rail,
+           sum(CASE WHEN mode = 'car' THEN n ELSE 0 END) AS n_car,
+           sum(CASE WHEN mode = 'bus' THEN n ELSE 0 END) AS n_bus
+    FROM ps GROUP BY pk
+  ) am
+),
+sc AS (SELECT pk, site_id, sum(n) AS n FROM ps GROUP BY pk, site_id),
 s AS (SELECT pk, count(*) AS n_sites, max(n) AS top_site_n FROM sc GROUP BY pk),
-mc AS (SELECT pk, mode, sum(n) AS n FROM psm GROUP BY pk, mode),
-mm AS (
-  SELECT pk, mode,
-         ROW_NUMBER() OVER (PARTITION BY pk ORDER BY n DESC, mode) AS rn
-  FROM mc
-),
-rc AS (SELECT pk, region, sum(n) AS n FROM psm WHERE region <> '' GROUP BY pk, region),
+rc AS (SELECT pk, region, sum(n) AS n FROM ps WHERE region <> '' GROUP BY pk, region),
 rr AS (
   SELECT pk, region,
          ROW_NUMBER() OVER (PARTITION BY pk ORDER BY n DESC, region) AS rn
@@ -141,14 +143,11 @@ rr AS (
 """
 
 _FROM = """
-FROM a
-JOIN d ON d.pk = a.pk
-JOIN s ON s.pk = a.pk
-JOIN wd ON wd.pk = a.pk
-LEFT JOIN g ON g.pk = a.pk
-LEFT JOIN wk ON wk.pk = a.pk
-LEFT JOIN mm ON mm.pk = a.pk AND mm.rn = 1
-LEFT JOIN rr ON rr.pk = a.pk AND rr.rn = 1
+FROM p
+JOIN names nm ON nm.pk = p.pk
+JOIN a ON a.pk = p.pk
+JOIN s ON s.pk = p.pk
+LEFT JOIN rr ON rr.pk = p.pk AND rr.rn = 1
 """
 
 
@@ -160,50 +159,82 @@ class Window:
     window_days: int = DEFAULT_WINDOW_DAYS
 
     def __post_init__(self) -> None:
-        if self.window_days < 8:
-            raise ValueError(f"window_days must be at least 8 (got {self.window_days})")
+        if not MIN_WINDOW_DAYS <= self.window_days <= MAX_WINDOW_DAYS:
+            raise ValueError(
+                f"window_days must be between {MIN_WINDOW_DAYS} and {MAX_WINDOW_DAYS} "
+                f"(got {self.window_days})"
+            )
 
     @property
     def start(self) -> dt.date:
         return self.as_of - dt.timedelta(days=self.window_days)
 
     def calendar(self) -> pa.Table:
-        """Calendar rows for the window's days, with a Monday-based week number."""
+        """Calendar rows (day number, weekday, working-day flag) for the window's days."""
         return _window_calendar(self.start, self.as_of)
 
-    def params(self, calendar: pa.Table) -> dict[str, int]:
-        n_workdays = sum(calendar.column("is_workday").to_pylist())
+    def params(self) -> dict[str, int]:
+        """The window's numbers as the SQL uses them; day sets are bit masks, bit i = start + i."""
+        cal = self.calendar()
+        work = cal.column("is_workday").to_pylist()
+        dows = cal.column("dow").to_pylist()
         as_of_day = day_number(self.as_of)
-        return {
+        params = {
             "start_t": day_number(self.start) * 86400 - SHANGHAI_OFFSET_SECONDS,
             "end_t": as_of_day * 86400 - SHANGHAI_OFFSET_SECONDS,
             "offset": SHANGHAI_OFFSET_SECONDS,
             "double_read_seconds": DOUBLE_READ_SECONDS,
-            "as_of_day": as_of_day,
-            "recent_start_day": as_of_day - 7,
             "window_days": self.window_days,
-            "n_workdays": n_workdays,
-            "n_offdays": self.window_days - n_workdays,
+            "n_workdays": sum(work),
+            "n_offdays": self.window_days - sum(work),
+            "workday_bits": _bits(i for i, w in enumerate(work) if w),
+            "recent_bits": _bits(range(self.window_days - 7, self.window_days)),
+            "friday_bits": _bits(i for i, d in enumerate(dows) if d == 4),
         }
+        for dow in range(7):
+            params[f"dow{dow}_bits"] = _bits(i for i, d in enumerate(dows) if d == dow)
+        return params
+
+
+def _bits(days: Iterable[int]) -> int:
+    return sum(1 << i for i in days)
 
 
 @functools.lru_cache(maxsize=64)
 def _window_calendar(start: dt.date, end: dt.date) -> pa.Table:
-    table = calendar_table(start, end)
-    days = table.column("day").to_pylist()
-    # Day 0 (1970-01-01) was a Thursday, so (day + 3) // 7 changes on Mondays.
-    return table.append_column("week", pa.array([(d + 3) // 7 for d in days], pa.int64()))
+    return calendar_table(start, end)
+
+
+def _weekday_counts() -> str:
+    """Active days on each weekday: seven counts for `greatest`."""
+    return ", ".join(f"bit_count(active_bits & {{dow{k}_bits}})" for k in range(7))
+
+
+def _gap_keys(window_days: int) -> str:
+    """For each gap g, a key that sorts by (number of gaps equal to g, smaller g first).
+
+    Entry day i is followed by the next entry day exactly g days later when bit i and bit i+g of
+    `entry_bits` are set and the bits between are clear. Key = count * 64 + (63 - g), so the
+    greatest key names the most common gap (ties: the shorter one) and its count.
+    """
+    keys = []
+    for g in range(1, window_days):
+        between = " | ".join(f"(entry_bits >> {k})" for k in range(1, g))
+        clear = f" & ~({between})" if between else ""
+        keys.append(
+            f"CAST(bit_count(entry_bits & (entry_bits >> {g}){clear}) AS BIGINT) * 64 + {63 - g}"
+        )
+    return ",\n           ".join(keys)
 
 
 def feature_sql(
     trips: str,
-    calendar: str,
     params: dict[str, int],
     *,
     materialize: bool = False,
     hash_fn: str = "hash",
 ) -> str:
-    """The full feature query for relation names `trips` and `calendar` and the window's numbers.
+    """The full feature query for the relation named `trips` and the window's numbers.
 
     Two dialect switches change how the query runs, never what it computes: `materialize` asks
     DuckDB to compute each shared intermediate once (`AS MATERIALIZED`) but to re-read the input
@@ -214,15 +245,17 @@ def feature_sql(
         f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}"
         for f in FEATURES
     )
-    context = "coalesce(mm.mode, '') AS main_mode, coalesce(rr.region, '') AS main_region"
+    context = "a.main_mode, coalesce(rr.region, '') AS main_region"
     assert CONTEXT_COLUMNS == ("main_mode", "main_region")
     # Grouping runs on a 64-bit hash of the id (integer keys sort and hash several times faster
     # than strings); two ids sharing a hash would come out with person_id NULL, which callers reject.
-    person = "CASE WHEN a.key_ok = 1 THEN a.person_id END AS person_id"
-    text = f"{_CTES}\nSELECT {person},\n  {select},\n  {context}\n{_FROM}\nORDER BY 1"
+    person = "CASE WHEN nm.key_ok = 1 THEN nm.person_id END AS person_id"
+    ctes = _CTES.replace("{weekday_counts}", _weekday_counts()).replace(
+        "{gap_keys}", _gap_keys(params["window_days"])
+    )
+    text = f"{ctes}\nSELECT {person},\n  {select},\n  {context}\n{_FROM}\nORDER BY 1"
     return text.format(
         trips=trips,
-        calendar=calendar,
         materialized=" MATERIALIZED" if materialize else "",
         # Re-reading the input is cheaper than holding every windowed crossing in memory.
         not_materialized=" NOT MATERIALIZED" if materialize else "",

@@ -2,9 +2,9 @@
 
 DuckDB plans and runs the feature query in ~15-25 ms whatever the input size, too slow for a
 single person; the standard library's SQLite runs the same SQL text in ~1-2 ms. SQLite lacks
-three functions the text uses, added here as deterministic user functions: a 64-bit hash
-(grouping keys only), `any_value` and `stddev_pop`; `floor` is defined too, since SQLite builds
-without math functions exist. tests/code/test_engines.py holds SQLite to DuckDB on random persons.
+five functions the text uses, added here as deterministic user functions: a 64-bit hash
+(grouping keys only), `any_value`, `stddev_pop`, `bit_count` and `greatest`; `floor` is defined
+too, since SQLite builds without math functions exist. tests/code/test_engines.py holds SQLite to DuckDB on random persons.
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ _TRIP_COLS = "person_id TEXT, t INTEGER, direction TEXT, mode TEXT, site_id TEXT
 def _hash64(*args: object) -> int:
     data = "\x1f".join("" if a is None else str(a) for a in args).encode()
     return struct.unpack("<q", hashlib.blake2b(data, digest_size=8).digest())[0]
+
+
+def _bit_count(x: int | None) -> int | None:
+    return None if x is None else (x & 0xFFFFFFFFFFFFFFFF).bit_count()
+
+
+def _greatest(*args: object) -> object:
+    values = [a for a in args if a is not None]
+    return max(values) if values else None
 
 
 class _AnyValue:
@@ -63,12 +72,12 @@ def _connection() -> sqlite3.Connection:
         con = sqlite3.connect(":memory:")
         con.create_function("hash64", -1, _hash64, deterministic=True)
         con.create_function("floor", 1, math.floor, deterministic=True)
+        con.create_function("bit_count", 1, _bit_count, deterministic=True)
+        # SQLite's many-argument max() is DuckDB's and Spark's greatest().
+        con.create_function("greatest", -1, _greatest, deterministic=True)
         con.create_aggregate("any_value", 1, _AnyValue)
         con.create_aggregate("stddev_pop", 1, _StddevPop)
         con.execute(f"CREATE TABLE trips ({_TRIP_COLS})")
-        con.execute(
-            "CREATE TABLE calendar (day INTEGER, dow INTEGER, is_workday INTEGER, week INTEGER)"
-        )
         _local.con = con
     return con
 
@@ -76,19 +85,10 @@ def _connection() -> sqlite3.Connection:
 def run(rows: list[tuple], window: Window) -> pa.Table:
     """Feature rows (as an Arrow table, batch dtypes) for normalised trip tuples."""
     con = _connection()
-    calendar = window.calendar()
-    sql = feature_sql("trips", "calendar", window.params(calendar), hash_fn="hash64")
+    sql = feature_sql("trips", window.params(), hash_fn="hash64")
     with con:
         con.execute("DELETE FROM trips")
-        con.execute("DELETE FROM calendar")
         con.executemany("INSERT INTO trips VALUES (?, ?, ?, ?, ?, ?)", rows)
-        con.executemany(
-            "INSERT INTO calendar VALUES (?, ?, ?, ?)",
-            zip(
-                *(calendar.column(c).to_pylist() for c in ("day", "dow", "is_workday", "week")),
-                strict=True,
-            ),
-        )
         result = con.execute(sql).fetchall()
     columns = list(zip(*result, strict=True)) if result else [[] for _ in range(len(FEATURES) + 3)]
     arrays = {"person_id": pa.array(columns[0], pa.string())}

@@ -72,12 +72,28 @@ def test_calendar_table_for_the_october_window():
     assert work[days.index(day_number(dt.date(2021, 10, 4)))] == 0, "Oct 4 must be a holiday"
 
 
-def test_day_number_and_week_number():
-    # given / when / then day 0 is 1970-01-01 and weeks change on Mondays
+def test_day_number_and_window_day_masks():
+    # given the 28-day window before 2021-10-20 (it starts on Wednesday 2021-09-22)
+    window = Window(AS_OF)
+    assert window.start == dt.date(2021, 9, 22), f"window starts {window.start}"
+    # when its day masks are built
+    params = window.params()
+    days = [window.start + dt.timedelta(days=i) for i in range(28)]
+    # then bit i stands for start + i: working days (with 调休), Fridays, the last seven days
     assert day_number(dt.date(1970, 1, 1)) == 0, "day 0 is 1970-01-01"
-    cal = Window(AS_OF).calendar()
-    by_day = dict(zip(cal.column("day").to_pylist(), cal.column("week").to_pylist(), strict=True))
-    sun, mon = day_number(dt.date(2021, 10, 10)), day_number(dt.date(2021, 10, 11))
-    sat = day_number(dt.date(2021, 10, 9))
-    assert by_day[sat] == by_day[sun], "Saturday and Sunday belong to the same week"
-    assert by_day[mon] == by_day[sun] + 1, "a new week starts on Monday"
+    for i, d in enumerate(days):
+        bit = 1 << i
+        assert bool(params["workday_bits"] & bit) == is_workday(d), f"workday bit of {d}"
+        assert bool(params["friday_bits"] & bit) == (d.weekday() == 4), f"Friday bit of {d}"
+        assert bool(params["recent_bits"] & bit) == (d >= AS_OF - dt.timedelta(days=7)), f"{d}"
+        assert bool(params[f"dow{d.weekday()}_bits"] & bit), f"weekday bit of {d}"
+    assert params["workday_bits"] & (1 << days.index(dt.date(2021, 10, 9))), "Oct 9 works (调休)"
+    assert not params["workday_bits"] & (1 << days.index(dt.date(2021, 10, 4))), "Oct 4 is off"
+    assert sum(params[f"dow{k}_bits"] for k in range(7)) == 2**28 - 1, "each day has one weekday"
+
+
+@pytest.mark.parametrize("window_days", [7, 63])
+def test_window_length_is_bounded(window_days):
+    # given / when / then a window too short for weekly patterns or too long for a 64-bit day mask
+    with pytest.raises(ValueError, match="window_days must be between 8 and 62"):
+        Window(AS_OF, window_days)
