@@ -164,9 +164,13 @@ FEATURES: tuple[Feature, ...] = (
         "(CAST(p.active_days - p.recent_active_days AS DOUBLE) * 7 / ({window_days} - 7) + 1)",
     ),
     # diversity
-    Feature("n_sites", "diversity", "int", "distinct stations and checkpoints used", "s.n_sites"),
+    Feature("n_sites", "diversity", "int", "distinct stations and checkpoints used", "a.n_sites"),
     Feature(
-        "n_regions", "diversity", "int", "distinct outside regions connected to", "a.n_regions"
+        "n_regions",
+        "diversity",
+        "int",
+        "distinct outside regions connected to",
+        "coalesce(r.n_regions, 0)",
     ),
     Feature("n_modes", "diversity", "int", "distinct modes used (rail, car, bus)", "a.n_modes"),
     Feature(
@@ -174,7 +178,7 @@ FEATURES: tuple[Feature, ...] = (
         "diversity",
         "float",
         "share of crossings at the most used site",
-        _share("s.top_site_n", "p.crossings"),
+        _share("a.top_site_n", "p.crossings"),
     ),
     Feature(
         "rail_share",

@@ -29,6 +29,8 @@ from features.definitions import CONTEXT_COLUMNS, FEATURES
 from features.schema import DEFAULT_WINDOW_DAYS, DOUBLE_READ_SECONDS
 from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
 
+# Region ranks are packed below crossing counts in one BIGINT key; far more than any feed has.
+RANK_SPAN = 1 << 20
 MIN_WINDOW_DAYS = 8
 # Day sets are BIGINT masks; bit 62 would make 1 << i overflow a signed 64-bit integer.
 MAX_WINDOW_DAYS = 62
@@ -104,50 +106,61 @@ p AS (
   FROM dc
 ),
 names AS (
-  SELECT {hash}(person_id) AS pk, any_value(person_id) AS person_id,
-         CASE WHEN min({hash}('check:' || person_id)) = max({hash}('check:' || person_id))
-              THEN 1 ELSE 0 END AS key_ok
-  FROM {trips} GROUP BY {hash}(person_id)
+  -- exact: two ids sharing a 64-bit key get no name, and callers reject the row
+  SELECT pk, CASE WHEN count(*) = 1 THEN any_value(person_id) END AS person_id
+  FROM (SELECT person_id, {hash}(person_id) AS pk FROM {trips} GROUP BY person_id) ids
+  GROUP BY pk
 ),
-sites AS (
-  SELECT {hash}(site_id, mode, region) AS sk, any_value(site_id) AS site_id,
-         any_value(mode) AS mode, any_value(region) AS region
-  FROM {trips} GROUP BY {hash}(site_id, mode, region)
+sites AS{materialized} (
+  SELECT sk, site_id, mode, region,
+         DENSE_RANK() OVER (ORDER BY site_id) AS site_rank,
+         CASE WHEN region = '' THEN 0 ELSE DENSE_RANK() OVER (ORDER BY region) END AS region_rank
+  FROM (
+    SELECT {hash}(site_id, mode, region) AS sk, any_value(site_id) AS site_id,
+           any_value(mode) AS mode, any_value(region) AS region
+    FROM {trips} GROUP BY {hash}(site_id, mode, region)
+  ) sd
 ),
 ps AS{materialized} (
-  SELECT c.pk, st.site_id, st.mode, st.region, c.n
+  SELECT c.pk, c.n, st.site_rank, st.region_rank, st.mode
   FROM (SELECT pk, sk, count(*) AS n FROM x GROUP BY pk, sk) c JOIN sites st ON st.sk = c.sk
 ),
 a AS (
-  SELECT pk, n_regions, n_modes, n_rail, n_bus,
-         CASE WHEN n_rail >= n_car AND n_rail > n_bus THEN 'rail'
-              WHEN n_car > n_bus THEN 'car' ELSE 'bus' END AS main_mode
+  SELECT pk, n_sites, top_site_n, n_rail, n_bus,
+         CASE WHEN n_rail > 0 THEN 1 ELSE 0 END + CASE WHEN n_car > 0 THEN 1 ELSE 0 END
+           + CASE WHEN n_bus > 0 THEN 1 ELSE 0 END AS n_modes,
+         -- the most used mode; ties go to the earlier name (bus, car, rail)
+         CASE WHEN n_bus >= n_car AND n_bus >= n_rail THEN 'bus'
+              WHEN n_car >= n_rail THEN 'car' ELSE 'rail' END AS main_mode
   FROM (
-    SELECT pk,
-           count(DISTINCT CASE WHEN region <> '' THEN region END) AS n_regions,
-           count(DISTINCT mode) AS n_modes,
-           sum(CASE WHEN mode = 'rail' THEN n ELSE 0 END) AS n_rail,
-           sum(CASE WHEN mode = 'car' THEN n ELSE 0 END) AS n_car,
-           sum(CASE WHEN mode = 'bus' THEN n ELSE 0 END) AS n_bus
-    FROM ps GROUP BY pk
+    SELECT pk, count(*) AS n_sites, max(n) AS top_site_n,
+           sum(n_rail) AS n_rail, sum(n_car) AS n_car, sum(n_bus) AS n_bus
+    FROM (
+      SELECT pk, site_rank, sum(n) AS n,
+             sum(CASE WHEN mode = 'rail' THEN n ELSE 0 END) AS n_rail,
+             sum(CASE WHEN mode = 'car' THEN n ELSE 0 END) AS n_car,
+             sum(CASE WHEN mode = 'bus' THEN n ELSE 0 END) AS n_bus
+      FROM ps GROUP BY pk, site_rank
+    ) sc GROUP BY pk
   ) am
 ),
-sc AS (SELECT pk, site_id, sum(n) AS n FROM ps GROUP BY pk, site_id),
-s AS (SELECT pk, count(*) AS n_sites, max(n) AS top_site_n FROM sc GROUP BY pk),
-rc AS (SELECT pk, region, sum(n) AS n FROM ps WHERE region <> '' GROUP BY pk, region),
-rr AS (
-  SELECT pk, region,
-         ROW_NUMBER() OVER (PARTITION BY pk ORDER BY n DESC, region) AS rn
-  FROM rc
-)
+r AS (
+  -- most used region: greatest (crossings, earlier name) packed into one key, as for gaps
+  SELECT pk, count(*) AS n_regions, max(n * {rank_span} + {rank_span} - 1 - region_rank) AS region_key
+  FROM (
+    SELECT pk, region_rank, CAST(sum(n) AS BIGINT) AS n FROM ps WHERE region_rank > 0
+    GROUP BY pk, region_rank
+  ) rc GROUP BY pk
+),
+rn AS (SELECT DISTINCT region_rank, region FROM sites)
 """
 
 _FROM = """
 FROM p
 JOIN names nm ON nm.pk = p.pk
 JOIN a ON a.pk = p.pk
-JOIN s ON s.pk = p.pk
-LEFT JOIN rr ON rr.pk = p.pk AND rr.rn = 1
+LEFT JOIN r ON r.pk = p.pk
+LEFT JOIN rn ON rn.region_rank = {rank_span} - 1 - r.region_key % {rank_span}
 """
 
 
@@ -245,11 +258,12 @@ def feature_sql(
         f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}"
         for f in FEATURES
     )
-    context = "a.main_mode, coalesce(rr.region, '') AS main_region"
+    context = "a.main_mode, coalesce(rn.region, '') AS main_region"
     assert CONTEXT_COLUMNS == ("main_mode", "main_region")
     # Grouping runs on a 64-bit hash of the id (integer keys sort and hash several times faster
-    # than strings); two ids sharing a hash would come out with person_id NULL, which callers reject.
-    person = "CASE WHEN nm.key_ok = 1 THEN nm.person_id END AS person_id"
+    # than strings); two ids sharing a hash come out with person_id NULL (CTE `names`), which
+    # callers reject.
+    person = "nm.person_id"
     ctes = _CTES.replace("{weekday_counts}", _weekday_counts()).replace(
         "{gap_keys}", _gap_keys(params["window_days"])
     )
@@ -260,5 +274,6 @@ def feature_sql(
         # Re-reading the input is cheaper than holding every windowed crossing in memory.
         not_materialized=" NOT MATERIALIZED" if materialize else "",
         hash=hash_fn,
+        rank_span=RANK_SPAN,
         **params,
     )

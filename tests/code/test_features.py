@@ -317,10 +317,14 @@ def test_main_mode_and_region_counts_and_ties():
         trip("2021-11-22", 7, mode="car", site_id="CK-B", region="r2"),
         trip("2021-11-22", 19, direction="out", mode="bus", site_id="CK-C", region="r1"),
     ]
+    c = [
+        trip("2021-11-22", 7, mode="rail", site_id="RL-A", region="r3"),
+        trip("2021-11-23", 7, mode="car", site_id="CK-B", region="r3"),
+    ]
     # when
-    frame = features_from_trips([("b", b), ("a", a)], NOV_AS_OF)
+    frame = features_from_trips([("b", b), ("c", c), ("a", a)], NOV_AS_OF)
     # then rows come in person_id order
-    assert frame["person_id"].tolist() == ["a", "b"], (
+    assert frame["person_id"].tolist() == ["a", "b", "c"], (
         f"rows not in id order: {frame['person_id'].tolist()}"
     )
     # and a: main mode rail (2 of 3), empty regions ignored for n_regions and main_region
@@ -340,6 +344,8 @@ def test_main_mode_and_region_counts_and_ties():
     check(
         one(frame, "b"), {"main_mode": "bus", "main_region": "r1", "bus_share": 0.5, "n_regions": 2}
     )
+    # and c: a car-rail tie goes to car, the earlier name
+    check(one(frame, "c"), {"main_mode": "car", "main_region": "r3", "n_modes": 2})
 
 
 def test_statutory_calendar_decides_working_days():
