@@ -40,12 +40,12 @@ def phase_plain(trips: str, as_of: str) -> None:
 
 
 def phase_features(trips: str, as_of: str) -> None:
-    from features.build import build_features
-    from features.output import write_frame
+    """What `commuter features --out F.parquet` does: read, check, build, write."""
+    from features.build import write_features
 
-    frame = build_features(trips, dt.date.fromisoformat(as_of))
-    write_frame(frame, Path(tempfile.gettempdir()) / "features_bench_out.parquet")
-    print(f"    features: {len(frame):,} persons x {frame.shape[1]} columns", flush=True)
+    out = Path(tempfile.gettempdir()) / "features_bench_out.parquet"
+    n = write_features(trips, dt.date.fromisoformat(as_of), out)
+    print(f"    features: {n:,} persons -> {out}", flush=True)
 
 
 def timed(fn, *args) -> tuple[float, float, float]:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, tmp: str) -> None:
     print(f"{'phase':<28}{'wall s':>9}{'CPU s':>9}{'crossings/s':>14}{'peak RSS GiB':>14}")
     for name, t, c, r in (
         ("plain DuckDB aggregate", t_plain, cpu_plain, rss_plain),
-        ("feature build (+ write)", t_feat, cpu_feat, rss_feat),
+        ("commuter features", t_feat, cpu_feat, rss_feat),
     ):
         print(f"{name:<28}{t:>9.2f}{c:>9.2f}{rows / t:>14,.0f}{r:>14.2f}")
     print(

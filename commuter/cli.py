@@ -136,16 +136,13 @@ def features(
     """One row per person: person_id, every model feature, and the main mode and region."""
     import time
 
-    from features.output import write_frame
-
     day = _parse_date(as_of)
     start = time.perf_counter()
     if engine == "duckdb":
-        from features.build import build_features
+        from features.build import write_features
 
         with _status("building features"):
-            frame = build_features(trips, day, window_days)
-        write_frame(frame, out_file)
+            n = write_features(trips, day, out_file, window_days)
     elif engine == "spark":
         from features.spark import write_spark_features
 
@@ -155,7 +152,7 @@ def features(
         return
     else:
         raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
-    out.print(f"{len(frame):,} persons -> {out_file} ({time.perf_counter() - start:.1f} s)")
+    out.print(f"{n:,} persons -> {out_file} ({time.perf_counter() - start:.1f} s)")
 
 
 @app.command()

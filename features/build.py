@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
+from features.output import atomic_write
 from features.read import connect, register_trips, reporting_bad_rows
 from features.schema import DEFAULT_WINDOW_DAYS
 from features.sql import Window, feature_sql
@@ -31,6 +32,9 @@ _TRIPS_SCHEMA = pa.schema(
 )
 
 
+HASH_CLASH = "two person ids share a 64-bit hash; features cannot be told apart (report this)"
+
+
 def _run(con: duckdb.DuckDBPyConnection, trips: str, window: Window) -> pd.DataFrame:
     sql = feature_sql(trips, window.params(), materialize=True)
     return to_frame(con.sql(sql).to_arrow_table())
@@ -39,9 +43,7 @@ def _run(con: duckdb.DuckDBPyConnection, trips: str, window: Window) -> pd.DataF
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """Feature rows with deliberate dtypes: str ids and context, nullable Int64 counts, float64 rest."""
     if table.column("person_id").null_count:
-        raise RuntimeError(
-            "two person ids share a 64-bit hash; features cannot be told apart (report this)"
-        )
+        raise RuntimeError(HASH_CLASH)
     types = {f.name: pa.int64() if f.kind == "int" else pa.float64() for f in FEATURES}
     schema = pa.schema(
         [("person_id", pa.string())]
@@ -64,6 +66,39 @@ def build_features(
     files = register_trips(con, path, "trips")
     with reporting_bad_rows(con, files):
         return _run(con, "trips", Window(as_of, window_days))
+
+
+def write_features(
+    path: str | Path, as_of: dt.date, out: str | Path, window_days: int = DEFAULT_WINDOW_DAYS
+) -> int:
+    """`commuter features`: the table `build_features` returns, written by DuckDB straight to
+    `out` (.parquet or .csv, atomically) without a round trip through pandas; returns persons."""
+    suffix = Path(out).suffix.lower()
+    formats = {".parquet": "FORMAT parquet", ".pq": "FORMAT parquet", ".csv": "FORMAT csv, HEADER"}
+    if suffix not in formats:
+        raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv or .parquet")
+    con = connect(memory_limit=os.environ.get("COMMUTER_DUCKDB_MEMORY", BATCH_MEMORY))
+    files = register_trips(con, path, "trips")
+    sql = feature_sql("trips", Window(as_of, window_days).params(), materialize=True)
+    columns = ", ".join((*FEATURE_NAMES, *CONTEXT_COLUMNS))
+    query = (
+        f"SELECT CASE WHEN person_id IS NULL THEN error('{HASH_CLASH}') ELSE person_id END "
+        f"AS person_id, {columns} FROM ({sql}) f ORDER BY 1"
+    )
+
+    def copy(tmp: Path) -> None:
+        target = "'" + str(tmp).replace("'", "''") + "'"
+        rows.append(con.execute(f"COPY ({query}) TO {target} ({formats[suffix]})").fetchone()[0])
+
+    rows: list[int] = []
+    with reporting_bad_rows(con, files):
+        try:
+            atomic_write(out, copy)
+        except duckdb.InvalidInputException as exc:
+            if HASH_CLASH in str(exc):
+                raise RuntimeError(HASH_CLASH) from None
+            raise
+    return rows[0]
 
 
 # Below this many trips the request-time path runs the feature SQL on SQLite (about 1-2 ms a

@@ -207,6 +207,7 @@ def reporting_bad_rows(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Ite
     try:
         yield
     except duckdb.Error as exc:
+        # error() raises InvalidInputException; a file that breaks mid-scan raises either type.
         if not isinstance(exc, (duckdb.InvalidInputException, duckdb.IOException)):
             raise
         for f in files:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import features.build as fb
 from commuter.cli import app
-from features.build import build_features
+from features.build import HASH_CLASH, build_features, write_features
 from features.definitions import FEATURE_NAMES
 from tests.code.tripdata import NOV_AS_OF, flat_rows, trip, write_csv, write_parquet
 
@@ -66,6 +68,51 @@ def test_features_writes_every_feature(tmp_path, suffix):
     assert frame["entry_hour_mean"].tolist() == want["entry_hour_mean"].tolist(), (
         "entry hours differ"
     )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_written_table_is_the_built_table(tmp_path, suffix):
+    # given a small simulated world
+    from features.simulate import simulate_world, write_world
+
+    write_world(simulate_world(300, NOV_AS_OF, seed=3), tmp_path / "w")
+    trips = tmp_path / "w" / "trips.parquet"
+    # when the command's writer and the in-memory builder both run
+    out = tmp_path / f"f{suffix}"
+    n = write_features(trips, NOV_AS_OF, out)
+    want = build_features(trips, NOV_AS_OF)
+    got = pd.read_csv(out, dtype={"person_id": str}) if suffix == ".csv" else pd.read_parquet(out)
+    # then every value is the same (file dtypes aside; parallel sums may differ in the last bit)
+    # and nothing else is left in the directory
+    assert n == len(want) == len(got), f"rows: returned {n}, built {len(want)}, file {len(got)}"
+    assert list(got.columns) == list(want.columns), f"columns: {list(got.columns)}"
+    assert got["person_id"].tolist() == want["person_id"].tolist(), "persons differ"
+    for c in ("main_mode", "main_region"):
+        assert got[c].fillna("").tolist() == want[c].tolist(), f"{c} differs"
+    features = list(FEATURE_NAMES)
+    pd.testing.assert_frame_equal(
+        got[features].astype("float64"), want[features].astype("float64"), rtol=1e-12, atol=1e-12
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, "w"], "temporary file left"
+
+
+def test_a_hash_clash_fails_before_anything_is_written(tmp_path, monkeypatch):
+    # given a grouping key under which p1 and p2 clash (same id length)
+    real = fb.feature_sql
+
+    def clashing(*args, **kwargs):
+        return real(*args, **kwargs).replace(
+            "hash(person_id) AS pk", "hash(length(person_id)) AS pk"
+        )
+
+    monkeypatch.setattr(fb, "feature_sql", clashing)
+    out = tmp_path / "f.parquet"
+    # when / then both the writer and the in-memory builder refuse, and no file appears
+    with pytest.raises(RuntimeError, match=re.escape(HASH_CLASH)):
+        write_features(trips_file(tmp_path), NOV_AS_OF, out)
+    with pytest.raises(RuntimeError, match=re.escape(HASH_CLASH)):
+        build_features(trips_file(tmp_path), NOV_AS_OF)
+    assert not out.exists(), "a half-built table must not be written"
 
 
 def test_features_from_a_directory(tmp_path):
