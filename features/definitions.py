@@ -170,7 +170,7 @@ FEATURES: tuple[Feature, ...] = (
         "diversity",
         "int",
         "distinct outside regions connected to",
-        "coalesce(r.n_regions, 0)",
+        "a.n_regions",
     ),
     Feature("n_modes", "diversity", "int", "distinct modes used (rail, car, bus)", "a.n_modes"),
     Feature(

@@ -58,8 +58,8 @@ xd AS (
 ),
 pdr AS (
   SELECT pk, i, count(*) AS n,
-         sum(CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS n_night,
-         sum(is_in) AS n_in,
+         CAST(sum(CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS BIGINT) AS n_night,
+         CAST(sum(is_in) AS BIGINT) AS n_in,
          min(CASE WHEN is_in = 1 THEN t END) AS first_in_t,
          max(CASE WHEN is_in = 0 THEN t END) AS last_out_t
   FROM xd GROUP BY pk, i
@@ -71,8 +71,9 @@ pd AS (
   FROM pdr
 ),
 d AS (
-  SELECT pk, count(*) AS active_days, sum(n) AS crossings, sum(n_night) AS n_night,
-         sum(n_in) AS n_in, min(i) AS first_i, max(i) AS last_i,
+  SELECT pk, count(*) AS active_days, CAST(sum(n) AS BIGINT) AS crossings,
+         CAST(sum(n_night) AS BIGINT) AS n_night, CAST(sum(n_in) AS BIGINT) AS n_in,
+         min(i) AS first_i, max(i) AS last_i,
          CAST(sum(bit) AS BIGINT) AS active_bits,
          CAST(sum(CASE WHEN first_in_t IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS entry_bits,
          CAST(sum(CASE WHEN last_out_t IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS exit_bits,
@@ -125,32 +126,36 @@ ps AS{materialized} (
   SELECT c.pk, c.n, st.site_rank, st.region_rank, st.mode
   FROM (SELECT pk, sk, count(*) AS n FROM x GROUP BY pk, sk) c JOIN sites st ON st.sk = c.sk
 ),
+sr AS (
+  -- per person and site (kind 0) or region (kind 1): one grouping pass for both
+  SELECT pk, kind, CASE WHEN kind = 0 THEN site_rank ELSE region_rank END AS key_rank,
+         CAST(sum(n) AS BIGINT) AS n,
+         CAST(sum(CASE WHEN mode = 'rail' THEN n ELSE 0 END) AS BIGINT) AS n_rail,
+         CAST(sum(CASE WHEN mode = 'car' THEN n ELSE 0 END) AS BIGINT) AS n_car,
+         CAST(sum(CASE WHEN mode = 'bus' THEN n ELSE 0 END) AS BIGINT) AS n_bus
+  FROM ps CROSS JOIN (SELECT 0 AS kind UNION ALL SELECT 1 AS kind) k
+  WHERE kind = 0 OR region_rank > 0
+  GROUP BY pk, kind, CASE WHEN kind = 0 THEN site_rank ELSE region_rank END
+),
 a AS (
-  SELECT pk, n_sites, top_site_n, n_rail, n_bus,
+  SELECT pk, n_sites, top_site_n, n_rail, n_bus, n_regions, region_key,
          CASE WHEN n_rail > 0 THEN 1 ELSE 0 END + CASE WHEN n_car > 0 THEN 1 ELSE 0 END
            + CASE WHEN n_bus > 0 THEN 1 ELSE 0 END AS n_modes,
          -- the most used mode; ties go to the earlier name (bus, car, rail)
          CASE WHEN n_bus >= n_car AND n_bus >= n_rail THEN 'bus'
               WHEN n_car >= n_rail THEN 'car' ELSE 'rail' END AS main_mode
   FROM (
-    SELECT pk, count(*) AS n_sites, max(n) AS top_site_n,
-           sum(n_rail) AS n_rail, sum(n_car) AS n_car, sum(n_bus) AS n_bus
-    FROM (
-      SELECT pk, site_rank, sum(n) AS n,
-             sum(CASE WHEN mode = 'rail' THEN n ELSE 0 END) AS n_rail,
-             sum(CASE WHEN mode = 'car' THEN n ELSE 0 END) AS n_car,
-             sum(CASE WHEN mode = 'bus' THEN n ELSE 0 END) AS n_bus
-      FROM ps GROUP BY pk, site_rank
-    ) sc GROUP BY pk
+    SELECT pk,
+           sum(1 - kind) AS n_sites,
+           max(CASE WHEN kind = 0 THEN n END) AS top_site_n,
+           CAST(sum(CASE WHEN kind = 0 THEN n_rail ELSE 0 END) AS BIGINT) AS n_rail,
+           CAST(sum(CASE WHEN kind = 0 THEN n_car ELSE 0 END) AS BIGINT) AS n_car,
+           CAST(sum(CASE WHEN kind = 0 THEN n_bus ELSE 0 END) AS BIGINT) AS n_bus,
+           sum(kind) AS n_regions,
+           -- most used region: greatest (crossings, earlier name) packed into one key, as for gaps
+           max(CASE WHEN kind = 1 THEN n * {rank_span} + {rank_span} - 1 - key_rank END) AS region_key
+    FROM sr GROUP BY pk
   ) am
-),
-r AS (
-  -- most used region: greatest (crossings, earlier name) packed into one key, as for gaps
-  SELECT pk, count(*) AS n_regions, max(n * {rank_span} + {rank_span} - 1 - region_rank) AS region_key
-  FROM (
-    SELECT pk, region_rank, CAST(sum(n) AS BIGINT) AS n FROM ps WHERE region_rank > 0
-    GROUP BY pk, region_rank
-  ) rc GROUP BY pk
 ),
 rn AS (SELECT DISTINCT region_rank, region FROM sites)
 """
@@ -159,8 +164,7 @@ _FROM = """
 FROM p
 JOIN names nm ON nm.pk = p.pk
 JOIN a ON a.pk = p.pk
-LEFT JOIN r ON r.pk = p.pk
-LEFT JOIN rn ON rn.region_rank = {rank_span} - 1 - r.region_key % {rank_span}
+LEFT JOIN rn ON rn.region_rank = {rank_span} - 1 - a.region_key % {rank_span}
 """
 
 
