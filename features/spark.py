@@ -6,7 +6,7 @@ as a temporary view, and runs `feature_sql` unchanged (the calendar comes in as 
 LightGBM model text to the executors and calls the very `CommuterModel.predict_proba` batch scoring
 uses, on feature rows converted by the very `features.build.to_frame` batch uses.
 
-Spark <-> Python data crosses only as Arrow (`createDataFrame(pyarrow.Table)`, `mapInArrow`,
+Spark <-> Python data crosses only as Arrow (`mapInArrow`,
 `DataFrame.toArrow`), never through PySpark's own pandas conversion, which PySpark 4.x does not
 fully support with pandas 3 (see docs/spark.md).
 
