@@ -2,8 +2,10 @@
 
 Every file becomes one normalised relation `(person_id, t, direction, mode, site_id, region)` where
 `t` is the crossing instant in whole seconds since the Unix epoch (UTC). Local-time logic happens
-later, in the shared feature SQL. A file that breaks the contract raises `TripDataError` naming the
-file, the column and the first offending row; no file is ever dropped silently.
+later, in the shared feature SQL. Columns and types are checked when the view is made; rows are
+checked by the query that reads `t` (every feature query does), and `reporting_bad_rows` turns a
+bad row into a `TripDataError` naming the file, the column and the first offending row. No file
+is ever dropped silently.
 """
 
 from __future__ import annotations
