@@ -58,23 +58,22 @@ xd AS (
 ),
 pdr AS (
   SELECT pk, i, count(*) AS n,
-         CAST(sum(CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS BIGINT) AS n_night,
-         CAST(sum(is_in) AS BIGINT) AS n_in,
+         -- entries and night crossings in one sum: entries above bit 31, night crossings below
+         CAST(sum((CAST(is_in AS BIGINT) << 31)
+                  + CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS BIGINT) AS in_night,
          min(CASE WHEN is_in = 1 THEN t END) AS first_in_t,
          max(CASE WHEN is_in = 0 THEN t END) AS last_out_t
   FROM xd GROUP BY pk, i
 ),
 pd AS (
-  SELECT pk, i, n, n_night, n_in, first_in_t, last_out_t, (CAST(1 AS BIGINT) << i) AS bit,
+  SELECT pk, i, n, in_night, first_in_t, last_out_t, (CAST(1 AS BIGINT) << i) AS bit,
          CAST((first_in_t + {offset}) % 86400 AS DOUBLE) / 3600 AS first_in_hour,
          CAST((last_out_t + {offset}) % 86400 AS DOUBLE) / 3600 AS last_out_hour
   FROM pdr
 ),
 d AS (
   SELECT pk, count(*) AS active_days, CAST(sum(n) AS BIGINT) AS crossings,
-         CAST(sum(n_night) AS BIGINT) AS n_night, CAST(sum(n_in) AS BIGINT) AS n_in,
-         min(i) AS first_i, max(i) AS last_i,
-         CAST(sum(bit) AS BIGINT) AS active_bits,
+         CAST(sum(in_night) AS BIGINT) AS in_night, min(i) AS first_i, max(i) AS last_i,
          CAST(sum(CASE WHEN first_in_t IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS entry_bits,
          CAST(sum(CASE WHEN last_out_t IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS exit_bits,
          CAST(sum(CASE WHEN first_in_hour >= 5 AND first_in_hour < 10 THEN bit ELSE 0 END)
@@ -87,7 +86,8 @@ d AS (
   FROM pd GROUP BY pk
 ),
 dc AS (
-  SELECT pk, active_days, crossings, n_night, n_in, crossings - n_in AS n_out, first_i, last_i,
+  SELECT pk, active_days, crossings, in_night & 2147483647 AS n_night, in_night >> 31 AS n_in,
+         crossings - (in_night >> 31) AS n_out, first_i, last_i,
          entry_hour_mean, entry_hour_std, exit_hour_std,
          bit_count(active_bits & {workday_bits}) AS workdays_active,
          active_days - bit_count(active_bits & {workday_bits}) AS offdays_active,
@@ -99,7 +99,8 @@ dc AS (
          bit_count(entry_bits & {friday_bits} & (exit_bits >> 2)) AS cycles,
          CASE WHEN entry_bits = 0 THEN 0 ELSE bit_count(entry_bits) - 1 END AS n_gaps,
          greatest({gap_keys}) AS gap_key
-  FROM d
+  -- every active day has an entry or an exit
+  FROM (SELECT d.*, entry_bits | exit_bits AS active_bits FROM d) da
 ),
 p AS (
   SELECT dc.*, CASE WHEN gap_key >= 64 THEN 63 - gap_key % 64 END AS gap_mode,
