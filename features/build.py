@@ -17,7 +17,7 @@ from features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
 from features.output import atomic_write
 from features.read import connect, register_trips, reporting_bad_rows
 from features.schema import DEFAULT_WINDOW_DAYS
-from features.sql import Window, feature_sql
+from features.sql import HASH_CLASH, Window, feature_sql
 
 BATCH_MEMORY = "3200MB"
 _TRIPS_SCHEMA = pa.schema(
@@ -32,7 +32,9 @@ _TRIPS_SCHEMA = pa.schema(
 )
 
 
-HASH_CLASH = "two person ids share a 64-bit hash; features cannot be told apart (report this)"
+def _batch_connect() -> duckdb.DuckDBPyConnection:
+    # DuckDB would otherwise take 80% of RAM; past this it spills to a temporary directory.
+    return connect(memory_limit=os.environ.get("COMMUTER_DUCKDB_MEMORY", BATCH_MEMORY))
 
 
 def _run(con: duckdb.DuckDBPyConnection, trips: str, window: Window) -> pd.DataFrame:
@@ -61,8 +63,7 @@ def build_features(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> pd.DataFrame:
     """One row per person seen at `path` in the window before `as_of`: id, features, context."""
-    # DuckDB would otherwise take 80% of RAM; past this it spills to a temporary directory.
-    con = con or connect(memory_limit=os.environ.get("COMMUTER_DUCKDB_MEMORY", BATCH_MEMORY))
+    con = con or _batch_connect()
     files = register_trips(con, path, "trips")
     with reporting_bad_rows(con, files):
         return _run(con, "trips", Window(as_of, window_days))
@@ -77,7 +78,7 @@ def write_features(
     formats = {".parquet": "FORMAT parquet", ".pq": "FORMAT parquet", ".csv": "FORMAT csv, HEADER"}
     if suffix not in formats:
         raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv or .parquet")
-    con = connect(memory_limit=os.environ.get("COMMUTER_DUCKDB_MEMORY", BATCH_MEMORY))
+    con = _batch_connect()
     files = register_trips(con, path, "trips")
     sql = feature_sql("trips", Window(as_of, window_days).params(), materialize=True)
     columns = ", ".join((*FEATURE_NAMES, *CONTEXT_COLUMNS))

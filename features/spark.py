@@ -2,12 +2,11 @@
 
 The feature logic lives once, in `features/sql.py`; this module only gets trips into the
 normalised relation `(person_id, t, direction, mode, site_id, region)` the SQL expects, registers it
-as a temporary view, and runs `feature_sql` unchanged (the calendar comes in as constant day masks). Scoring ships the
-LightGBM model text to the executors and calls the very `CommuterModel.predict_proba` batch scoring
+as a temporary view, and runs `feature_sql` unchanged (the calendar comes in as constant day
+masks). Scoring ships the LightGBM model text to the executors and calls the very `CommuterModel.predict_proba` batch scoring
 uses, on feature rows converted by the very `features.build.to_frame` batch uses.
 
-Spark <-> Python data crosses only as Arrow (`mapInArrow`,
-`DataFrame.toArrow`), never through PySpark's own pandas conversion, which PySpark 4.x does not
+Spark <-> Python data crosses only as Arrow (`mapInArrow`, `DataFrame.toArrow`), never through PySpark's own pandas conversion, which PySpark 4.x does not
 fully support with pandas 3 (see docs/spark.md).
 
 Reading mirrors `features/read.py`: the same required columns, the same accepted values, the same
@@ -40,7 +39,7 @@ import pyarrow as pa
 from features.definitions import CONTEXT_COLUMNS, FEATURES
 from features.read import _OFFSET, SUFFIXES
 from features.schema import DEFAULT_WINDOW_DAYS, DIRECTIONS, MODES, TRIP_COLUMNS, TripDataError
-from features.sql import Window, feature_sql
+from features.sql import HASH_CLASH, Window, feature_sql
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -72,7 +71,6 @@ _SCORE_DDL = (
 )
 _NO_ROWS = "row numbers are not available on Spark"
 SPARK_HASH = "xxhash64"  # the 64-bit hash feature_sql groups on (its `hash_fn`)
-_HASH_CLASH = "two person ids share a 64-bit hash; features cannot be told apart (report this)"
 
 # Local runs: ERROR and above only, and no executor stack traces for errors the driver re-raises.
 _LOG4J2 = """\
@@ -486,7 +484,7 @@ def spark_features(
     # Two ids sharing a 64-bit key come out with person_id NULL (as in features.build): fail the
     # job there, before anything is written, rather than emit an unusable row.
     guarded = F.when(F.col("person_id").isNotNull(), F.col("person_id")).otherwise(
-        F.raise_error(F.lit(_HASH_CLASH))
+        F.raise_error(F.lit(HASH_CLASH))
     )
     return features.withColumn("person_id", guarded)
 

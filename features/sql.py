@@ -29,6 +29,8 @@ from features.definitions import CONTEXT_COLUMNS, FEATURES
 from features.schema import DEFAULT_WINDOW_DAYS, DOUBLE_READ_SECONDS
 from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
 
+# What callers say when the query returns a NULL person_id (CTE `names`: two ids, one key).
+HASH_CLASH = "two person ids share a 64-bit hash; features cannot be told apart (report this)"
 # Region ranks are packed below crossing counts in one BIGINT key; far more than any feed has.
 RANK_SPAN = 1 << 20
 MIN_WINDOW_DAYS = 8
