@@ -3,7 +3,8 @@
 Input is a normalised trips relation `(person_id, t, direction, mode, site_id, region)` with `t` in
 epoch seconds. The SQL sticks to the common subset of the dialects (CASE instead of FILTER,
 explicit CASTs, no `//`, no dialect date functions): local day and hour come from integer
-arithmetic on `t` because Asia/Shanghai is a fixed UTC+8 offset.
+arithmetic on seconds since the window's first local midnight, because Asia/Shanghai is a fixed
+UTC+8 offset.
 
 A person's days in the window are kept as 64-bit masks (bit i = i-th day of the window): active
 days, entry days, exit days. Working days, weekdays and the last week are constant masks from the
@@ -12,8 +13,10 @@ Friday-in/Sunday-out weeks are shifts. This keeps the per-day work to one aggreg
 
 Point-in-time rule: only crossings with as_of - window_days <= local time < as_of are counted
 (reads up to DOUBLE_READ_SECONDS before the window are looked at only to spot double reads).
-Double-read rule: a read of the same person, direction and site within DOUBLE_READ_SECONDS of the
-previous such read is the same crossing scanned twice and is dropped.
+Double-read rule: a read of the same person, direction, site, mode and region within
+DOUBLE_READ_SECONDS of the previous such read is the same crossing scanned twice and is dropped.
+Reads that agree on all of these and on the second are interchangeable, so every engine keeps the
+same rows.
 """
 
 from __future__ import annotations
@@ -39,23 +42,25 @@ MAX_WINDOW_DAYS = 62
 
 _CTES = """
 WITH w AS{not_materialized} (
+  -- s: seconds since the window's first local midnight (an INTEGER keeps the sort narrow)
   SELECT {hash}(person_id) AS pk, {hash}(site_id, mode, region) AS sk,
-         {hash}(person_id, direction, site_id) AS rk, t,
+         {hash}(person_id, direction, site_id, mode, region) AS rk,
+         CAST(t - {start_t} AS INTEGER) AS s,
          CASE WHEN direction = 'in' THEN 1 ELSE 0 END AS is_in
   FROM {trips}
   WHERE t >= {start_t} - {double_read_seconds} AND t < {end_t}
 ),
 m AS (
-  SELECT pk, sk, t, is_in, LAG(t) OVER (PARTITION BY rk ORDER BY t, sk) AS prev_t
+  -- reads that tie on rk and s agree on every column used below, so no tie-break is needed
+  SELECT pk, sk, s, is_in, LAG(s) OVER (PARTITION BY rk ORDER BY s) AS prev_s
   FROM w
 ),
 x AS{materialized} (
-  SELECT pk, sk, t, is_in
-  FROM m WHERE (prev_t IS NULL OR t - prev_t > {double_read_seconds}) AND t >= {start_t}
+  SELECT pk, sk, s, is_in
+  FROM m WHERE (prev_s IS NULL OR s - prev_s > {double_read_seconds}) AND s >= 0
 ),
 xd AS (
-  SELECT pk, t, is_in, (t + {offset}) % 86400 AS sec,
-         CAST(floor(CAST(t - {start_t} AS DOUBLE) / 86400) AS BIGINT) AS i
+  SELECT pk, s, is_in, s % 86400 AS sec, CAST(floor(CAST(s AS DOUBLE) / 86400) AS BIGINT) AS i
   FROM x
 ),
 pdr AS (
@@ -63,24 +68,24 @@ pdr AS (
          -- entries and night crossings in one sum: entries above bit 31, night crossings below
          CAST(sum((CAST(is_in AS BIGINT) << 31)
                   + CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS BIGINT) AS in_night,
-         min(CASE WHEN is_in = 1 THEN t END) AS first_in_t,
-         max(CASE WHEN is_in = 0 THEN t END) AS last_out_t
+         min(CASE WHEN is_in = 1 THEN s END) AS first_in_s,
+         max(CASE WHEN is_in = 0 THEN s END) AS last_out_s
   FROM xd GROUP BY pk, i
 ),
 pd AS (
-  SELECT pk, i, n, in_night, first_in_t, last_out_t, (CAST(1 AS BIGINT) << i) AS bit,
-         CAST((first_in_t + {offset}) % 86400 AS DOUBLE) / 3600 AS first_in_hour,
-         CAST((last_out_t + {offset}) % 86400 AS DOUBLE) / 3600 AS last_out_hour
+  SELECT pk, i, n, in_night, first_in_s, last_out_s, (CAST(1 AS BIGINT) << i) AS bit,
+         CAST(first_in_s % 86400 AS DOUBLE) / 3600 AS first_in_hour,
+         CAST(last_out_s % 86400 AS DOUBLE) / 3600 AS last_out_hour
   FROM pdr
 ),
 d AS (
   SELECT pk, count(*) AS active_days, CAST(sum(n) AS BIGINT) AS crossings,
          CAST(sum(in_night) AS BIGINT) AS in_night, min(i) AS first_i, max(i) AS last_i,
-         CAST(sum(CASE WHEN first_in_t IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS entry_bits,
-         CAST(sum(CASE WHEN last_out_t IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS exit_bits,
+         CAST(sum(CASE WHEN first_in_s IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS entry_bits,
+         CAST(sum(CASE WHEN last_out_s IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS exit_bits,
          CAST(sum(CASE WHEN first_in_hour >= 5 AND first_in_hour < 10 THEN bit ELSE 0 END)
               AS BIGINT) AS morning_bits,
-         CAST(sum(CASE WHEN first_in_t < last_out_t THEN bit ELSE 0 END) AS BIGINT)
+         CAST(sum(CASE WHEN first_in_s < last_out_s THEN bit ELSE 0 END) AS BIGINT)
              AS round_trip_bits,
          avg(first_in_hour) AS entry_hour_mean,
          stddev_pop(first_in_hour) AS entry_hour_std,
@@ -202,7 +207,6 @@ class Window:
         params = {
             "start_t": day_number(self.start) * 86400 - SHANGHAI_OFFSET_SECONDS,
             "end_t": as_of_day * 86400 - SHANGHAI_OFFSET_SECONDS,
-            "offset": SHANGHAI_OFFSET_SECONDS,
             "double_read_seconds": DOUBLE_READ_SECONDS,
             "window_days": self.window_days,
             "n_workdays": sum(work),
