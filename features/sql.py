@@ -36,6 +36,9 @@ from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_numbe
 HASH_CLASH = "two person ids share a 64-bit hash; features cannot be told apart (report this)"
 # Region ranks are packed below crossing counts in one BIGINT key; far more than any feed has.
 RANK_SPAN = 1 << 20
+# A person's crossings, entries and night crossings are summed as three 21-bit fields of one
+# BIGINT: up to 2,097,151 each in a window, a read every 3 s for 62 days.
+COUNT_BITS = 21
 MIN_WINDOW_DAYS = 8
 # Day sets are BIGINT masks; bit 62 would make 1 << i overflow a signed 64-bit integer.
 MAX_WINDOW_DAYS = 62
@@ -69,23 +72,22 @@ xd AS (
   FROM x
 ),
 pdr AS (
-  SELECT pk, i, count(*) AS n,
-         -- entries and night crossings in one sum: entries above bit 31, night crossings below
-         CAST(sum((CAST(is_in AS BIGINT) << 31)
-                  + CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS BIGINT) AS in_night,
+  SELECT pk, i,
+         -- crossings, entries and night crossings in one sum of {count_bits}-bit fields
+         CAST(sum((CAST(1 AS BIGINT) << {crossings_shift}) + (CAST(is_in AS BIGINT) << {entries_shift})
+                  + CASE WHEN sec >= 79200 OR sec < 18000 THEN 1 ELSE 0 END) AS BIGINT) AS counts,
          min(CASE WHEN is_in = 1 THEN s END) AS first_in_s,
          max(CASE WHEN is_in = 0 THEN s END) AS last_out_s
   FROM xd GROUP BY pk, i
 ),
 pd AS (
-  SELECT pk, i, n, in_night, first_in_s, last_out_s, (CAST(1 AS BIGINT) << i) AS bit,
+  SELECT pk, i, counts, first_in_s, last_out_s, (CAST(1 AS BIGINT) << i) AS bit,
          CAST(first_in_s % 86400 AS DOUBLE) / 3600 AS first_in_hour,
          CAST(last_out_s % 86400 AS DOUBLE) / 3600 AS last_out_hour
   FROM pdr
 ),
 d AS (
-  SELECT pk, count(*) AS active_days, CAST(sum(n) AS BIGINT) AS crossings,
-         CAST(sum(in_night) AS BIGINT) AS in_night, min(i) AS first_i, max(i) AS last_i,
+  SELECT pk, CAST(sum(counts) AS BIGINT) AS counts, max(i) AS last_i,
          CAST(sum(CASE WHEN first_in_s IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS entry_bits,
          CAST(sum(CASE WHEN last_out_s IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS exit_bits,
          CAST(sum(CASE WHEN first_in_hour >= 5 AND first_in_hour < 10 THEN bit ELSE 0 END)
@@ -98,11 +100,14 @@ d AS (
   FROM pd GROUP BY pk
 ),
 dc AS (
-  SELECT pk, active_days, crossings, in_night & 2147483647 AS n_night, in_night >> 31 AS n_in,
-         crossings - (in_night >> 31) AS n_out, first_i, last_i,
+  SELECT pk, bit_count(active_bits) AS active_days, counts >> {crossings_shift} AS crossings,
+         counts & {count_mask} AS n_night, (counts >> {entries_shift}) & {count_mask} AS n_in,
+         (counts >> {crossings_shift}) - ((counts >> {entries_shift}) & {count_mask}) AS n_out,
+         -- the lowest set bit's index: the bits below it, counted
+         bit_count((active_bits & -active_bits) - 1) AS first_i, last_i,
          entry_hour_mean, entry_hour_std, exit_hour_std,
          bit_count(active_bits & {workday_bits}) AS workdays_active,
-         active_days - bit_count(active_bits & {workday_bits}) AS offdays_active,
+         bit_count(active_bits & ~{workday_bits}) AS offdays_active,
          bit_count(morning_bits & {workday_bits}) AS morning_entry_workdays,
          bit_count(entry_bits & {workday_bits}) AS workday_entries,
          bit_count(round_trip_bits & {workday_bits}) AS workday_round_trips,
@@ -291,5 +296,9 @@ def feature_sql(
         not_materialized=" NOT MATERIALIZED" if materialize else "",
         hash=hash_fn,
         rank_span=RANK_SPAN,
+        count_bits=COUNT_BITS,
+        entries_shift=COUNT_BITS,
+        crossings_shift=2 * COUNT_BITS,
+        count_mask=(1 << COUNT_BITS) - 1,
         **params,
     )
