@@ -3,9 +3,9 @@
 Every file becomes one normalised relation `(person_id, t, direction, mode, site_id, region)` where
 `t` is the crossing instant in whole seconds since the Unix epoch (UTC). Local-time logic happens
 later, in the shared feature SQL. Columns and types are checked when the view is made; rows are
-checked by the query that reads `t` (every feature query does), and `reporting_bad_rows` turns a
-bad row into a `TripDataError` naming the file, the column and the first offending row. No file
-is ever dropped silently.
+checked by the feature query itself (time and direction on every row, ids, sites and modes on
+their distinct values), and `reporting_bad_rows` turns a bad row into a `TripDataError` naming the
+file, the column and the first offending row. No file is ever dropped silently.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _normalised(ts_sql: str) -> str:
 
 def _checks() -> list[tuple[str, str, str]]:
     """(column, SQL true on a bad normalised row, what was expected): one definition for the
-    in-query guard, the count of bad rows and the first-bad-row report."""
+    in-query guards, the count of bad rows and the first-bad-row report."""
     dirs = ", ".join(f"'{d}'" for d in DIRECTIONS)
     modes = ", ".join(f"'{m}'" for m in MODES)
     return [
@@ -176,16 +176,33 @@ def check_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 # Raised by DuckDB's error() inside a query when a row breaks the contract.
 _BAD_ROW = "commuter: trip row breaks the contract"
+# Checked on every row, in `t`: the feature query computes `t` for every row to apply its window,
+# and its windowed scan is the only one that reads `direction`.
+ROW_CHECKED = ("ts", "direction")
+# Checked once per distinct value, in the feature query's id list and site list (value_guards).
+VALUE_CHECKED = {"person_id": ("person_id",), "site_id": ("site_id", "mode")}
+
+
+def _guard(value: str, columns: tuple[str, ...]) -> str:
+    bad = " OR ".join(f"({sql})" for column, sql, _ in _checks() if column in columns)
+    return f"CASE WHEN {bad} THEN error('{_BAD_ROW}') ELSE {value} END"
+
+
+def value_guards() -> dict[str, str]:
+    """SQL for `feature_sql(guards=...)`: the id and the site, stopping the query if the value (or
+    the site's mode) breaks the contract. Run on distinct values, they cost almost nothing."""
+    return {value: _guard(value, columns) for value, columns in VALUE_CHECKED.items()}
 
 
 def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     """SQL selecting one file's normalised rows; a row that breaks the contract stops the query.
 
-    The guard sits in `t`, which every feature query filters on, so the one scan that builds
-    features also validates every row; `reporting_bad_rows` turns a stop into the full message.
+    `t` carries the guard for the time and the direction; the feature query checks ids, sites
+    and modes on their distinct values (`value_guards`). So the scans that build features also
+    validate every row, and `reporting_bad_rows` turns a stop into the full message.
     """
     source, ts_sql = _source(con, path)
-    bad = " OR ".join(f"({sql})" for _, sql, _ in _checks())
+    bad = " OR ".join(f"({sql})" for column, sql, _ in _checks() if column in ROW_CHECKED)
     return (
         f"SELECT person_id, CASE WHEN {bad} THEN error('{_BAD_ROW}') ELSE t END AS t, "
         f"direction, mode, site_id, region FROM (SELECT {_normalised(ts_sql)} FROM {source})"

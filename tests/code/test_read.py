@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.build import build_features, features_from_trips
+from features.build import build_features, features_from_trips, write_features
 from features.read import connect, discover, read_labels, register_trips
 from features.schema import TripDataError
 from tests.code.tripdata import (
@@ -212,6 +212,22 @@ def test_bad_value_names_file_row_and_column(tmp_path, fmt, column, value, messa
     expected = f"{path} {where(fmt, 2)}: {message}"
     with pytest.raises(TripDataError, match=re.escape(expected)):
         build_features(path, NOV_AS_OF)
+
+
+@pytest.mark.parametrize(("column", "value", "message"), BAD_VALUES)
+def test_bad_value_outside_the_window_is_still_refused(tmp_path, column, value, message):
+    # given a Parquet file whose only bad row is a year before the window (ids, sites and modes
+    # are checked on their distinct values, time and direction on every row)
+    rows = good_rows()
+    rows.append({**trip("2020-11-22", 7), "person_id": "p3", column: value})
+    path = write("parquet", tmp_path / "trips", rows)
+    # when / then both the table build and `commuter features` refuse it, naming the row
+    expected = f"{path} row 4: {message}"
+    with pytest.raises(TripDataError, match=re.escape(expected)):
+        build_features(path, NOV_AS_OF)
+    with pytest.raises(TripDataError, match=re.escape(expected)):
+        write_features(path, NOV_AS_OF, tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists(), "a refused build wrote its output"
 
 
 @pytest.mark.parametrize(
