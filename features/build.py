@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
 from features.output import atomic_write
-from features.read import connect, register_trips, reporting_bad_rows, value_guards
+from features.read import connect, register_trips, reporting_bad_rows
 from features.schema import DEFAULT_WINDOW_DAYS
 from features.sql import HASH_CLASH, Window, feature_sql
 
@@ -40,9 +40,8 @@ def _batch_connect() -> duckdb.DuckDBPyConnection:
 def _run(
     con: duckdb.DuckDBPyConnection, trips: str, window: Window, *, files: bool = False
 ) -> pd.DataFrame:
-    # Trip files are checked inside the query; in-memory trips were checked by their caller.
-    guards = value_guards() if files else None
-    sql = feature_sql(trips, window.params(), materialize=True, guards=guards)
+    lists = {"ids": f"{trips}_ids", "sites": f"{trips}_sites"} if files else {}
+    sql = feature_sql(trips, window.params(), materialize=True, **lists)
     return to_frame(con.sql(sql).to_arrow_table())
 
 
@@ -84,9 +83,8 @@ def write_features(
         raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv or .parquet")
     con = _batch_connect()
     files = register_trips(con, path, "trips")
-    sql = feature_sql(
-        "trips", Window(as_of, window_days).params(), materialize=True, guards=value_guards()
-    )
+    params = Window(as_of, window_days).params()
+    sql = feature_sql("trips", params, materialize=True, ids="trips_ids", sites="trips_sites")
     columns = ", ".join((*FEATURE_NAMES, *CONTEXT_COLUMNS))
     query = (
         f"SELECT CASE WHEN person_id IS NULL THEN error('{HASH_CLASH}') ELSE person_id END "

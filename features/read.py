@@ -2,10 +2,11 @@
 
 Every file becomes one normalised relation `(person_id, t, direction, mode, site_id, region)` where
 `t` is the crossing instant in whole seconds since the Unix epoch (UTC). Local-time logic happens
-later, in the shared feature SQL. Columns and types are checked when the view is made; rows are
-checked by the feature query itself (time and direction on every row, ids, sites and modes on
-their distinct values), and `reporting_bad_rows` turns a bad row into a `TripDataError` naming the
-file, the column and the first offending row. No file is ever dropped silently.
+later, in the shared feature SQL; two more views list the distinct ids and sites. Columns and
+types are checked when the views are made; rows are checked by the feature query itself (time
+and direction on every row, ids, sites and modes on their distinct values), and
+`reporting_bad_rows` turns a bad row into a `TripDataError` naming the file, the column and the
+first offending row. No file is ever dropped silently.
 """
 
 from __future__ import annotations
@@ -90,15 +91,22 @@ def _trimmed(column: str) -> str:
     return f"CASE WHEN prefix({text}, ' ') OR suffix({text}, ' ') THEN trim({text}) ELSE {text} END"
 
 
+# How each raw column becomes its normalised value (`t` is made from `ts` by `_ts_expr`).
+_NORMALISED = {
+    "person_id": _trimmed("person_id"),
+    "direction": "lower(trim(CAST(direction AS VARCHAR)))",
+    "mode": "lower(trim(CAST(mode AS VARCHAR)))",
+    "site_id": _trimmed("site_id"),
+    "region": f"coalesce({_trimmed('region')}, '')",
+}
+
+
 def _normalised(ts_sql: str) -> str:
     """Select list turning a file's raw columns into the normalised relation."""
-    return (
-        f"{_trimmed('person_id')} AS person_id, "
-        f"CAST(floor(epoch({ts_sql})) AS BIGINT) AS t, "
-        "lower(trim(CAST(direction AS VARCHAR))) AS direction, "
-        "lower(trim(CAST(mode AS VARCHAR))) AS mode, "
-        f"{_trimmed('site_id')} AS site_id, "
-        f"coalesce({_trimmed('region')}, '') AS region"
+    t = f"CAST(floor(epoch({ts_sql})) AS BIGINT) AS t"
+    return ", ".join(
+        [f"{_NORMALISED['person_id']} AS person_id", t]
+        + [f"{_NORMALISED[c]} AS {c}" for c in ("direction", "mode", "site_id", "region")]
     )
 
 
@@ -176,46 +184,60 @@ def check_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 # Raised by DuckDB's error() inside a query when a row breaks the contract.
 _BAD_ROW = "commuter: trip row breaks the contract"
-# Checked on every row, in `t`: the feature query computes `t` for every row to apply its window,
-# and its windowed scan is the only one that reads `direction`.
-ROW_CHECKED = ("ts", "direction")
-# Checked once per distinct value, in the feature query's id list and site list (value_guards).
-VALUE_CHECKED = {"person_id": ("person_id",), "site_id": ("site_id", "mode")}
 
 
-def _guard(value: str, columns: tuple[str, ...]) -> str:
+def _guarded(value: str, columns: tuple[str, ...]) -> str:
+    """`value`, or a stop if the normalised `columns` break the contract."""
     bad = " OR ".join(f"({sql})" for column, sql, _ in _checks() if column in columns)
     return f"CASE WHEN {bad} THEN error('{_BAD_ROW}') ELSE {value} END"
 
 
-def value_guards() -> dict[str, str]:
-    """SQL for `feature_sql(guards=...)`: the id and the site, stopping the query if the value (or
-    the site's mode) breaks the contract. Run on distinct values, they cost almost nothing."""
-    return {value: _guard(value, columns) for value, columns in VALUE_CHECKED.items()}
+def _distinct(source: str, columns: tuple[str, ...]) -> str:
+    """The distinct raw values of `columns`, normalised: normalising after grouping costs one
+    evaluation per distinct value instead of one per row."""
+    raw = ", ".join(columns)
+    norm = ", ".join(f"{_NORMALISED[c]} AS {c}" for c in columns)
+    return f"SELECT {norm} FROM (SELECT {raw} FROM {source} GROUP BY {raw})"
 
 
-def normalised_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
-    """SQL selecting one file's normalised rows; a row that breaks the contract stops the query.
+def file_views_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str, str]:
+    """SQL for one file's normalised rows, distinct ids and distinct sites; each stops the query
+    on a value that breaks the contract.
 
-    `t` carries the guard for the time and the direction; the feature query checks ids, sites
-    and modes on their distinct values (`value_guards`). So the scans that build features also
-    validate every row, and `reporting_bad_rows` turns a stop into the full message.
+    Rows check time and direction (`t` carries the guard; every feature query computes `t` for
+    every row to apply its window, and only that scan reads `direction`). Ids, sites and modes
+    are checked once per distinct value, in the id and site lists the feature query reads. So
+    the scans that build features also validate every row, and `reporting_bad_rows` turns a
+    stop into the full message.
     """
     source, ts_sql = _source(con, path)
-    bad = " OR ".join(f"({sql})" for column, sql, _ in _checks() if column in ROW_CHECKED)
-    return (
+    bad = " OR ".join(f"({sql})" for c, sql, _ in _checks() if c in ("ts", "direction"))
+    rows = (
         f"SELECT person_id, CASE WHEN {bad} THEN error('{_BAD_ROW}') ELSE t END AS t, "
         f"direction, mode, site_id, region FROM (SELECT {_normalised(ts_sql)} FROM {source})"
     )
+    ids = (
+        f"SELECT {_guarded('person_id', ('person_id',))} AS person_id "
+        f"FROM ({_distinct(source, ('person_id',))})"
+    )
+    sites = (
+        f"SELECT {_guarded('site_id', ('site_id', 'mode'))} AS site_id, mode, region "
+        f"FROM ({_distinct(source, ('site_id', 'mode', 'region'))})"
+    )
+    return rows, ids, sites
 
 
 def register_trips(
     con: duckdb.DuckDBPyConnection, path: str | Path, name: str = "trips"
 ) -> list[Path]:
-    """Check the columns of every file at `path` and create the view `name` over their rows."""
+    """Check the columns of every file at `path` and create the views `name` (normalised rows),
+    `name`_ids (their ids) and `name`_sites (their site, mode, region triples) over them. The
+    two lists may repeat a value (once per file, or raw spellings that normalise alike)."""
     files = discover(path)
-    parts = [normalised_sql(con, f) for f in files]
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS " + " UNION ALL ".join(parts))
+    parts = [file_views_sql(con, f) for f in files]
+    for k, suffix in enumerate(("", "_ids", "_sites")):
+        union = " UNION ALL ".join(p[k] for p in parts)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name}{suffix} AS {union}")
     return files
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -127,7 +127,7 @@ p AS (
 names AS (
   -- exact: two ids sharing a 64-bit key get no name, and callers reject the row
   SELECT pk, CASE WHEN count(*) = 1 THEN any_value(person_id) END AS person_id
-  FROM (SELECT {id_value} AS person_id, {hash}(person_id) AS pk FROM {trips} GROUP BY person_id) ids
+  FROM (SELECT person_id, {hash}(person_id) AS pk FROM {ids} GROUP BY person_id) ids
   GROUP BY pk
 ),
 sites AS{materialized} (
@@ -135,11 +135,9 @@ sites AS{materialized} (
          DENSE_RANK() OVER (ORDER BY site_id) AS site_rank,
          CASE WHEN region = '' THEN 0 ELSE DENSE_RANK() OVER (ORDER BY region) END AS region_rank
   FROM (
-    SELECT sk, {site_value} AS site_id, mode, region FROM (
-      SELECT {hash}(site_id, mode, region) AS sk, any_value(site_id) AS site_id,
-             any_value(mode) AS mode, any_value(region) AS region
-      FROM {trips} GROUP BY {hash}(site_id, mode, region)
-    ) sg
+    SELECT {hash}(site_id, mode, region) AS sk, any_value(site_id) AS site_id,
+           any_value(mode) AS mode, any_value(region) AS region
+    FROM {sites} GROUP BY {hash}(site_id, mode, region)
   ) sd
 ),
 ps AS{materialized} (
@@ -269,7 +267,8 @@ def feature_sql(
     *,
     materialize: bool = False,
     hash_fn: str = "hash",
-    guards: Mapping[str, str] | None = None,
+    ids: str | None = None,
+    sites: str | None = None,
 ) -> str:
     """The full feature query for the relation named `trips` and the window's numbers.
 
@@ -277,8 +276,9 @@ def feature_sql(
     DuckDB to compute each shared intermediate once (`AS MATERIALIZED`) but to re-read the input
     rather than hold it (`NOT MATERIALIZED`; Spark decides both by itself), and `hash_fn` names
     the engine's 64-bit hash (DuckDB `hash`, Spark `xxhash64`), used only as a grouping key.
-    `guards` may replace `person_id` and `site_id` in the id and site lists by expressions that
-    stop the query on a bad value (`features.read.value_guards`, for trip files).
+    `ids` and `sites` may name relations holding the trips' ids and (site_id, mode, region)
+    triples, duplicates allowed, to read instead of `trips` (`features.read.register_trips`
+    makes them for trip files, where they are cheaper).
     """
     select = ",\n  ".join(
         f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}"
@@ -300,8 +300,8 @@ def feature_sql(
         # Re-reading the input is cheaper than holding every windowed crossing in memory.
         not_materialized=" NOT MATERIALIZED" if materialize else "",
         hash=hash_fn,
-        id_value=(guards or {}).get("person_id", "person_id"),
-        site_value=(guards or {}).get("site_id", "site_id"),
+        ids=ids or trips,
+        sites=sites or trips,
         rank_span=RANK_SPAN,
         count_bits=COUNT_BITS,
         entries_shift=COUNT_BITS,
