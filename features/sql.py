@@ -82,21 +82,23 @@ pdr AS (
 ),
 pd AS (
   SELECT pk, i, counts, first_in_s, last_out_s, (CAST(1 AS BIGINT) << i) AS bit,
-         CAST(first_in_s % 86400 AS DOUBLE) / 3600 AS first_in_hour,
-         CAST(last_out_s % 86400 AS DOUBLE) / 3600 AS last_out_hour
+         first_in_s % 86400 AS in_sec, last_out_s % 86400 AS out_sec
   FROM pdr
 ),
 d AS (
   SELECT pk, CAST(sum(counts) AS BIGINT) AS counts, max(i) AS last_i,
          CAST(sum(CASE WHEN first_in_s IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS entry_bits,
          CAST(sum(CASE WHEN last_out_s IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS exit_bits,
-         CAST(sum(CASE WHEN first_in_hour >= 5 AND first_in_hour < 10 THEN bit ELSE 0 END)
+         CAST(sum(CASE WHEN in_sec >= 18000 AND in_sec < 36000 THEN bit ELSE 0 END)
               AS BIGINT) AS morning_bits,
          CAST(sum(CASE WHEN first_in_s < last_out_s THEN bit ELSE 0 END) AS BIGINT)
              AS round_trip_bits,
-         avg(first_in_hour) AS entry_hour_mean,
-         stddev_pop(first_in_hour) AS entry_hour_std,
-         stddev_pop(last_out_hour) AS exit_hour_std
+         -- seconds of day of the first entry and the last exit: sums and sums of squares,
+         -- exact in integers, so every engine and every run gets the same mean and spread
+         CAST(sum(in_sec) AS BIGINT) AS in_sum,
+         CAST(sum(CAST(in_sec AS BIGINT) * in_sec) AS BIGINT) AS in_sq,
+         CAST(sum(out_sec) AS BIGINT) AS out_sum,
+         CAST(sum(CAST(out_sec AS BIGINT) * out_sec) AS BIGINT) AS out_sq
   FROM pd GROUP BY pk
 ),
 dc AS (
@@ -105,7 +107,15 @@ dc AS (
          (counts >> {crossings_shift}) - ((counts >> {entries_shift}) & {count_mask}) AS n_out,
          -- the lowest set bit's index: the bits below it, counted
          bit_count((active_bits & -active_bits) - 1) AS first_i, last_i,
-         entry_hour_mean, entry_hour_std, exit_hour_std,
+         CASE WHEN entry_bits <> 0
+              THEN CAST(in_sum AS DOUBLE) / bit_count(entry_bits) / 3600 END AS entry_hour_mean,
+         -- population standard deviation, sqrt(n * sum(x^2) - sum(x)^2) / n, in hours
+         CASE WHEN entry_bits <> 0
+              THEN sqrt(CAST(bit_count(entry_bits) * in_sq - in_sum * in_sum AS DOUBLE))
+                   / bit_count(entry_bits) / 3600 END AS entry_hour_std,
+         CASE WHEN exit_bits <> 0
+              THEN sqrt(CAST(bit_count(exit_bits) * out_sq - out_sum * out_sum AS DOUBLE))
+                   / bit_count(exit_bits) / 3600 END AS exit_hour_std,
          bit_count(active_bits & {workday_bits}) AS workdays_active,
          bit_count(active_bits & ~{workday_bits}) AS offdays_active,
          bit_count(morning_bits & {workday_bits}) AS morning_entry_workdays,

@@ -2,8 +2,8 @@
 
 DuckDB plans and runs the feature query in ~15-25 ms whatever the input size, too slow for a
 single person; the standard library's SQLite runs the same SQL text in ~1-2 ms. SQLite lacks
-five functions the text uses, added here as deterministic user functions: a 64-bit hash
-(grouping keys only), `any_value`, `stddev_pop`, `bit_count` and `greatest`; `floor` is defined
+four functions the text uses, added here as deterministic user functions: a 64-bit hash
+(grouping keys only), `any_value`, `bit_count` and `greatest`; `floor` and `sqrt` are defined
 too, since SQLite builds without math functions exist. tests/code/test_engines.py holds SQLite to
 DuckDB on random persons.
 """
@@ -52,21 +52,6 @@ class _AnyValue:
         return self.value
 
 
-class _StddevPop:
-    def __init__(self) -> None:
-        self.values: list[float] = []
-
-    def step(self, value: float | None) -> None:
-        if value is not None:
-            self.values.append(value)
-
-    def finalize(self) -> float | None:
-        if not self.values:
-            return None
-        mean = math.fsum(self.values) / len(self.values)
-        return math.sqrt(math.fsum((v - mean) ** 2 for v in self.values) / len(self.values))
-
-
 def _connection() -> sqlite3.Connection:
     """One in-memory database per thread, with the functions and the two input tables."""
     con = getattr(_local, "con", None)
@@ -74,11 +59,11 @@ def _connection() -> sqlite3.Connection:
         con = sqlite3.connect(":memory:")
         con.create_function("hash64", -1, _hash64, deterministic=True)
         con.create_function("floor", 1, math.floor, deterministic=True)
+        con.create_function("sqrt", 1, math.sqrt, deterministic=True)
         con.create_function("bit_count", 1, _bit_count, deterministic=True)
         # SQLite's many-argument max() is DuckDB's and Spark's greatest().
         con.create_function("greatest", -1, _greatest, deterministic=True)
         con.create_aggregate("any_value", 1, _AnyValue)
-        con.create_aggregate("stddev_pop", 1, _StddevPop)
         con.execute(f"CREATE TABLE trips ({_TRIP_COLS})")
         _local.con = con
     return con
