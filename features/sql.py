@@ -282,13 +282,13 @@ def feature_sql(
 ) -> str:
     """The full feature query for the relation named `trips` and the window's numbers.
 
-    Two dialect switches change how the query runs, never what it computes: `materialize` asks
+    Three dialect switches change how the query runs, never what it computes: `materialize` asks
     DuckDB to compute each shared intermediate once (`AS MATERIALIZED`) but to re-read the input
-    rather than hold it (`NOT MATERIALIZED`; Spark decides both by itself), and `hash_fn` names
-    the engine's 64-bit hash (DuckDB `hash`, Spark `xxhash64`), used only as a grouping key.
-    `ids` and `sites` may name relations holding the trips' ids and (site_id, mode, region)
-    triples, duplicates allowed, to read instead of `trips` (`features.read.register_trips`
-    makes them for trip files, where they are cheaper).
+    rather than hold it (`NOT MATERIALIZED`; Spark decides both by itself); `hash_fn` names the
+    engine's 64-bit hash (DuckDB `hash`, Spark `xxhash64`), used only as a grouping key; `ids` and
+    `sites` may name relations holding the trips' ids and (site_id, mode, region) triples,
+    repeats allowed, to read instead of `trips` (`features.read.register_trips` makes such
+    lists for trip files, normalised and checked once per distinct value).
     """
     select = ",\n  ".join(
         f"CAST({f.sql} AS {'BIGINT' if f.kind == 'int' else 'DOUBLE'}) AS {f.name}"
