@@ -152,7 +152,7 @@ def test_directory_of_mixed_nested_files_is_read_whole(tmp_path):
     assert_same_features(got, features_from_trips(persons, NOV_AS_OF), "directory")
 
 
-def test_register_trips_creates_a_normalised_view(tmp_path):
+def test_register_trips_creates_normalised_views(tmp_path):
     # given a CSV with upper-case values and padding
     p = tmp_path / "t.csv"
     p.write_text(
@@ -166,6 +166,11 @@ def test_register_trips_creates_a_normalised_view(tmp_path):
     t = int(dt.datetime(2021, 11, 22, 7, tzinfo=SH).timestamp())
     assert files == [p], f"files {files}"
     assert row == [("p1", t, "in", "car", "S", "")], f"normalised row {row}"
+    # and the id and site lists hold the same values, normalised after grouping
+    ids = con.execute("SELECT * FROM trips_ids").fetchall()
+    sites = con.execute("SELECT * FROM trips_sites").fetchall()
+    assert ids == [("p1",)], f"id list {ids}"
+    assert sites == [("S", "car", "")], f"site list {sites}"
 
 
 # ---------------------------------------------------------------- bad files
