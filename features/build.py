@@ -37,12 +37,17 @@ def _batch_connect() -> duckdb.DuckDBPyConnection:
     return connect(memory_limit=os.environ.get("COMMUTER_DUCKDB_MEMORY", BATCH_MEMORY))
 
 
+def _duckdb_sql(trips: str, window: Window, *, files: bool = False) -> str:
+    """The feature query on DuckDB; for trip files (`register_trips`), with their id and site
+    lists."""
+    lists = {"ids": f"{trips}_ids", "sites": f"{trips}_sites"} if files else {}
+    return feature_sql(trips, window.params(), materialize=True, **lists)
+
+
 def _run(
     con: duckdb.DuckDBPyConnection, trips: str, window: Window, *, files: bool = False
 ) -> pd.DataFrame:
-    lists = {"ids": f"{trips}_ids", "sites": f"{trips}_sites"} if files else {}
-    sql = feature_sql(trips, window.params(), materialize=True, **lists)
-    return to_frame(con.sql(sql).to_arrow_table())
+    return to_frame(con.sql(_duckdb_sql(trips, window, files=files)).to_arrow_table())
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
@@ -83,8 +88,7 @@ def write_features(
         raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv or .parquet")
     con = _batch_connect()
     files = register_trips(con, path, "trips")
-    params = Window(as_of, window_days).params()
-    sql = feature_sql("trips", params, materialize=True, ids="trips_ids", sites="trips_sites")
+    sql = _duckdb_sql("trips", Window(as_of, window_days), files=True)
     columns = ", ".join((*FEATURE_NAMES, *CONTEXT_COLUMNS))
     query = (
         f"SELECT CASE WHEN person_id IS NULL THEN error('{HASH_CLASH}') ELSE person_id END "

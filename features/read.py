@@ -211,9 +211,8 @@ def file_views_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str
     stop into the full message.
     """
     source, ts_sql = _source(con, path)
-    bad = " OR ".join(f"({sql})" for c, sql, _ in _checks() if c in ("ts", "direction"))
     rows = (
-        f"SELECT person_id, CASE WHEN {bad} THEN error('{_BAD_ROW}') ELSE t END AS t, "
+        f"SELECT person_id, {_guarded('t', ('ts', 'direction'))} AS t, "
         f"direction, mode, site_id, region FROM (SELECT {_normalised(ts_sql)} FROM {source})"
     )
     ids = (
