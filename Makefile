@@ -23,14 +23,16 @@ java:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) >/dev/null; }
 
 demo: $(STAMP)
-	$(BIN)/python -m commuter.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
+	$(BIN)/python -m commuter_badge.cli.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
 
 test: $(STAMP) java lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check features models serving commuter tests benchmarks
-	$(BIN)/ruff format --check features models serving commuter tests benchmarks
+	$(BIN)/python tools/import_tree.py build/import-tree
+	cd build/import-tree && ../../$(BIN)/lint-imports --config ../../pyproject.toml
+	$(BIN)/ruff check core features simulate models serving cli tests benchmarks tools
+	$(BIN)/ruff format --check core features simulate models serving cli tests benchmarks tools
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/features_bench.py

@@ -25,13 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def phase_simulate(persons: int, as_of: str, out: str) -> None:
-    from features.simulate import simulate_world, write_world
+    from commuter_badge.simulate.world import simulate_world, write_world
 
     write_world(simulate_world(persons, dt.date.fromisoformat(as_of), seed=12345), Path(out))
 
 
 def phase_plain(trips: str, as_of: str) -> None:
-    from features.read import connect
+    from commuter_badge.features.read import connect
 
     con = connect()
     row = con.execute(
@@ -43,7 +43,7 @@ def phase_plain(trips: str, as_of: str) -> None:
 
 def phase_features(trips: str, as_of: str) -> None:
     """What `commuter features --out F.parquet` does: read, check, build, write."""
-    from features.build import write_features
+    from commuter_badge.features.build import write_features
 
     out = Path(tempfile.gettempdir()) / "features_bench_out.parquet"
     n = write_features(trips, dt.date.fromisoformat(as_of), out)

@@ -79,7 +79,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> str:
 
 ENSURE_CHAMPION = """
 from mlflow.tracking import MlflowClient
-from models import registry
+from commuter_badge.models import registry
 registry.configure()
 if registry.champion_version() is None:  # trained but not promoted: serve it anyway for the bench
     v = max(int(m.version) for m in MlflowClient().search_model_versions("name='commuter-badge'"))
@@ -88,7 +88,7 @@ if registry.champion_version() is None:  # trained but not promoted: serve it an
 
 
 def prepare(root: Path, env: dict[str, str], persons: int) -> None:
-    from features.simulate import simulate_world, write_world
+    from commuter_badge.simulate.world import simulate_world, write_world
 
     if (root / "scores.parquet").exists():
         log(f"reusing prepared world in {root}")
@@ -135,7 +135,7 @@ def start_server(root: Path, env: dict[str, str], workers: int) -> tuple[subproc
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = f"from serving.run import serve; serve(port={port}, workers={workers}, host='127.0.0.1')"
+    code = f"from commuter_badge.serving.run import serve; serve(port={port}, workers={workers}, host='127.0.0.1')"
     out = (root / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
@@ -223,10 +223,10 @@ async def concurrent(
 def floors(env: dict[str, str], requests: list[dict], n: int) -> list[dict]:
     """In-process, same persons, one at a time: the feature query alone, the booster alone."""
     os.environ.update({k: env[k] for k in ("MLFLOW_TRACKING_URI", "COMMUTER_DECISIONS")})
-    from features.build import features_from_trips, model_matrix
-    from features.read import connect
-    from models import registry
-    from serving.schemas import ScoreRequest
+    from commuter_badge.features.build import features_from_trips, model_matrix
+    from commuter_badge.features.read import connect
+    from commuter_badge.models import registry
+    from commuter_badge.serving.schemas import ScoreRequest
 
     registry.configure(env["MLFLOW_TRACKING_URI"])
     model = registry.load_model(None)

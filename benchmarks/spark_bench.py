@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def count_crossings(trips: str) -> int:
-    from features.read import connect, register_trips
+    from commuter_badge.features.read import connect, register_trips
 
     con = connect()
     register_trips(con, trips, "trips")
@@ -40,9 +40,8 @@ def compare(duck, spark_out: Path) -> str:
     """Person-by-person comparison of the DuckDB frame and Spark's Parquet output."""
     import numpy as np
     import pyarrow.parquet as pq
-
-    from features.build import to_frame
-    from features.definitions import CONTEXT_COLUMNS, FEATURES
+    from commuter_badge.features.build import to_frame
+    from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 
     spark = to_frame(pq.read_table(spark_out)).set_index("person_id").sort_index()
     duck = duck.set_index("person_id").sort_index()
@@ -87,7 +86,7 @@ def main() -> None:
     try:
         trips = args.trips
         if trips is None:
-            from features.simulate import simulate_world, write_world
+            from commuter_badge.simulate.world import simulate_world, write_world
 
             start = time.perf_counter()
             world = simulate_world(
@@ -99,14 +98,14 @@ def main() -> None:
         rows = count_crossings(trips)
         print(f"input: {trips} ({rows:,} crossings)", flush=True)
 
-        from features.build import build_features
+        from commuter_badge.features.build import build_features
 
         start = time.perf_counter()
         duck = build_features(trips, as_of, args.window_days)
         t_duck = time.perf_counter() - start
         print(f"DuckDB: {len(duck):,} persons in {t_duck:.1f} s", flush=True)
 
-        from features.spark import read_trips_spark, spark_features, spark_session
+        from commuter_badge.features.spark import read_trips_spark, spark_features, spark_session
 
         start = time.perf_counter()
         spark = spark_session(args.master, driver_memory=args.driver_memory)

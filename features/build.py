@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -12,12 +11,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
-from features.output import atomic_write
-from features.read import connect, register_trips, reporting_bad_rows
-from features.schema import DEFAULT_WINDOW_DAYS
-from features.sql import HASH_CLASH, Window, feature_sql
+from commuter_badge.atomic import atomic_write
+from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
+from commuter_badge.features.read import connect, register_trips, reporting_bad_rows
+from commuter_badge.features.sql import HASH_CLASH, Window, feature_sql
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS, load_settings
 
 BATCH_MEMORY = "3200MB"
 _TRIPS_SCHEMA = pa.schema(
@@ -34,7 +32,7 @@ _TRIPS_SCHEMA = pa.schema(
 
 def _batch_connect() -> duckdb.DuckDBPyConnection:
     # DuckDB would otherwise take 80% of RAM; past this it spills to a temporary directory.
-    return connect(memory_limit=os.environ.get("COMMUTER_DUCKDB_MEMORY", BATCH_MEMORY))
+    return connect(memory_limit=load_settings().duckdb_memory or BATCH_MEMORY)
 
 
 def _duckdb_sql(trips: str, window: Window, *, files: bool = False) -> str:
@@ -145,7 +143,7 @@ def features_from_trips(
             )
     window = Window(as_of, window_days)
     if engine == "sqlite" or (engine == "auto" and len(rows) <= SQLITE_MAX_TRIPS):
-        from features import sqlite_engine
+        from commuter_badge.features import sqlite_engine
 
         return to_frame(sqlite_engine.run(rows, window))
     table = pa.table(

@@ -19,8 +19,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-
-from features.schema import DIRECTIONS, LABEL_COLUMNS, MODES, TRIP_COLUMNS, TripDataError
+from commuter_badge.features.schema import (
+    DIRECTIONS,
+    LABEL_COLUMNS,
+    MODES,
+    TRIP_COLUMNS,
+    TripDataError,
+)
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 # A clock time followed by a UTC offset at the end: "...T07:04:51+08:00", "... 07:04:51.5Z".

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from commuter_badge.errors import CommuterError
+
 TRIP_COLUMNS = ("person_id", "ts", "direction", "mode", "site_id", "region")
 DIRECTIONS = ("in", "out")
 MODES = ("rail", "car", "bus")
@@ -10,8 +12,7 @@ LABEL_COLUMNS = ("person_id", "is_commuter")
 # A second read of the same person at the same site in the same direction within this many seconds
 # is the scanner reading one crossing twice, not a new crossing (see features/sql.py).
 DOUBLE_READ_SECONDS = 120
-DEFAULT_WINDOW_DAYS = 28
 
 
-class TripDataError(ValueError):
+class TripDataError(CommuterError, ValueError):
     """Input data breaks the contract; the message names file, column and the first bad row."""

@@ -23,7 +23,6 @@ import contextlib
 import csv
 import datetime as dt
 import functools
-import hashlib
 import os
 import sys
 import tempfile
@@ -34,17 +33,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from features.definitions import CONTEXT_COLUMNS, FEATURES
-from features.read import _OFFSET, SUFFIXES
-from features.schema import DEFAULT_WINDOW_DAYS, DIRECTIONS, MODES, TRIP_COLUMNS, TripDataError
-from features.sql import HASH_CLASH, Window, feature_sql
+from commuter_badge.features.read import _OFFSET, SUFFIXES
+from commuter_badge.features.schema import DIRECTIONS, MODES, TRIP_COLUMNS, TripDataError
+from commuter_badge.features.sql import HASH_CLASH, Window, feature_sql
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS, load_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-
-    from models.bundle import CommuterModel
 
 # PySpark 4.x warns on import paths that pandas 3 is "not yet fully supported". Nothing here goes
 # through PySpark's pandas conversion (Arrow only), so the warning is noise for this module's calls.
@@ -55,19 +50,6 @@ _PANDAS3_WARNING = r"PySpark does not yet fully support pandas >= 3"
 _TS_PATTERNS = (
     "yyyy-MM-dd'T'HH:mm[:ss][.SSSSSSSSS]XXX",
     "yyyy-MM-dd'T'HH:mm[:ss][.SSSSSSSSS]X",
-)
-SCORE_SCHEMA = pa.schema(
-    [
-        ("person_id", pa.string()),
-        ("commuter_probability", pa.float64()),
-        ("badge", pa.bool_()),
-        ("threshold", pa.float64()),
-        ("model_version", pa.string()),
-    ]
-)
-_SCORE_DDL = (
-    "person_id string, commuter_probability double, badge boolean, threshold double, "
-    "model_version string"
 )
 _NO_ROWS = "row numbers are not available on Spark"
 SPARK_HASH = "xxhash64"  # the 64-bit hash feature_sql groups on (its `hash_fn`)
@@ -159,6 +141,11 @@ def spark_session(
     return spark
 
 
+def _under_spark_submit() -> bool:
+    """spark-submit starts the driver with a gateway to its JVM already open."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 @contextlib.contextmanager
 def _session() -> Iterator[SparkSession]:
     """The active session, else one from spark-submit's settings, else local[2]; stops its own.
@@ -171,8 +158,8 @@ def _session() -> Iterator[SparkSession]:
     if active is not None:
         yield active
         return
-    master = os.environ.get("COMMUTER_SPARK_MASTER")
-    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit
+    master = load_settings().spark_master
+    if master is None and not _under_spark_submit():  # not under spark-submit
         master = "local[2]"
     spark = spark_session(master)
     try:
@@ -510,90 +497,3 @@ def write_spark_features(
     """
     with _session() as spark:
         return _write(spark_features(spark, str(path), as_of, window_days), str(out))
-
-
-# ----------------------------------------------------------------------------------------- scoring
-
-_WORKER_MODELS: dict[str, CommuterModel] = {}
-
-
-def _worker_model(key: str, model_text, meta, version: str) -> CommuterModel:
-    """The model on an executor, built once per Python worker from the broadcast booster text."""
-    model = _WORKER_MODELS.get(key)
-    if model is None:
-        import lightgbm as lgb
-
-        from models.bundle import CommuterModel
-
-        model = CommuterModel(lgb.Booster(model_str=model_text.value), meta, version=version)
-        if len(_WORKER_MODELS) >= 4:
-            _WORKER_MODELS.clear()
-        _WORKER_MODELS[key] = model
-    return model
-
-
-def _score_batches(batches, key: str, model_text, meta, version: str):
-    """mapInArrow body: feature batches -> to_frame (batch dtypes) -> the batch scorer's rows."""
-    from features.build import to_frame
-    from models.score import score_frame
-
-    model = _worker_model(key, model_text, meta, version)
-    for batch in batches:
-        scored = score_frame(to_frame(pa.Table.from_batches([batch])), model)
-        yield pa.RecordBatch.from_pandas(scored, schema=SCORE_SCHEMA, preserve_index=False)
-
-
-def score_features(features: DataFrame, model: CommuterModel) -> DataFrame:
-    """Scores for a feature DataFrame from `spark_features`: person_id, commuter_probability, badge,
-    threshold, model_version.
-
-    Each Arrow batch becomes the batch feature frame by `features.build.to_frame` and is scored by
-    `CommuterModel.predict_proba` on the executors; the booster travels as its LightGBM text
-    (broadcast once, parsed once per Python worker) with the calibration and threshold beside it.
-    """
-    expected = ["person_id", *(f.name for f in FEATURES), *CONTEXT_COLUMNS]
-    if features.columns != expected:  # to_frame reads these by name; fail on the driver, not later
-        raise ValueError(
-            f"not a spark_features table: columns {features.columns} are not {expected}"
-        )
-    text = model.booster.model_to_string()
-    key = hashlib.sha256(text.encode()).hexdigest()
-    broadcast = features.sparkSession.sparkContext.broadcast(text)
-    body = functools.partial(
-        _score_batches, key=key, model_text=broadcast, meta=model.meta, version=str(model.version)
-    )
-    with _quiet_pandas3():
-        return features.mapInArrow(body, _SCORE_DDL)
-
-
-def spark_score(
-    spark: SparkSession,
-    path: str | Path | DataFrame,
-    as_of: dt.date | str,
-    model: CommuterModel,
-    window_days: int = DEFAULT_WINDOW_DAYS,
-) -> DataFrame:
-    """Scores on Spark for the trips at `path` (or a trips DataFrame, as for `spark_features`):
-    person_id, commuter_probability (double), badge (boolean), threshold (double), model_version
-    (string); the same maths as batch scoring (see `score_features`)."""
-    return score_features(spark_features(spark, path, as_of, window_days), model)
-
-
-def write_spark_scores(
-    path: str | Path,
-    as_of: dt.date | str,
-    out: str | Path,
-    model_uri: str | None = None,
-    window_days: int = DEFAULT_WINDOW_DAYS,
-    model: CommuterModel | None = None,
-) -> int:
-    """`commuter score --engine spark`: scores written to `out` (a Spark Parquet directory, or CSV
-    if `out` ends in .csv); returns persons scored. The model is `model`, else the one at
-    `model_uri` (default: the champion) loaded with `models.registry.load_model`; MLflow tracking is
-    configured by the caller (the CLI does)."""
-    if model is None:
-        from models.registry import load_model
-
-        model = load_model(model_uri)
-    with _session() as spark:
-        return _write(spark_score(spark, str(path), as_of, model, window_days), str(out))

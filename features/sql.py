@@ -27,10 +27,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
-
-from features.definitions import CONTEXT_COLUMNS, FEATURES
-from features.schema import DEFAULT_WINDOW_DAYS, DOUBLE_READ_SECONDS
-from features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
+from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
+from commuter_badge.features.schema import DOUBLE_READ_SECONDS
+from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 # What callers say when the query returns a NULL person_id (CTE `names`: two ids, one key).
 HASH_CLASH = "two person ids share a 64-bit hash; features cannot be told apart (report this)"

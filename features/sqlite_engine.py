@@ -18,9 +18,8 @@ import struct
 import threading
 
 import pyarrow as pa
-
-from features.definitions import CONTEXT_COLUMNS, FEATURES
-from features.sql import Window, feature_sql
+from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
+from commuter_badge.features.sql import Window, feature_sql
 
 _local = threading.local()
 _TRIP_COLS = "person_id TEXT, t INTEGER, direction TEXT, mode TEXT, site_id TEXT, region TEXT"

@@ -11,6 +11,7 @@ import datetime as dt
 
 import chinese_calendar
 import pyarrow as pa
+from commuter_badge.errors import CommuterError
 
 EPOCH = dt.date(1970, 1, 1)
 # Asia/Shanghai has been UTC+8 without daylight saving since 1991; the feature SQL relies on it
@@ -18,7 +19,7 @@ EPOCH = dt.date(1970, 1, 1)
 SHANGHAI_OFFSET_SECONDS = 8 * 3600
 
 
-class CalendarRangeError(ValueError):
+class CalendarRangeError(CommuterError, ValueError):
     """The calendar library has no statutory data for a requested date."""
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from commuter_badge.errors import CommuterError
+from commuter_badge.features.build import model_matrix
+from commuter_badge.features.definitions import DESCRIPTIONS, FEATURE_NAMES
+from commuter_badge.models.calibration import PlattCalibrator
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
-from features.build import model_matrix
-from features.definitions import DESCRIPTIONS, FEATURE_NAMES
-from models.calibration import PlattCalibrator
 
-
-class ModelError(RuntimeError):
+class ModelError(CommuterError, RuntimeError):
     """The model cannot be found, loaded or used as asked."""
 
 
@@ -30,7 +31,7 @@ class ModelMeta:
     calib_a: float
     calib_b: float
     feature_names: tuple[str, ...] = FEATURE_NAMES
-    window_days: int = 28
+    window_days: int = DEFAULT_WINDOW_DAYS
     trained_as_of: str = ""
     run_id: str = ""
     extra: dict = field(default_factory=dict)

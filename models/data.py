@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-
-from features.build import build_features
-from features.read import discover, read_labels
+from commuter_badge.features.build import build_features
+from commuter_badge.features.read import discover, read_labels
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def truth_beside(labels: Path) -> Path | None:
 
 
 def labelled_features(
-    trips: str | Path, labels: str | Path, as_of: dt.date, window_days: int = 28
+    trips: str | Path, labels: str | Path, as_of: dt.date, window_days: int = DEFAULT_WINDOW_DAYS
 ) -> Labelled:
     features = build_features(trips, as_of, window_days)
     y = read_labels(labels)

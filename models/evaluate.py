@@ -6,10 +6,9 @@ import datetime as dt
 from pathlib import Path
 
 import mlflow
-
-from models import registry
-from models.data import labelled_features
-from models.report import log_review
+from commuter_badge.models import registry
+from commuter_badge.models.data import labelled_features
+from commuter_badge.models.report import log_review
 
 
 def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: str | None) -> dict:

@@ -8,9 +8,8 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
-
-from models import figures
-from models.metrics import by_slice, summary, suspected_label_noise
+from commuter_badge.models import figures
+from commuter_badge.models.metrics import by_slice, summary, suspected_label_noise
 
 SLICE_COLUMNS = ("main_mode", "main_region", "archetype")
 MIN_SLICE_CLASS = 30  # fewest negatives (positives) behind a logged slice FPR (recall)

@@ -6,12 +6,24 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+from commuter_badge.atomic import write_frame
+from commuter_badge.features.build import build_features
+from commuter_badge.models.bundle import CommuterModel
 
-from features.build import build_features
-from features.output import write_frame
-from models.bundle import CommuterModel
-
-OUTPUT_COLUMNS = ("person_id", "commuter_probability", "badge", "threshold", "model_version")
+# The score table (contract §2), declared once: batch, Spark and the decision store derive from it.
+SCORE_SCHEMA = pa.schema(
+    [
+        ("person_id", pa.string()),
+        ("commuter_probability", pa.float64()),
+        ("badge", pa.bool_()),
+        ("threshold", pa.float64()),
+        ("model_version", pa.string()),
+    ]
+)
+SCORE_COLUMNS = tuple(SCORE_SCHEMA.names)
+_SPARK_TYPES = {pa.string(): "string", pa.float64(): "double", pa.bool_(): "boolean"}
+SCORE_DDL = ", ".join(f"{f.name} {_SPARK_TYPES[f.type]}" for f in SCORE_SCHEMA)
 
 
 def score_frame(features: pd.DataFrame, model: CommuterModel) -> pd.DataFrame:
@@ -28,18 +40,11 @@ def score_frame(features: pd.DataFrame, model: CommuterModel) -> pd.DataFrame:
     )
 
 
-def score_path(
-    trips: str | Path,
-    as_of: dt.date,
-    model: CommuterModel,
-    out: str | Path,
-    publish_to: str | Path | None = None,
-) -> pd.DataFrame:
-    """Score everyone seen at `trips`, write `out` atomically, and publish to the decision store."""
-    scored = score_frame(build_features(trips, as_of, model.meta.window_days), model)
-    write_frame(scored, out)
-    if publish_to is not None:
-        from serving.decisions import publish
+def score_path(trips: str | Path, as_of: dt.date, model: CommuterModel) -> pd.DataFrame:
+    """Score everyone seen at `trips` as of `as_of`."""
+    return score_frame(build_features(trips, as_of, model.meta.window_days), model)
 
-        publish(scored, as_of, publish_to)
-    return scored
+
+def write_scores(scored: pd.DataFrame, out: str | Path) -> Path:
+    """Write a score table atomically as CSV or Parquet (by extension)."""
+    return write_frame(scored, out)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from commuter_badge.errors import CommuterError
 from scipy.stats import beta
 from sklearn.exceptions import NotFittedError
 
 
-class NotEnoughNegativesError(ValueError):
+class NotEnoughNegativesError(CommuterError, ValueError):
     """Too few held-out negatives to certify the target FPR at all."""
 
 

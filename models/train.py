@@ -23,18 +23,18 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+from commuter_badge.features.build import model_matrix
+from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.models import figures, registry
+from commuter_badge.models.bundle import CommuterModel, ModelError, ModelMeta
+from commuter_badge.models.calibration import PlattCalibrator
+from commuter_badge.models.data import Labelled, labelled_features
+from commuter_badge.models.metrics import at_threshold
+from commuter_badge.models.report import log_review
+from commuter_badge.models.split import PARTS, assign
+from commuter_badge.models.threshold import NeymanPearsonThreshold
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 from pydantic import BaseModel, ConfigDict
-
-from features.build import model_matrix
-from features.definitions import FEATURE_NAMES
-from models import figures, registry
-from models.bundle import CommuterModel, ModelError, ModelMeta
-from models.calibration import PlattCalibrator
-from models.data import Labelled, labelled_features
-from models.metrics import at_threshold
-from models.report import log_review
-from models.split import PARTS, assign
-from models.threshold import NeymanPearsonThreshold
 
 log = logging.getLogger(__name__)
 # Our features are deliberately float64 at the model boundary; MLflow's hint about int columns is noise.
@@ -49,7 +49,7 @@ class TrainConfig(BaseModel):
     target_fpr: float = 0.01
     confidence: float = 0.95
     seed: int = 0
-    window_days: int = 28
+    window_days: int = DEFAULT_WINDOW_DAYS
     learning_rate: float = 0.05
     num_leaves: int = 31
     min_data_in_leaf: int = 40

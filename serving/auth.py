@@ -21,10 +21,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio.to_thread
+from commuter_badge.serving.schemas import MAX_BODY_BYTES, problem, validation_problem
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
-
-from serving.schemas import MAX_BODY_BYTES, problem, validation_problem
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class RequestGuard:
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         if tokens is None:
-            from commuter.settings import load_settings
+            from commuter_badge.settings import load_settings
 
             tokens = load_settings().api_tokens
         self.app = app

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+from commuter_badge.atomic import atomic_write
+from commuter_badge.errors import CommuterError
+from commuter_badge.models.score import SCORE_COLUMNS, SCORE_SCHEMA
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("person_id", "commuter_probability", "badge", "threshold", "model_version")
+COLUMNS = SCORE_COLUMNS
 
 _SCHEMA = """
 CREATE TABLE decisions (
@@ -45,7 +46,7 @@ CREATE TABLE publication (
 """
 
 
-class DecisionStoreError(ValueError):
+class DecisionStoreError(CommuterError, ValueError):
     """The decisions to publish break the store's schema; the message names the column."""
 
 
@@ -82,14 +83,6 @@ def _checked(frame: pd.DataFrame) -> pa.Table:
     )
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(frame: pd.DataFrame, as_of: dt.date, path: str | Path) -> int:
     """Replace the store at `path` with these decisions for `as_of`; return the number of rows.
 
@@ -99,11 +92,9 @@ def publish(frame: pd.DataFrame, as_of: dt.date, path: str | Path) -> int:
     if isinstance(as_of, dt.datetime):
         as_of = as_of.date()
     table = _checked(frame)
-    target = Path(path).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     versions = sorted(set(table.column("model_version").to_pylist()))
-    try:
+
+    def write(tmp: Path) -> None:
         con = duckdb.connect(str(tmp), config={"threads": 1})
         try:
             con.execute(_SCHEMA)
@@ -120,13 +111,33 @@ def publish(frame: pd.DataFrame, as_of: dt.date, path: str | Path) -> int:
             con.execute("CHECKPOINT")
         finally:
             con.close()
-        _fsync(tmp)
-        os.replace(tmp, target)
-        _fsync(target.parent)
-    finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-            leftover.unlink(missing_ok=True)
+
+    atomic_write(path, write)
     return table.num_rows
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """A score table as `commuter score` wrote it: one CSV/Parquet file, or Spark's directory of part
+    files (hidden and `_SUCCESS` files skipped)."""
+    import pyarrow.dataset as ds
+
+    path = Path(path)
+    csv = path.suffix.lower() == ".csv"
+    fmt = "parquet"
+    if csv:  # read back with the declared types, not inferred ones (ids like "0012" stay text)
+        from pyarrow import csv as pacsv
+
+        types = {f.name: f.type for f in SCORE_SCHEMA}
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
+    if path.is_dir():
+        suffix = ".csv" if csv else ".parquet"
+        files = sorted(
+            str(p) for p in path.rglob(f"*{suffix}") if not p.name.startswith((".", "_"))
+        )
+        table = ds.dataset(files, format=fmt).to_table() if files else SCORE_SCHEMA.empty_table()
+    else:
+        table = ds.dataset(str(path), format=fmt).to_table()
+    return table.select(list(SCORE_COLUMNS)).to_pandas()
 
 
 def _signature(path: Path) -> tuple[int, int, int, int] | None:

@@ -18,10 +18,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from serving.service import SERVICE_NAME
+from commuter_badge.serving.service import SERVICE_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SERVICE_TARGET = "serving.service:CommuterBadge"
+SERVICE_TARGET = "commuter_badge.serving.service:CommuterBadge"
 
 
 def absolute_tracking_uri(uri: str, cwd: Path | None = None) -> str:
@@ -36,7 +36,7 @@ def absolute_tracking_uri(uri: str, cwd: Path | None = None) -> str:
 
 def server_env(workers: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for the server: the caller's, with absolute stores and the worker count."""
-    from commuter.settings import load_settings
+    from commuter_badge.settings import load_settings
 
     env = dict(os.environ if base is None else base)
     settings = load_settings()

@@ -29,14 +29,12 @@ from typing import Any
 import anyio.to_thread
 import bentoml
 import duckdb
-from starlette.responses import JSONResponse
-
-from features.read import connect
-from features.sql import Window
-from features.workdays import CalendarRangeError
-from serving.auth import RequestGuard
-from serving.decisions import DecisionStore, DecisionStoreError
-from serving.schemas import (
+from commuter_badge.features.read import connect
+from commuter_badge.features.sql import Window
+from commuter_badge.features.workdays import CalendarRangeError
+from commuter_badge.serving.auth import RequestGuard
+from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
+from commuter_badge.serving.schemas import (
     REASONS_PER_PERSON,
     AsOf,
     BadgeFound,
@@ -52,6 +50,7 @@ from serving.schemas import (
     ScoreResponse,
     problem,
 )
+from starlette.responses import JSONResponse
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def score_persons(
     Persons are keyed by position inside the query, so equal ids from different requests in one
     batch stay apart; nothing in the feature SQL depends on the id's value.
     """
-    from features.build import features_from_trips
+    from commuter_badge.features.build import features_from_trips
 
     window_days = model.meta.window_days
     keys = [f"{i:07d}" for i in range(len(persons))]
@@ -253,8 +252,8 @@ class CommuterBadge:
     """Commuter probability with reasons from recent crossings, and the latest batch decisions."""
 
     def __init__(self) -> None:
-        from commuter.settings import load_settings
-        from models import registry
+        from commuter_badge.models import registry
+        from commuter_badge.settings import load_settings
 
         settings = load_settings()
         registry.configure(settings.tracking_uri)
@@ -275,7 +274,7 @@ class CommuterBadge:
         with self._model_lock:
             if self._model is not None or time.monotonic() < self._next_model_attempt:
                 return self._model
-            from models.registry import load_model
+            from commuter_badge.models.registry import load_model
 
             try:
                 model = load_model(None)

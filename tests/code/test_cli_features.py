@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import commuter_badge.features.build as fb
 import pandas as pd
 import pytest
+from commuter_badge.cli.main import app
+from commuter_badge.features.build import HASH_CLASH, build_features, write_features
+from commuter_badge.features.definitions import FEATURE_NAMES
 from typer.testing import CliRunner
 
-import features.build as fb
-from commuter.cli import app
-from features.build import HASH_CLASH, build_features, write_features
-from features.definitions import FEATURE_NAMES
 from tests.code.tripdata import NOV_AS_OF, flat_rows, trip, write_csv, write_parquet
 
 COMMUTER = Path(sys.executable).with_name("commuter")
@@ -73,7 +73,7 @@ def test_features_writes_every_feature(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_written_table_is_the_built_table(tmp_path, suffix):
     # given a small simulated world
-    from features.simulate import simulate_world, write_world
+    from commuter_badge.simulate.world import simulate_world, write_world
 
     write_world(simulate_world(300, NOV_AS_OF, seed=3), tmp_path / "w")
     trips = tmp_path / "w" / "trips.parquet"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from features.definitions import FEATURES
+from commuter_badge.features.definitions import FEATURES
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -21,9 +21,8 @@ def test_readme_lists_every_feature_with_its_description():
 
 
 def test_cli_help_lists_every_contract_command():
+    from commuter_badge.cli.main import app
     from typer.testing import CliRunner
-
-    from commuter.cli import app
 
     out = CliRunner().invoke(app, ["--help"]).output
     for command in ("simulate", "features", "train", "evaluate", "score", "serve"):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from commuter_badge.features.build import features_from_trips
 from hypothesis import given
 from hypothesis import strategies as st
 
-from features.build import features_from_trips
 from tests.code.test_feature_properties import PROPERTY_SETTINGS, raw_trip, to_rows
 from tests.code.tripdata import NOV_AS_OF, assert_same_features
 
@@ -35,7 +35,7 @@ def test_sqlite_and_duckdb_agree(rows, shift):
 
 
 def test_auto_picks_duckdb_for_large_inputs(monkeypatch):
-    from features import build
+    from commuter_badge.features import build
 
     monkeypatch.setattr(build, "SQLITE_MAX_TRIPS", 0)
     rows = to_rows([("p1", -3, 25_000, 0, "in", "car", "CK-G1-XIJI", "")])

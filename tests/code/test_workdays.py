@@ -5,9 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from commuter_badge.features.sql import Window
+from commuter_badge.features.workdays import (
+    CalendarRangeError,
+    calendar_table,
+    day_number,
+    is_workday,
+)
 
-from features.sql import Window
-from features.workdays import CalendarRangeError, calendar_table, day_number, is_workday
 from tests.conftest import AS_OF
 
 
@@ -44,7 +49,7 @@ def test_calendar_range_error_is_a_value_error():
 
 def test_features_for_an_uncovered_year_raise_calendar_range_error():
     # given an as_of whose window lies in an uncovered year
-    from features.build import features_from_trips
+    from commuter_badge.features.build import features_from_trips
 
     # when / then the feature build fails clearly instead of guessing working days
     with pytest.raises(CalendarRangeError, match="2030"):

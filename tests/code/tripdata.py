@@ -11,8 +11,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from features.definitions import FEATURES
+from commuter_badge.features.definitions import FEATURES
 
 SH = ZoneInfo("Asia/Shanghai")
 UTC = dt.UTC

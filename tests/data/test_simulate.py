@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from features import simulate
-from features.simulate import (
+from commuter_badge.simulate import world as simulate
+from commuter_badge.features.workdays import CalendarRangeError
+from commuter_badge.simulate.world import (
     ARCHETYPES,
     DOUBLE_READ_RATE,
     EMPTY_REGION_RATE,
@@ -21,7 +21,6 @@ from features.simulate import (
     simulate_world,
     write_world,
 )
-from features.workdays import CalendarRangeError
 
 AS_OF = dt.date(2021, 10, 20)  # window holds National Day 10-01..07 and make-up days 09-26, 10-09
 PERSONS = 2_000

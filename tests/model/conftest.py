@@ -13,9 +13,9 @@ from tests.conftest import AS_OF
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """Train once on 20,000 simulated persons with its own MLflow store; yield what the tests need."""
-    from features.simulate import simulate_world, write_world
-    from models import registry
-    from models.train import TrainConfig, train
+    from commuter_badge.models import registry
+    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.simulate.world import simulate_world, write_world
 
     root = tmp_path_factory.mktemp("trained")
     world_dir = root / "world"

@@ -6,9 +6,9 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from commuter_badge.features.build import features_from_trips
+from commuter_badge.features.workdays import is_workday
 
-from features.build import features_from_trips
-from features.workdays import is_workday
 from tests.model.conftest import trip
 
 pytestmark = pytest.mark.slow
@@ -123,7 +123,7 @@ def test_reasons_are_words_from_the_booster(trained):
         "reasons are in words"
     )
     contrib = model.booster.predict(
-        __import__("features.build", fromlist=["model_matrix"]).model_matrix(frame),
+        __import__("commuter_badge.features.build", fromlist=["model_matrix"]).model_matrix(frame),
         pred_contrib=True,
     )[0]
     margin = model.margin(frame)[0]

@@ -59,10 +59,9 @@ def test_mlflow_run_shows_everything_reviewers_need(trained):
 
 def test_training_is_deterministic(trained):
     import pandas as pd
-
-    from models.data import labelled_features
-    from models.split import assign
-    from models.train import TrainConfig, fit_model
+    from commuter_badge.models.data import labelled_features
+    from commuter_badge.models.split import assign
+    from commuter_badge.models.train import TrainConfig, fit_model
 
     world = trained["world"]
     data = labelled_features(world / "trips.parquet", world / "labels.csv", AS_OF).frame
@@ -82,8 +81,8 @@ def test_training_is_deterministic(trained):
 
 def test_champion_does_not_move_when_recall_is_worse(trained, tmp_path):
     # Given the trained champion, when a stricter model (lower recall) is trained on the same data,
-    from models import registry
-    from models.train import TrainConfig, train
+    from commuter_badge.models import registry
+    from commuter_badge.models.train import TrainConfig, train
 
     world = trained["world"]
     registry.configure(trained["uri"])
@@ -101,10 +100,9 @@ def test_champion_does_not_move_when_recall_is_worse(trained, tmp_path):
 
 
 def test_too_few_negatives_is_a_clear_error(tmp_path):
+    from commuter_badge.cli.main import app
+    from commuter_badge.simulate.world import simulate_world, write_world
     from typer.testing import CliRunner
-
-    from commuter.cli import app
-    from features.simulate import simulate_world, write_world
 
     write_world(simulate_world(600, AS_OF, seed=3), tmp_path / "w")
     res = CliRunner().invoke(
@@ -127,8 +125,8 @@ def test_evaluate_logs_the_champion_on_other_labelled_data(trained, tmp_path):
     # Given the champion and a labelled world it never saw (another seed),
     import os
 
-    from features.simulate import simulate_world, write_world
-    from models.evaluate import evaluate
+    from commuter_badge.models.evaluate import evaluate
+    from commuter_badge.simulate.world import simulate_world, write_world
 
     write_world(simulate_world(4_000, AS_OF, seed=202), tmp_path / "other")
     os.environ["MLFLOW_TRACKING_URI"] = trained["uri"]

@@ -126,8 +126,8 @@ def run_python(code: str, env: dict[str, str], cwd: Path) -> str:
 # service tests need a champion, not a promotion decision) and prints its version.
 _ENSURE_CHAMPION = """
 from mlflow.tracking import MlflowClient
-from models import registry
-from commuter.settings import MODEL_NAME
+from commuter_badge.models import registry
+from commuter_badge.settings import MODEL_NAME
 registry.configure()
 version = registry.champion_version()
 if version is None:
@@ -141,10 +141,10 @@ print(version)
 _TRAIN_SMALL = """
 import sys, datetime as dt
 import lightgbm as lgb, mlflow, pandas as pd
-from features.build import build_features, model_matrix
-from features.read import read_labels
-from models import registry
-from models.bundle import CommuterModel, ModelMeta
+from commuter_badge.features.build import build_features, model_matrix
+from commuter_badge.features.read import read_labels
+from commuter_badge.models import registry
+from commuter_badge.models.bundle import CommuterModel, ModelMeta
 registry.configure()
 trips, labels, as_of = sys.argv[1], sys.argv[2], dt.date.fromisoformat(sys.argv[3])
 frame = build_features(trips, as_of).merge(read_labels(labels), on="person_id")
@@ -162,9 +162,9 @@ print(info.registered_model_version)
 _SCORE_AND_PUBLISH = """
 import sys, datetime as dt
 import pandas as pd
-from features.build import build_features
-from models import registry
-from serving.decisions import publish
+from commuter_badge.features.build import build_features
+from commuter_badge.models import registry
+from commuter_badge.serving.decisions import publish
 registry.configure()
 model = registry.load_model(None)
 trips, as_of, out = sys.argv[1], dt.date.fromisoformat(sys.argv[2]), sys.argv[3]
@@ -184,7 +184,7 @@ def _with_argv(code: str, *argv: str) -> str:
 
 
 def build_world(root: Path) -> World:
-    from features.simulate import simulate_world, write_world
+    from commuter_badge.simulate.world import simulate_world, write_world
 
     env = store_env(root)
     paths = write_world(simulate_world(persons=3000, as_of=AS_OF, seed=11), root / "world")
@@ -240,7 +240,7 @@ def start_server(env: dict[str, str], cwd: Path, workers: int = 1) -> Server:
     port = free_port()
     log_path = cwd / f"server-{port}.log"
     log = log_path.open("wb")
-    code = f"from serving.run import serve; serve(port={port}, workers={workers}, host='127.0.0.1')"
+    code = f"from commuter_badge.serving.run import serve; serve(port={port}, workers={workers}, host='127.0.0.1')"
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         env=env,

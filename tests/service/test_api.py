@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pandas as pd
 import pytest
-
-from features.definitions import DESCRIPTIONS
-from serving.decisions import publish
+from commuter_badge.features.definitions import DESCRIPTIONS
+from commuter_badge.serving.decisions import publish
 
 from .conftest import AS_OF, TOKENS
 

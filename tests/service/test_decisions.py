@@ -7,8 +7,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 import pytest
-
-from serving.decisions import DecisionStore, DecisionStoreError, publish
+from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError, publish
 
 pytestmark = pytest.mark.service
 

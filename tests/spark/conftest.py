@@ -29,7 +29,7 @@ def spark():
     """A local[2] SparkSession (UI off, session time zone UTC), stopped at the end of the run."""
     if shutil.which("java") is None:
         pytest.skip("Spark tests need a Java runtime: no `java` on PATH (`make java` installs one)")
-    from features.spark import spark_session
+    from commuter_badge.features.spark import spark_session
 
     session = spark_session("local[2]", shuffle_partitions=4)
     assert session.conf.get("spark.sql.session.timeZone") == "UTC"
@@ -175,7 +175,7 @@ def write_messy_trips(trips: pa.Table, out_dir, seed: int = 11) -> dict[str, int
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory):
     """The simulated month written by the project's simulator: trips.parquet, labels.csv."""
-    from features.simulate import simulate_world, write_world
+    from commuter_badge.simulate.world import simulate_world, write_world
 
     directory = tmp_path_factory.mktemp("world")
     write_world(simulate_world(persons=PERSONS, as_of=AS_OF, seed=SEED), directory)
@@ -192,7 +192,7 @@ def messy_dir(world_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def duckdb_features(messy_dir):
-    from features.build import build_features
+    from commuter_badge.features.build import build_features
 
     return build_features(messy_dir, AS_OF)
 
@@ -200,7 +200,7 @@ def duckdb_features(messy_dir):
 @pytest.fixture(scope="session")
 def spark_feature_df(spark, messy_dir):
     """Spark's features for the messy directory, computed once (persisted) for the whole run."""
-    from features.spark import spark_features
+    from commuter_badge.features.spark import spark_features
 
     df = spark_features(spark, str(messy_dir), AS_OF).persist()
     yield df
@@ -210,6 +210,6 @@ def spark_feature_df(spark, messy_dir):
 @pytest.fixture(scope="session")
 def spark_feature_frame(spark_feature_df):
     """Spark's features as the batch frame (features.build.to_frame), through Arrow."""
-    from features.build import to_frame
+    from commuter_badge.features.build import to_frame
 
     return to_frame(spark_feature_df.toArrow())

@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
+from commuter_badge.features.build import model_matrix
+from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
+from commuter_badge.features.read import read_labels
+from commuter_badge.features.schema import TripDataError
+from commuter_badge.models.bundle import CommuterModel, ModelMeta
 
-from features.build import model_matrix
-from features.definitions import CONTEXT_COLUMNS, FEATURES
-from features.read import read_labels
-from features.schema import TripDataError
-from models.bundle import CommuterModel, ModelMeta
 from tests.spark.conftest import AS_OF, PERSONS
 
 pytestmark = pytest.mark.spark
@@ -81,7 +81,7 @@ def model(world_dir, duckdb_features):
 
 
 def test_spark_scores_equal_batch_scores(spark_feature_df, duckdb_features, model):
-    from features.spark import score_features
+    from commuter_badge.models.spark_score import score_features
 
     # spark_score = spark_features + score_features; the features are the ones compared above.
     table = score_features(spark_feature_df, model).toArrow()
@@ -109,8 +109,9 @@ def test_spark_scores_equal_batch_scores(spark_feature_df, duckdb_features, mode
 
 def test_write_spark_features_and_scores(spark, world_dir, model, tmp_path):
     """The CLI's entry points, on a small feed: Spark output directories, counts, same numbers."""
-    from features.build import build_features
-    from features.spark import write_spark_features, write_spark_scores
+    from commuter_badge.features.build import build_features
+    from commuter_badge.features.spark import write_spark_features
+    from commuter_badge.models.spark_score import write_spark_scores
 
     trips = pq.read_table(world_dir / "trips.parquet")
     small = trips.filter(
@@ -166,7 +167,7 @@ def _one_trip_csv(path, **overrides):
     ids=["direction", "mode", "ts-no-offset", "ts-garbage", "site-empty"],
 )
 def test_bad_value_names_file_column_and_value(spark, tmp_path, overrides, column, value):
-    from features.spark import read_trips_spark
+    from commuter_badge.features.spark import read_trips_spark
 
     bad = _one_trip_csv(tmp_path / "bad.csv", **overrides)
     with pytest.raises(TripDataError) as err:
@@ -179,7 +180,7 @@ def test_bad_value_names_file_column_and_value(spark, tmp_path, overrides, colum
 
 
 def test_missing_column_names_file_and_column(spark, tmp_path):
-    from features.spark import spark_features
+    from commuter_badge.features.spark import spark_features
 
     _one_trip_csv(tmp_path / "trips.csv", region=...)
     pq.write_table(pa.table({"person_id": ["a"], "label": [1]}), tmp_path / "other.parquet")
@@ -190,7 +191,7 @@ def test_missing_column_names_file_and_column(spark, tmp_path):
 def test_bad_file_in_a_good_directory_is_not_dropped(spark, messy_dir, tmp_path):
     import shutil
 
-    from features.spark import read_trips_spark
+    from commuter_badge.features.spark import read_trips_spark
 
     directory = tmp_path / "trips"
     shutil.copytree(messy_dir, directory)
@@ -200,7 +201,7 @@ def test_bad_file_in_a_good_directory_is_not_dropped(spark, messy_dir, tmp_path)
 
 
 def test_missing_path_and_timestamp_without_zone(spark, tmp_path):
-    from features.spark import read_trips_spark
+    from commuter_badge.features.spark import read_trips_spark
 
     with pytest.raises(TripDataError, match="no such file or directory"):
         read_trips_spark(spark, str(tmp_path / "nothing-here"))
@@ -241,7 +242,7 @@ def _two_person_trips(path):
 
 
 def test_ids_sharing_a_32_bit_hash_stay_apart(spark, tmp_path):
-    from features.spark import spark_features
+    from commuter_badge.features.spark import spark_features
 
     trips = _two_person_trips(tmp_path / "two.csv")
     rows = spark_features(spark, str(trips), AS_OF).select("person_id", "crossings").collect()
@@ -249,7 +250,7 @@ def test_ids_sharing_a_32_bit_hash_stay_apart(spark, tmp_path):
 
 
 def test_a_key_clash_fails_the_job_instead_of_writing_null_ids(spark, tmp_path, monkeypatch):
-    import features.spark as fs
+    import commuter_badge.features.spark as fs
 
     monkeypatch.setattr(fs, "SPARK_HASH", "hash")  # 32-bit: the two ids clash
     trips = _two_person_trips(tmp_path / "two.csv")

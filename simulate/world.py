@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import pathlib
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -48,9 +46,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from features.schema import DIRECTIONS, MODES, TRIP_COLUMNS
-from features.workdays import SHANGHAI_OFFSET_SECONDS, day_number, is_workday
+from commuter_badge.atomic import atomic_write
+from commuter_badge.features.schema import DIRECTIONS, MODES, TRIP_COLUMNS
+from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS, day_number, is_workday
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 MISSING_LEG_RATE = 0.03  # each crossing independently unobserved (scanner down, ticket not linked)
 DOUBLE_READ_RATE = 0.02  # crossings read twice, 1-30 s apart, identical otherwise
@@ -637,7 +636,7 @@ def simulate_world(
     persons: int,
     as_of: dt.date,
     seed: int,
-    window_days: int = 28,
+    window_days: int = DEFAULT_WINDOW_DAYS,
     label_noise: float = LABEL_NOISE,
     progress: Callable[[int, int], None] | None = None,
 ) -> World:
@@ -776,17 +775,6 @@ def _messy_trips(
     return pa.table({name: table[name] for name in TRIP_COLUMNS})
 
 
-def _atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> None:
-    """Write to a temp file in the same directory, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_world(world: World, out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     """Write trips.parquet, labels.csv and persons.parquet into `out_dir`; return their paths."""
     out_dir = pathlib.Path(out_dir)
@@ -796,8 +784,8 @@ def write_world(world: World, out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
         "labels": out_dir / "labels.csv",
         "persons": out_dir / "persons.parquet",
     }
-    _atomic_write(paths["trips"], lambda p: pq.write_table(world.trips, p))
-    _atomic_write(paths["labels"], lambda p: world.labels.to_csv(p, index=False))
+    atomic_write(paths["trips"], lambda p: pq.write_table(world.trips, p))
+    atomic_write(paths["labels"], lambda p: world.labels.to_csv(p, index=False))
     persons = pa.Table.from_pandas(world.persons, preserve_index=False)
-    _atomic_write(paths["persons"], lambda p: pq.write_table(persons, p))
+    atomic_write(paths["persons"], lambda p: pq.write_table(persons, p))
     return paths

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from commuter_badge.errors import CommuterError, UserError
+from commuter_badge.settings import (
+    CHAMPION_URI,
+    DEFAULT_WINDOW_DAYS,
+    MAX_WINDOW_DAYS,
+    MIN_WINDOW_DAYS,
+    load_settings,
+)
 from rich.console import Console
 
 app = typer.Typer(
@@ -32,13 +39,15 @@ Labels = Annotated[
     Path, typer.Option("--labels", help="Labels file: person_id, is_commuter (CSV or Parquet).")
 ]
 Window = Annotated[
-    int, typer.Option("--window-days", help="Days of history before --as-of.", min=8, max=62)
+    int,
+    typer.Option(
+        "--window-days",
+        help="Days of history before --as-of.",
+        min=MIN_WINDOW_DAYS,
+        max=MAX_WINDOW_DAYS,
+    ),
 ]
 ModelUri = Annotated[str, typer.Option("--model", help="MLflow model URI.", show_default=True)]
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one line, no traceback."""
 
 
 def _parse_date(text: str, option: str = "--as-of") -> dt.date:
@@ -61,15 +70,9 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             err.print("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the whole point is one line instead of a traceback
-            if os.environ.get("COMMUTER_DEBUG"):
+            if load_settings().debug:
                 raise
-            known = exc.__class__.__name__ in {
-                "UserError",
-                "TripDataError",
-                "CalendarRangeError",
-                "ModelError",
-                "NotEnoughNegativesError",
-            }
+            known = isinstance(exc, CommuterError)
             prefix = "error" if known else f"error ({exc.__class__.__name__})"
             message = " ".join(str(exc).split()) or exc.__class__.__name__
             print(f"{prefix}: {message}", file=sys.stderr)
@@ -98,12 +101,11 @@ def simulate(
     as_of: AsOf = "2021-10-20",
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same world.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("world"),
-    window_days: Window = 28,
+    window_days: Window = DEFAULT_WINDOW_DAYS,
 ) -> None:
     """Write a synthetic month: OUT/trips.parquet, OUT/labels.csv (noisy) and OUT/persons.parquet (truth)."""
+    from commuter_badge.simulate.world import simulate_world, write_world
     from rich.progress import Progress
-
-    from features.simulate import simulate_world, write_world
 
     day = _parse_date(as_of)
     with Progress(console=err, disable=not err.is_terminal, transient=True) as progress:
@@ -128,7 +130,7 @@ def features(
     trips: Trips,
     as_of: AsOf,
     out_file: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
-    window_days: Window = 28,
+    window_days: Window = DEFAULT_WINDOW_DAYS,
     engine: Annotated[
         str, typer.Option("--engine", help="duckdb (in-process) or spark.")
     ] = "duckdb",
@@ -139,12 +141,12 @@ def features(
     day = _parse_date(as_of)
     start = time.perf_counter()
     if engine == "duckdb":
-        from features.build import write_features
+        from commuter_badge.features.build import write_features
 
         with _status("building features"):
             n = write_features(trips, day, out_file, window_days)
     elif engine == "spark":
-        from features.spark import write_spark_features
+        from commuter_badge.features.spark import write_spark_features
 
         with _status("building features on Spark"):
             n = write_spark_features(str(trips), day, str(out_file), window_days)
@@ -167,11 +169,11 @@ def train(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for the person split and LightGBM.")
     ] = 0,
-    window_days: Window = 28,
+    window_days: Window = DEFAULT_WINDOW_DAYS,
 ) -> None:
     """Train, calibrate, certify the threshold, log to MLflow, register; promote if the gates pass."""
-    from models.train import TrainConfig
-    from models.train import train as run_training
+    from commuter_badge.models.train import TrainConfig
+    from commuter_badge.models.train import train as run_training
 
     if not 0 < target_fpr < 1:
         raise UserError(f"--target-fpr {target_fpr} must be between 0 and 1")
@@ -207,10 +209,10 @@ def evaluate(
     trips: Trips,
     labels: Labels,
     as_of: AsOf,
-    model: ModelUri = "models:/commuter-badge@champion",
+    model: ModelUri = CHAMPION_URI,
 ) -> None:
     """Metrics of a registered model on other labelled data, logged to MLflow as an evaluation run."""
-    from models.evaluate import evaluate as run_evaluation
+    from commuter_badge.models.evaluate import evaluate as run_evaluation
 
     day = _parse_date(as_of)
     with _status("evaluating"):
@@ -229,7 +231,7 @@ def score(
     trips: Trips,
     as_of: AsOf,
     out_file: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
-    model: ModelUri = "models:/commuter-badge@champion",
+    model: ModelUri = CHAMPION_URI,
     engine: Annotated[
         str, typer.Option("--engine", help="duckdb (in-process) or spark.")
     ] = "duckdb",
@@ -241,49 +243,45 @@ def score(
     """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version."""
     import time
 
-    from commuter.settings import load_settings
-    from models import registry
+    from commuter_badge.models import registry
+    from commuter_badge.serving.decisions import publish as publish_decisions
+    from commuter_badge.serving.decisions import read_scores
 
     day = _parse_date(as_of)
     settings = load_settings()
     registry.configure(settings.tracking_uri)
     start = time.perf_counter()
+    if engine not in ("duckdb", "spark"):
+        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
+    loaded = registry.load_model(model)
     if engine == "spark":
-        from features.spark import write_spark_scores
+        from commuter_badge.models.spark_score import write_spark_scores
 
         with _status("scoring on Spark"):
-            n = write_spark_scores(str(trips), day, str(out_file), model)
-        published = ""
-        if publish and "://" not in str(out_file):
-            # A local result is published like the DuckDB path's; cluster outputs are left to the
-            # job that copies them next to the service.
-            import pandas as pd
+            write_spark_scores(str(trips), day, str(out_file), model=loaded)
+        # Spark writes a directory of part files; a local one is read back and published like the
+        # DuckDB path's. Cluster outputs are left to the job that copies them next to the service.
+        remote = "://" in str(out_file) and not str(out_file).startswith("file:")
+        scored = None if remote else read_scores(out_file)
+    else:
+        from commuter_badge.models.score import score_path, write_scores
 
-            from serving.decisions import publish as publish_decisions
-
-            local = Path(out_file)
-            frame = pd.read_csv(local) if local.suffix == ".csv" else pd.read_parquet(local)
-            publish_decisions(frame, day, settings.decisions_path)
-            published = f", published to {settings.decisions_path}"
-        out.print(
-            f"{n:,} persons scored -> {out_file}{published} "
-            f"({time.perf_counter() - start:.1f} s, spark)"
-        )
-        return
-    if engine != "duckdb":
-        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
-    from models.score import score_path
-
-    with _status("scoring"):
-        loaded = registry.load_model(model)
-        scored = score_path(
-            trips, day, loaded, out_file, settings.decisions_path if publish else None
-        )
-    published = f", published to {settings.decisions_path}" if publish else ""
+        with _status("scoring"):
+            scored = score_path(trips, day, loaded)
+            write_scores(scored, out_file)
+    published = ""
+    if publish and scored is not None:
+        with _status("publishing"):
+            publish_decisions(scored, day, settings.decisions_path)
+        published = f", published to {settings.decisions_path}"
+    counts = (
+        f"{len(scored):,} persons scored, {int(scored['badge'].sum()):,} badges"
+        if scored is not None
+        else "scored"
+    )
     out.print(
-        f"{len(scored):,} persons scored, {int(scored['badge'].sum()):,} badges "
-        f"(model v{loaded.version or '?'}, threshold {loaded.threshold:.4f}) -> {out_file}{published} "
-        f"({time.perf_counter() - start:.1f} s)"
+        f"{counts} (model v{loaded.version or '?'}, threshold {loaded.threshold:.4f}, {engine}) "
+        f"-> {out_file}{published} ({time.perf_counter() - start:.1f} s)"
     )
 
 
@@ -295,7 +293,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "0.0.0.0",  # noqa: S104
 ) -> None:
     """Start the BentoML service on the champion model and the latest published decisions."""
-    from serving.run import serve as run_service
+    from commuter_badge.serving.run import serve as run_service
 
     run_service(port=port, workers=workers, host=host)
 

@@ -1,0 +1,94 @@
+"""Every setting of the project, in one typed, frozen object read from the environment.
+
+This is the only module that reads `os.environ` (pydantic-settings does the reading). Commands and
+the service call `load_settings()` once at their start and pass what they need down; the library
+layers take plain arguments. Defaults are embedded and live in the working directory (contract §2).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+EXPERIMENT = "commuter-badge"
+MODEL_NAME = "commuter-badge"
+CHAMPION_ALIAS = "champion"
+CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+BASELINE_EXPERIMENT = EXPERIMENT  # the rule baseline is logged in the same experiment, its own run
+
+# Days of history before as_of that features read; 8 to 62 allowed (a person's days are 64-bit masks).
+DEFAULT_WINDOW_DAYS = 28
+MIN_WINDOW_DAYS = 8
+MAX_WINDOW_DAYS = 62
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_DECISIONS = "decisions.duckdb"
+DEFAULT_REVIEWS = "sqlite:///reviews.db"
+
+Tokens = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Resolved once per command or service start; frozen so nothing changes it mid-run."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", env_prefix="COMMUTER_", populate_by_name=True
+    )
+
+    tracking_uri: str = Field(DEFAULT_TRACKING_URI, validation_alias="MLFLOW_TRACKING_URI")
+    decisions_path: str = Field(DEFAULT_DECISIONS, validation_alias="COMMUTER_DECISIONS")
+    reviews_url: str = Field(DEFAULT_REVIEWS, validation_alias="COMMUTER_REVIEWS")
+    api_tokens: Tokens = Field((), validation_alias="COMMUTER_API_TOKENS")
+    reviewer_tokens: Tokens = Field((), validation_alias="COMMUTER_REVIEWER_TOKENS")
+    calendar: str | None = Field(None, validation_alias="COMMUTER_CALENDAR")
+    duckdb_memory: str | None = Field(None, validation_alias="COMMUTER_DUCKDB_MEMORY")
+    spark_master: str | None = Field(None, validation_alias="COMMUTER_SPARK_MASTER")
+    debug: bool = Field(False, validation_alias="COMMUTER_DEBUG")
+
+    @field_validator("api_tokens", "reviewer_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("tracking_uri", "decisions_path", "reviews_url", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object, info) -> object:
+        # An empty variable (`COMMUTER_DECISIONS=`) means "not set", as it did before.
+        if value in ("", None):
+            return cls.model_fields[info.field_name].default
+        return value
+
+    @field_validator("calendar", "duckdb_memory", "spark_master", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def champion_uri(self) -> str:
+        return CHAMPION_URI
+
+    def __repr__(self) -> str:  # never print tokens
+        return (
+            f"Settings(tracking_uri={self.tracking_uri!r}, decisions_path={self.decisions_path!r}, "
+            f"reviews_url={_without_password(self.reviews_url)!r}, calendar={self.calendar!r}, "
+            f"api_tokens=<{len(self.api_tokens)}>, reviewer_tokens=<{len(self.reviewer_tokens)}>)"
+        )
+
+    __str__ = __repr__
+
+
+def _without_password(url: str) -> str:
+    head, sep, tail = url.rpartition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
+def load_settings() -> Settings:
+    """The settings as the environment says now."""
+    return Settings()
