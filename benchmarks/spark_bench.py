@@ -40,6 +40,7 @@ def compare(duck, spark_out: Path) -> str:
     """Person-by-person comparison of the DuckDB frame and Spark's Parquet output."""
     import numpy as np
     import pyarrow.parquet as pq
+
     from commuter_badge.features.build import to_frame
     from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+
 from commuter_badge.errors import UserError
 
 # Leftovers of a writer killed mid-write: `.<name>.<random>.tmp` (and DuckDB's `.tmp.wal`).

@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
 from commuter_badge.atomic import atomic_write
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
 from commuter_badge.features.read import connect, register_trips, reporting_bad_rows

@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
 from commuter_badge.features.schema import (
     DIRECTIONS,
     LABEL_COLUMNS,

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
+
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.schema import DOUBLE_READ_SECONDS
 from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number

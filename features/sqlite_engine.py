@@ -18,6 +18,7 @@ import struct
 import threading
 
 import pyarrow as pa
+
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.sql import Window, feature_sql
 

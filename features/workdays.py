@@ -11,6 +11,7 @@ import datetime as dt
 
 import chinese_calendar
 import pyarrow as pa
+
 from commuter_badge.errors import CommuterError
 
 EPOCH = dt.date(1970, 1, 1)

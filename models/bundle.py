@@ -13,6 +13,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import DESCRIPTIONS, FEATURE_NAMES

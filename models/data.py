@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from commuter_badge.features.build import build_features
 from commuter_badge.features.read import discover, read_labels
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import mlflow
+
 from commuter_badge.models import registry
 from commuter_badge.models.data import labelled_features
 from commuter_badge.models.report import log_review

@@ -7,9 +7,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from commuter_badge.models.threshold import clopper_pearson_upper  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from commuter_badge.models.threshold import clopper_pearson_upper  # noqa: E402
 
 
 def roc(y, proba, threshold: float, target_fpr: float):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from commuter_badge.models.threshold import clopper_pearson_upper
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from commuter_badge.models.threshold import clopper_pearson_upper
 
 
 def at_threshold(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from commuter_badge.models.bundle import CommuterModel, ModelError
-from commuter_badge.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, load_settings
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from commuter_badge.models.bundle import CommuterModel, ModelError
+from commuter_badge.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, load_settings
 
 ARTIFACT_KEY = "commuter_model"
 
@@ -85,8 +86,9 @@ def experiment_id() -> str:
 
 def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
     """Log `model` in the active run with signature and input example, registered as MODEL_NAME."""
-    from commuter_badge.features.definitions import FEATURE_NAMES
     from mlflow.models import infer_signature
+
+    from commuter_badge.features.definitions import FEATURE_NAMES
 
     inputs = example[list(FEATURE_NAMES)].astype("float64")
     outputs = PyfuncCommuterModel()

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+
 from commuter_badge.models import figures
 from commuter_badge.models.metrics import by_slice, summary, suspected_label_noise
 

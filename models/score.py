@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+
 from commuter_badge.atomic import write_frame
 from commuter_badge.features.build import build_features
 from commuter_badge.models.bundle import CommuterModel

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
 from commuter_badge.features.build import to_frame
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.spark import _quiet_pandas3, _session, _write, spark_features

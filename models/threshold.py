@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from commuter_badge.errors import CommuterError
 from scipy.stats import beta
 from sklearn.exceptions import NotFittedError
+
+from commuter_badge.errors import CommuterError
 
 
 class NotEnoughNegativesError(CommuterError, ValueError):

@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.models import figures, registry
@@ -34,7 +36,6 @@ from commuter_badge.models.report import log_review
 from commuter_badge.models.split import PARTS, assign
 from commuter_badge.models.threshold import NeymanPearsonThreshold
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
-from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger(__name__)
 # Our features are deliberately float64 at the model boundary; MLflow's hint about int columns is noise.

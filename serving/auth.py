@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio.to_thread
-from commuter_badge.serving.schemas import MAX_BODY_BYTES, problem, validation_problem
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
+
+from commuter_badge.serving.schemas import MAX_BODY_BYTES, problem, validation_problem
 
 logger = logging.getLogger(__name__)
 

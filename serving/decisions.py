@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+
 from commuter_badge.atomic import atomic_write
 from commuter_badge.errors import CommuterError
 from commuter_badge.models.score import SCORE_COLUMNS, SCORE_SCHEMA

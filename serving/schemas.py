@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from commuter_badge.features.schema import DIRECTIONS, MODES
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from commuter_badge.features.schema import DIRECTIONS, MODES
 
 MAX_PERSONS = 1_000  # per /score request
 MAX_TRIPS = 2_000  # per person

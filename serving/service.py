@@ -29,6 +29,8 @@ from typing import Any
 import anyio.to_thread
 import bentoml
 import duckdb
+from starlette.responses import JSONResponse
+
 from commuter_badge.features.read import connect
 from commuter_badge.features.sql import Window
 from commuter_badge.features.workdays import CalendarRangeError
@@ -50,7 +52,6 @@ from commuter_badge.serving.schemas import (
     ScoreResponse,
     problem,
 )
-from starlette.responses import JSONResponse
 
 logger = logging.getLogger(__name__)
 

@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from commuter_badge.atomic import atomic_write
 from commuter_badge.features.schema import DIRECTIONS, MODES, TRIP_COLUMNS
 from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS, day_number, is_workday

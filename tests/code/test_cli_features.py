@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import commuter_badge.features.build as fb
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
+import commuter_badge.features.build as fb
 from commuter_badge.cli.main import app
 from commuter_badge.features.build import HASH_CLASH, build_features, write_features
 from commuter_badge.features.definitions import FEATURE_NAMES
-from typer.testing import CliRunner
-
 from tests.code.tripdata import NOV_AS_OF, flat_rows, trip, write_csv, write_parquet
 
 COMMUTER = Path(sys.executable).with_name("commuter")

@@ -21,8 +21,9 @@ def test_readme_lists_every_feature_with_its_description():
 
 
 def test_cli_help_lists_every_contract_command():
-    from commuter_badge.cli.main import app
     from typer.testing import CliRunner
+
+    from commuter_badge.cli.main import app
 
     out = CliRunner().invoke(app, ["--help"]).output
     for command in ("simulate", "features", "train", "evaluate", "score", "serve"):

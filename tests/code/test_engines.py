@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from commuter_badge.features.build import features_from_trips
 from hypothesis import given
 from hypothesis import strategies as st
 
+from commuter_badge.features.build import features_from_trips
 from tests.code.test_feature_properties import PROPERTY_SETTINGS, raw_trip, to_rows
 from tests.code.tripdata import NOV_AS_OF, assert_same_features
 

@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from commuter_badge.features.build import build_features, features_from_trips
-from commuter_badge.features.schema import DIRECTIONS, MODES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from commuter_badge.features.build import build_features, features_from_trips
+from commuter_badge.features.schema import DIRECTIONS, MODES
 from tests.code.tripdata import NOV_AS_OF, SH, UTC, assert_same_features, write_csv, write_parquet
 
 PROPERTY_SETTINGS = settings(

@@ -21,10 +21,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from commuter_badge.features.build import features_from_trips, model_matrix
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES
 from commuter_badge.features.sql import Window
-
 from tests.code.tripdata import NOV_AS_OF, SH, UTC, one, trip
 from tests.conftest import AS_OF
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from commuter_badge.features.build import build_features, features_from_trips, write_features
 from commuter_badge.features.read import connect, discover, read_labels, register_trips
 from commuter_badge.features.schema import TripDataError
-
 from tests.code.tripdata import (
     NOV_AS_OF,
     SH,

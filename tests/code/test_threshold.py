@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import beta as beta_dist
+from sklearn.exceptions import NotFittedError
+
 from commuter_badge.models.threshold import (
     NeymanPearsonThreshold,
     NotEnoughNegativesError,
     clopper_pearson_upper,
     negatives_needed,
 )
-from scipy.stats import beta as beta_dist
-from sklearn.exceptions import NotFittedError
 
 
 def test_guarantee_holds_by_simulation():

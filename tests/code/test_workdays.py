@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
 from commuter_badge.features.sql import Window
 from commuter_badge.features.workdays import (
     CalendarRangeError,
@@ -12,7 +13,6 @@ from commuter_badge.features.workdays import (
     day_number,
     is_workday,
 )
-
 from tests.conftest import AS_OF
 
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from commuter_badge.features.definitions import FEATURES
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -10,8 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from commuter_badge.simulate import world as simulate
+
 from commuter_badge.features.workdays import CalendarRangeError
+from commuter_badge.simulate import world as simulate
 from commuter_badge.simulate.world import (
     ARCHETYPES,
     DOUBLE_READ_RATE,

@@ -6,9 +6,9 @@ import datetime as dt
 
 import numpy as np
 import pytest
+
 from commuter_badge.features.build import features_from_trips
 from commuter_badge.features.workdays import is_workday
-
 from tests.model.conftest import trip
 
 pytestmark = pytest.mark.slow

@@ -59,6 +59,7 @@ def test_mlflow_run_shows_everything_reviewers_need(trained):
 
 def test_training_is_deterministic(trained):
     import pandas as pd
+
     from commuter_badge.models.data import labelled_features
     from commuter_badge.models.split import assign
     from commuter_badge.models.train import TrainConfig, fit_model
@@ -100,9 +101,10 @@ def test_champion_does_not_move_when_recall_is_worse(trained, tmp_path):
 
 
 def test_too_few_negatives_is_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
     from commuter_badge.cli.main import app
     from commuter_badge.simulate.world import simulate_world, write_world
-    from typer.testing import CliRunner
 
     write_world(simulate_world(600, AS_OF, seed=3), tmp_path / "w")
     res = CliRunner().invoke(

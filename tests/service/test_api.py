@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pandas as pd
 import pytest
+
 from commuter_badge.features.definitions import DESCRIPTIONS
 from commuter_badge.serving.decisions import publish
 

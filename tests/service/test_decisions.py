@@ -7,6 +7,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 import pytest
+
 from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError, publish
 
 pytestmark = pytest.mark.service

@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+
 from commuter_badge.serving.schemas import MAX_BADGE_IDS, MAX_PERSONS, MAX_TRIPS
 
 pytestmark = pytest.mark.service

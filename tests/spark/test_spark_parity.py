@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
+
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.read import read_labels
 from commuter_badge.features.schema import TripDataError
 from commuter_badge.models.bundle import CommuterModel, ModelMeta
-
 from tests.spark.conftest import AS_OF, PERSONS
 
 pytestmark = pytest.mark.spark

@@ -1,0 +1,102 @@
+"""The `commuter` application and what every command shares: options, dates, errors, progress.
+
+Commands live in their own modules (`data`, `modelling`, `serve`, ...), registered on `app` by
+`cli/main.py`. Heavy imports happen inside commands, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from commuter_badge.errors import CommuterError, UserError
+from commuter_badge.settings import (
+    MAX_WINDOW_DAYS,
+    MIN_WINDOW_DAYS,
+    load_settings,
+)
+
+app = typer.Typer(
+    help="Who is a regular cross-city commuter into Beijing, with a certified false-positive rate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console(soft_wrap=True, highlight=False)
+
+AsOf = Annotated[
+    str, typer.Option("--as-of", help="Scoring date YYYY-MM-DD; features use the days before it.")
+]
+Trips = Annotated[
+    Path, typer.Option("--trips", help="Trip file (.csv/.parquet) or a directory of them.")
+]
+Labels = Annotated[
+    Path, typer.Option("--labels", help="Labels file: person_id, is_commuter (CSV or Parquet).")
+]
+Window = Annotated[
+    int,
+    typer.Option(
+        "--window-days",
+        help="Days of history before --as-of.",
+        min=MIN_WINDOW_DAYS,
+        max=MAX_WINDOW_DAYS,
+    ),
+]
+ModelUri = Annotated[str, typer.Option("--model", help="MLflow model URI.", show_default=True)]
+
+
+def parse_date(text: str, option: str = "--as-of") -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{option} {text!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn any failure into one clear line on stderr and a non-zero exit (traceback with COMMUTER_DEBUG=1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the whole point is one line instead of a traceback
+            if load_settings().debug:
+                raise
+            known = isinstance(exc, CommuterError)
+            prefix = "error" if known else f"error ({exc.__class__.__name__})"
+            message = " ".join(str(exc).split()) or exc.__class__.__name__
+            print(f"{prefix}: {message}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def status(text: str):
+    """A spinner on a terminal, nothing when piped."""
+    return err.status(text) if err.is_terminal else _NullStatus()
+
+
+class _NullStatus:
+    def __enter__(self) -> _NullStatus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def update_status(status: Any, text: str) -> None:
+    if hasattr(status, "update"):
+        status.update(text)

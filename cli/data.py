@@ -1,0 +1,86 @@
+"""`commuter simulate` and `commuter features`: data in, features out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from commuter_badge.cli.app import (
+    AsOf,
+    Trips,
+    Window,
+    app,
+    clean_errors,
+    err,
+    out,
+    parse_date,
+    status,
+)
+from commuter_badge.errors import UserError
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
+
+
+@app.command()
+@clean_errors
+def simulate(
+    persons: Annotated[int, typer.Option("--persons", help="Number of persons.", min=1)] = 10_000,
+    as_of: AsOf = "2021-10-20",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same world.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("world"),
+    window_days: Window = DEFAULT_WINDOW_DAYS,
+) -> None:
+    """Write a synthetic month: OUT/trips.parquet, OUT/labels.csv (noisy) and OUT/persons.parquet (truth)."""
+    from rich.progress import Progress
+
+    from commuter_badge.simulate.world import simulate_world, write_world
+
+    day = parse_date(as_of)
+    with Progress(console=err, disable=not err.is_terminal, transient=True) as progress:
+        task = progress.add_task("simulating", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        world = simulate_world(persons, day, seed, window_days=window_days, progress=tick)
+        progress.update(task, description="writing")
+        paths = write_world(world, out_dir)
+    n_pos = int(world.labels["is_commuter"].sum())
+    out.print(
+        f"simulated {persons:,} persons, {world.trips.num_rows:,} crossings, "
+        f"{n_pos:,} labelled commuters -> {paths['trips']}, {paths['labels']}"
+    )
+
+
+@app.command()
+@clean_errors
+def features(
+    trips: Trips,
+    as_of: AsOf,
+    out_file: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
+    window_days: Window = DEFAULT_WINDOW_DAYS,
+    engine: Annotated[
+        str, typer.Option("--engine", help="duckdb (in-process) or spark.")
+    ] = "duckdb",
+) -> None:
+    """One row per person: person_id, every model feature, and the main mode and region."""
+    import time
+
+    day = parse_date(as_of)
+    start = time.perf_counter()
+    if engine == "duckdb":
+        from commuter_badge.features.build import write_features
+
+        with status("building features"):
+            n = write_features(trips, day, out_file, window_days)
+    elif engine == "spark":
+        from commuter_badge.features.spark import write_spark_features
+
+        with status("building features on Spark"):
+            n = write_spark_features(str(trips), day, str(out_file), window_days)
+        out.print(f"{n:,} persons -> {out_file} ({time.perf_counter() - start:.1f} s, spark)")
+        return
+    else:
+        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
+    out.print(f"{n:,} persons -> {out_file} ({time.perf_counter() - start:.1f} s)")

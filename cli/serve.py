@@ -1,0 +1,25 @@
+"""`commuter serve`: the BentoML service for the badge issuer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from commuter_badge.cli.app import (
+    app,
+    clean_errors,
+)
+
+
+@app.command()
+@clean_errors
+def serve(
+    port: Annotated[int, typer.Option("--port", help="HTTP port.", min=1, max=65535)] = 3000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1)] = 2,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "0.0.0.0",  # noqa: S104
+) -> None:
+    """Start the BentoML service on the champion model and the latest published decisions."""
+    from commuter_badge.serving.run import serve as run_service
+
+    run_service(port=port, workers=workers, host=host)
