@@ -22,7 +22,6 @@ same rows.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -245,8 +244,8 @@ def _bits(days: Iterable[int]) -> int:
     return sum(1 << i for i in days)
 
 
-@functools.lru_cache(maxsize=64)
 def _window_calendar(start: dt.date, end: dt.date) -> pa.Table:
+    # Not cached here: workdays caches tables per active calendar (`use_calendar` may change it).
     return calendar_table(start, end)
 
 

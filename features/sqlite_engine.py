@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.sql import Window, feature_sql
+from commuter_badge.features.workdays import WorkingCalendar, active_calendar
 
 _local = threading.local()
 _TRIP_COLS = "person_id TEXT, t INTEGER, direction TEXT, mode TEXT, site_id TEXT, region TEXT"
@@ -70,15 +71,16 @@ def _connection() -> sqlite3.Connection:
 
 
 @functools.lru_cache(maxsize=16)
-def _sql(window: Window) -> str:
-    # Building the text costs ~0.1 ms, noticeable on a 1.4 ms request; windows repeat.
+def _sql(window: Window, calendar: WorkingCalendar) -> str:
+    # Building the text costs ~0.1 ms, noticeable on a 1.4 ms request; windows repeat. The text
+    # holds the working-day mask, so the cache is keyed by the calendar too.
     return feature_sql("trips", window.params(), hash_fn="hash64")
 
 
 def run(rows: list[tuple], window: Window) -> pa.Table:
     """Feature rows (as an Arrow table, batch dtypes) for normalised trip tuples."""
     con = _connection()
-    sql = _sql(window)
+    sql = _sql(window, active_calendar())
     with con:
         con.execute("DELETE FROM trips")
         con.executemany("INSERT INTO trips VALUES (?, ?, ?, ?, ?, ?)", rows)
