@@ -51,6 +51,30 @@ Window = Annotated[
     ),
 ]
 ModelUri = Annotated[str, typer.Option("--model", help="MLflow model URI.", show_default=True)]
+# Every command takes it (contract §1): add `calendar: CalendarFile = None` to the command and call
+# `apply_calendar(calendar)` before anything reads working days.
+CalendarFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--calendar",
+        help="Holiday schedule CSV (date,kind,name) for years chinesecalendar lacks; "
+        "default: COMMUTER_CALENDAR.",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+
+
+def apply_calendar(path: Path | None) -> str | None:
+    """Make `--calendar FILE` (else COMMUTER_CALENDAR, else none) this process's calendar.
+
+    Validates the file (a CalendarFileError names the line) and returns the path used, or None.
+    """
+    from commuter_badge.features.workdays import use_calendar
+
+    chosen = str(path) if path is not None else load_settings().calendar
+    use_calendar(chosen)
+    return chosen
 
 
 def parse_date(text: str, option: str = "--as-of") -> dt.date:

@@ -9,9 +9,11 @@ import typer
 
 from commuter_badge.cli.app import (
     AsOf,
+    CalendarFile,
     Trips,
     Window,
     app,
+    apply_calendar,
     clean_errors,
     err,
     out,
@@ -30,8 +32,10 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same world.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("world"),
     window_days: Window = DEFAULT_WINDOW_DAYS,
+    calendar: CalendarFile = None,
 ) -> None:
     """Write a synthetic month: OUT/trips.parquet, OUT/labels.csv (noisy) and OUT/persons.parquet (truth)."""
+    apply_calendar(calendar)  # commuters in the simulated world keep the statutory calendar
     from rich.progress import Progress
 
     from commuter_badge.simulate.world import simulate_world, write_world
@@ -63,10 +67,12 @@ def features(
     engine: Annotated[
         str, typer.Option("--engine", help="duckdb (in-process) or spark.")
     ] = "duckdb",
+    calendar: CalendarFile = None,
 ) -> None:
     """One row per person: person_id, every model feature, and the main mode and region."""
     import time
 
+    apply_calendar(calendar)
     day = parse_date(as_of)
     start = time.perf_counter()
     if engine == "duckdb":

@@ -9,11 +9,13 @@ import typer
 
 from commuter_badge.cli.app import (
     AsOf,
+    CalendarFile,
     Labels,
     ModelUri,
     Trips,
     Window,
     app,
+    apply_calendar,
     clean_errors,
     out,
     parse_date,
@@ -37,6 +39,7 @@ def train(
         int, typer.Option("--seed", help="Seed for the person split and LightGBM.")
     ] = 0,
     window_days: Window = DEFAULT_WINDOW_DAYS,
+    calendar: CalendarFile = None,
 ) -> None:
     """Train, calibrate, certify the threshold, log to MLflow, register; promote if the gates pass."""
     from commuter_badge.models.train import TrainConfig
@@ -45,6 +48,7 @@ def train(
     if not 0 < target_fpr < 1:
         raise UserError(f"--target-fpr {target_fpr} must be between 0 and 1")
     day = parse_date(as_of)
+    apply_calendar(calendar)  # recorded on the run and the model version
     config = TrainConfig(target_fpr=target_fpr, seed=seed, window_days=window_days)
     with status("training") as spinner:
         result = run_training(
@@ -79,11 +83,13 @@ def evaluate(
     labels: Labels,
     as_of: AsOf,
     model: ModelUri = CHAMPION_URI,
+    calendar: CalendarFile = None,
 ) -> None:
     """Metrics of a registered model on other labelled data, logged to MLflow as an evaluation run."""
     from commuter_badge.models.evaluate import evaluate as run_evaluation
 
     day = parse_date(as_of)
+    apply_calendar(calendar)
     with status("evaluating"):
         result = run_evaluation(trips, labels, day, model)
     m = result["metrics"]
@@ -101,6 +107,7 @@ def score(
     as_of: AsOf,
     out_file: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
     model: ModelUri = CHAMPION_URI,
+    calendar: CalendarFile = None,
     engine: Annotated[
         str, typer.Option("--engine", help="duckdb (in-process) or spark.")
     ] = "duckdb",
@@ -117,6 +124,7 @@ def score(
     from commuter_badge.serving.decisions import read_scores
 
     day = parse_date(as_of)
+    apply_calendar(calendar)
     settings = load_settings()
     registry.configure(settings.tracking_uri)
     start = time.perf_counter()

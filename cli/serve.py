@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from commuter_badge.cli.app import (
+    CalendarFile,
     app,
+    apply_calendar,
     clean_errors,
 )
 
@@ -18,8 +20,10 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="HTTP port.", min=1, max=65535)] = 3000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1)] = 2,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "0.0.0.0",  # noqa: S104
+    calendar: CalendarFile = None,
 ) -> None:
     """Start the BentoML service on the champion model and the latest published decisions."""
     from commuter_badge.serving.run import serve as run_service
 
-    run_service(port=port, workers=workers, host=host)
+    # Checked here, so a bad file is one line now rather than workers failing to start.
+    run_service(port=port, workers=workers, host=host, calendar=apply_calendar(calendar))

@@ -7,7 +7,8 @@ BentoML 1.4's `serve` command has no workers option: the worker count is service
 so it is passed as `BENTOML_CONFIG_OVERRIDES` (merged with any override already in the
 environment). The server's processes run in the project root (`--working-dir`), so paths that the
 settings resolve relative to the caller's directory (the decision store, a SQLite tracking store)
-are made absolute first: the service reads the same stores `commuter score` writes.
+are made absolute first: the service reads the same stores `commuter score` writes. So is the
+holiday schedule file (`--calendar` / COMMUTER_CALENDAR), which every worker loads at its start.
 """
 
 from __future__ import annotations
@@ -34,13 +35,17 @@ def absolute_tracking_uri(uri: str, cwd: Path | None = None) -> str:
     return uri
 
 
-def server_env(workers: int, base: dict[str, str] | None = None) -> dict[str, str]:
+def server_env(
+    workers: int, base: dict[str, str] | None = None, calendar: str | Path | None = None
+) -> dict[str, str]:
     """The environment for the server: the caller's, with absolute stores and the worker count."""
     from commuter_badge.settings import load_settings
 
     env = dict(os.environ if base is None else base)
     settings = load_settings()
     env["COMMUTER_DECISIONS"] = str(Path(settings.decisions_path).expanduser().absolute())
+    if calendar := calendar or settings.calendar:
+        env["COMMUTER_CALENDAR"] = str(Path(calendar).expanduser().absolute())
     env["MLFLOW_TRACKING_URI"] = absolute_tracking_uri(settings.tracking_uri)
     overrides = json.loads(env.get("BENTOML_CONFIG_OVERRIDES") or "{}")
     overrides.setdefault("services", {}).setdefault(SERVICE_NAME, {})["workers"] = int(workers)
@@ -71,11 +76,17 @@ def command(port: int = 3000, host: str = "0.0.0.0") -> list[str]:  # noqa: S104
     ]
 
 
-def serve(port: int = 3000, workers: int = 1, host: str = "0.0.0.0") -> None:  # noqa: S104
-    """Replace this process with the BentoML server on `host:port` with `workers` processes."""
+def serve(
+    port: int = 3000,
+    workers: int = 1,
+    host: str = "0.0.0.0",  # noqa: S104
+    calendar: str | Path | None = None,
+) -> None:
+    """Replace this process with the BentoML server on `host:port` with `workers` processes;
+    `calendar` (default COMMUTER_CALENDAR) is the holiday schedule file the workers load."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1 (got {workers})")
     if not 0 < port < 65536:
         raise ValueError(f"port must be between 1 and 65535 (got {port})")
     argv = command(port, host)
-    os.execvpe(argv[0], argv, server_env(workers))  # noqa: S606 - argv is ours, no shell
+    os.execvpe(argv[0], argv, server_env(workers, calendar=calendar))  # noqa: S606 - argv is ours, no shell

@@ -33,9 +33,10 @@ from starlette.responses import JSONResponse
 
 from commuter_badge.features.read import connect
 from commuter_badge.features.sql import Window
-from commuter_badge.features.workdays import CalendarRangeError
+from commuter_badge.features.workdays import CalendarRangeError, use_calendar
 from commuter_badge.serving.auth import RequestGuard
 from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
+from commuter_badge.serving.readiness import ReadyzCalendar
 from commuter_badge.serving.schemas import (
     REASONS_PER_PERSON,
     AsOf,
@@ -258,6 +259,9 @@ class CommuterBadge:
 
         settings = load_settings()
         registry.configure(settings.tracking_uri)
+        # One calendar per worker, chosen before any request (COMMUTER_CALENDAR; a bad file stops
+        # the worker: `commuter serve` checks it first); /readyz reports it.
+        logger.info("working-day calendar: %s", use_calendar(settings.calendar).info())
         self.store = DecisionStore(settings.decisions_path)
         self._model: Any = None
         self._model_problem = "the model has not been loaded yet"
@@ -368,3 +372,5 @@ class CommuterBadge:
 CommuterBadge.add_asgi_middleware(
     RequestGuard, validators={"/score": ScoreRequest, "/badge": BadgeRequest}
 )
+# A ready /readyz answers JSON naming the working-day calendar (serving/readiness.py).
+CommuterBadge.add_asgi_middleware(ReadyzCalendar)
