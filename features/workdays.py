@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import importlib.metadata
 import logging
 from dataclasses import dataclass
@@ -114,13 +115,26 @@ class WorkingCalendar:
                 out[day.year].append(day)
         return dict(sorted(out.items()))
 
-    def fingerprint(self) -> dict[str, str]:
-        """What identifies this calendar on a model: library version, file digest, years."""
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this calendar on a model: library version, file digest, years, and a
+        digest of each year's working days (so a calendar that only adds years is no change)."""
         return {
             "library_version": LIBRARY_VERSION,
             "file_digest": self.schedule.digest if self.schedule else "none",
             "years": year_ranges(self.years),
+            "year_digests": self.year_digests,
         }
+
+    @functools.cached_property
+    def year_digests(self) -> dict[str, str]:
+        """Per covered year, a short digest of its working-day flags, day by day."""
+        out = {}
+        for year in sorted(self.years):
+            flags = bytes(
+                self.is_workday(d) for d in _days(dt.date(year, 1, 1), dt.date(year + 1, 1, 1))
+            )
+            out[str(year)] = hashlib.sha256(flags).hexdigest()[:16]
+        return out
 
     def info(self) -> dict[str, Any]:
         """The fingerprint and where it comes from, for /readyz and logs."""
@@ -175,14 +189,15 @@ def calendar_info() -> dict[str, Any]:
     return _active.info()
 
 
-def calendar_fingerprint() -> dict[str, str]:
+def calendar_fingerprint() -> dict[str, Any]:
     """The active calendar as a model records it (models/bundle.py `ModelMeta.calendar`)."""
     return _active.fingerprint()
 
 
 def calendar_params() -> dict[str, str]:
     """The active calendar as MLflow params/tags: calendar_library_version, _file_digest, _years."""
-    return {f"calendar_{k}": v for k, v in _active.fingerprint().items()}
+    found = _active.fingerprint()
+    return {f"calendar_{k}": found[k] for k in ("library_version", "file_digest", "years")}
 
 
 def is_workday(day: dt.date) -> bool:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import mlflow
 
+from commuter_badge.features.workdays import calendar_params
 from commuter_badge.models import registry
+from commuter_badge.models.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.data import labelled_features
 from commuter_badge.models.report import log_review
 
@@ -27,8 +29,10 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
                 "model_uri": model_uri or "",
                 "model_version": model.version,
                 "input_digest": labelled.digest,
+                **calendar_params(),
             }
         )
+        warn_calendar_mismatch(model.meta)  # stderr line and a calendar_mismatch tag
         mlflow.log_params(
             {
                 "trips": str(trips),

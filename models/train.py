@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.features.workdays import calendar_fingerprint, calendar_params
 from commuter_badge.models import figures, registry
 from commuter_badge.models.bundle import CommuterModel, ModelError, ModelMeta
 from commuter_badge.models.calibration import PlattCalibrator
@@ -35,7 +36,7 @@ from commuter_badge.models.metrics import at_threshold
 from commuter_badge.models.report import log_review
 from commuter_badge.models.split import PARTS, assign
 from commuter_badge.models.threshold import NeymanPearsonThreshold
-from commuter_badge.settings import DEFAULT_WINDOW_DAYS
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS, MODEL_NAME
 
 log = logging.getLogger(__name__)
 # Our features are deliberately float64 at the model boundary; MLflow's hint about int columns is noise.
@@ -130,6 +131,7 @@ def fit_model(
         calib_b=calibrator.b_,
         window_days=config.window_days,
         trained_as_of=as_of.isoformat(),
+        calendar=calendar_fingerprint(),  # the working-day calendar travels with the model
     )
     info = {
         "best_iteration": booster.best_iteration,
@@ -184,6 +186,10 @@ def train(
     sizes = data["part"].value_counts().to_dict()
 
     with mlflow.start_run(run_name=f"lightgbm as_of={as_of}") as run:
+        # The working-day calendar the features used: calendar_library_version, _file_digest,
+        # _years, as params and tags of the run (and tags of the version, below).
+        mlflow.log_params(calendar_params())
+        mlflow.set_tags(calendar_params())
         mlflow.set_tags(
             {"kind": "model", "as_of": as_of.isoformat(), "input_digest": labelled.digest}
         )
@@ -242,6 +248,8 @@ def train(
         )
         info_model = registry.log_model(model, data[data["part"] == "fit"].head(200))
         version = str(info_model.registered_model_version)
+        for key, value in calendar_params().items():
+            mlflow.MlflowClient().set_model_version_tag(MODEL_NAME, version, key, value)
         gates = {
             "certified_bound_met": info["cal_fpr_upper95"] <= config.target_fpr,
             "validation_fpr_within_target": metrics["val_fpr"] <= config.target_fpr,
