@@ -1,0 +1,31 @@
+"""Synthetic worlds of Beijing boundary crossings (test, demo, training and benchmark data only).
+
+- ``archetypes.py``: the catalogue of kinds of people, one frozen record type per behaviour.
+- ``generate.py``: one generator per record type (clean crossings).
+- ``messiness.py``: the feed's faults and the label noise, kept apart from behaviour.
+- ``world.py``: ``simulate_world`` assembles one month; ``write.py`` writes it (atomically).
+- ``variation.py``: ``WorldSettings``: perturbed parameters and mixes, unseen kinds, holidays.
+- ``months.py``: ``simulate_months``: persistent persons over several months, with drift.
+"""
+
+from commuter_badge.simulate.archetypes import ARCHETYPES, FESTIVAL_VISITORS, UNSEEN_KINDS
+from commuter_badge.simulate.variation import (
+    SPRING_FESTIVAL_2022_AS_OF,
+    HolidayLeave,
+    WorldSettings,
+)
+from commuter_badge.simulate.world import World, simulate_world
+from commuter_badge.simulate.write import write_months, write_world
+
+__all__ = [
+    "ARCHETYPES",
+    "FESTIVAL_VISITORS",
+    "SPRING_FESTIVAL_2022_AS_OF",
+    "UNSEEN_KINDS",
+    "HolidayLeave",
+    "World",
+    "WorldSettings",
+    "simulate_world",
+    "write_months",
+    "write_world",
+]

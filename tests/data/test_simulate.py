@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import pathlib
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from commuter_badge.features.workdays import CalendarRangeError
-from commuter_badge.simulate import world as simulate
-from commuter_badge.simulate.world import (
-    ARCHETYPES,
-    DOUBLE_READ_RATE,
-    EMPTY_REGION_RATE,
-    LABEL_NOISE,
-    World,
-    simulate_world,
-    write_world,
-)
+from commuter_badge.simulate import archetypes as catalogue
+from commuter_badge.simulate.archetypes import ARCHETYPES
+from commuter_badge.simulate.messiness import DOUBLE_READ_RATE, EMPTY_REGION_RATE, LABEL_NOISE
+from commuter_badge.simulate.world import World, simulate_world, write_world
 
 AS_OF = dt.date(2021, 10, 20)  # window holds National Day 10-01..07 and make-up days 09-26, 10-09
 PERSONS = 2_000
@@ -58,6 +54,38 @@ def test_same_seed_gives_identical_tables():
     assert a.trips.equals(b.trips), "same seed must give identical trips"
     assert a.labels.equals(b.labels), "same seed must give identical labels"
     assert a.persons.equals(b.persons), "same seed must give identical persons"
+
+
+def _digest(world: World) -> str:
+    """A fingerprint of every value of the three tables, in row order."""
+    h = hashlib.sha256()
+    for table in (
+        world.trips,
+        pa.Table.from_pandas(world.labels, preserve_index=False),
+        pa.Table.from_pandas(world.persons, preserve_index=False),
+    ):
+        for name in table.column_names:
+            column = table[name]
+            if pa.types.is_timestamp(column.type):
+                column = pc.cast(column, pa.int64())
+            h.update(name.encode())
+            h.update("\x1f".join(map(str, column.to_pylist())).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("persons", "as_of", "seed", "expected"),
+    [
+        (1500, dt.date(2021, 10, 20), 7, "05f839ee46f2897c"),
+        (800, dt.date(2022, 2, 18), 20261126, "e1a42367d632368b"),
+    ],
+)
+def test_default_worlds_are_the_ones_the_features_were_measured_on(persons, as_of, seed, expected):
+    # given the default settings (the digests were taken from the generator before the simulator
+    # became a package: typed archetypes must not change a single value, issue 11)
+    world = simulate_world(persons, as_of, seed=seed)
+    # then the world is bit-identical to the one it always was
+    assert _digest(world) == expected, "default worlds changed: features would no longer match"
 
 
 def test_different_seed_gives_different_world():
@@ -130,7 +158,7 @@ def test_true_commuter_share_matches_configuration(world):
     assert abs(actual - configured) < 0.03, f"commuter share {actual:.3f} vs {configured}"
     names = {a.name for a in ARCHETYPES}
     assert set(world.persons["archetype"]) == names, "every archetype must be present"
-    undocumented = [name for name in names if name not in simulate.__doc__]
+    undocumented = [name for name in names if name not in catalogue.__doc__]
     assert not undocumented, f"archetypes missing from the module docstring: {undocumented}"
 
 
