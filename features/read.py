@@ -12,6 +12,8 @@ first offending row. No file is ever dropped silently.
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,30 +23,74 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from commuter_badge.features.schema import (
-    DIRECTIONS,
     LABEL_COLUMNS,
-    MODES,
+    LABEL_VALUES,
+    MAX_ID_LENGTH,
     TRIP_COLUMNS,
+    TRIP_SCHEMA,
+    TS_OFFSET_PATTERN,
     TripDataError,
+    bad_value,
+    missing_columns,
+    wrong_type,
 )
 
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-# A clock time followed by a UTC offset at the end: "...T07:04:51+08:00", "... 07:04:51.5Z".
-_OFFSET = r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+logger = logging.getLogger(__name__)
+
+# File kinds by name ending (gzip-compressed CSV is read as it is; DuckDB and Spark decompress it).
+SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
+KINDS = ", ".join(SUFFIXES)
+# Trip data in a form neither engine reads here: refused by name rather than skipped.
+_UNREADABLE = re.compile(
+    r"\.(csv|parquet|pq)\.[a-z0-9]+$|\.(csv|parquet)[._-]?(zip|bz2|xz|zst|7z)$"
+)
+
+
+def file_kind(name: str) -> str | None:
+    """ "csv" or "parquet" for a trip file name, None for anything else."""
+    lower = name.lower()
+    return next((kind for end, kind in SUFFIXES.items() if lower.endswith(end)), None)
+
+
+def skipped_name(name: str) -> bool:
+    """Hidden files and markers (`.x`, `_SUCCESS`, `_metadata`) are not data, as in Spark/Hadoop."""
+    return name.startswith((".", "_"))
 
 
 def discover(path: str | Path) -> list[Path]:
-    """The trip files at `path`: the file itself, or every CSV/Parquet file under a directory."""
+    """The trip files at `path`: the file itself, or every trip file under a directory.
+
+    Under a directory, trip data this reader cannot read (`x.csv.bz2`, `x.parquet.gz`) is an error
+    naming the file; other files (a README) and hidden ones are passed over with a warning naming
+    them, never silently."""
     p = Path(path)
     if not p.exists():
         raise TripDataError(f"{p}: no such file or directory")
     if p.is_file():
-        if p.suffix.lower() not in SUFFIXES:
-            raise TripDataError(f"{p}: unsupported file type {p.suffix!r}; use .csv or .parquet")
+        if file_kind(p.name) is None:
+            raise TripDataError(f"{p}: unsupported file type {p.suffix!r}; use one of {KINDS}")
         return [p]
-    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+    found = sorted(
+        f
+        for f in p.rglob("*")
+        if f.is_file() and not any(skipped_name(part) for part in f.relative_to(p).parts)
+    )
+    unreadable = [f for f in found if _UNREADABLE.search(f.name.lower())]
+    if unreadable:
+        raise TripDataError(
+            f"{unreadable[0]}: trip data in a form that cannot be read ({len(unreadable)} such "
+            f"file(s) under {p}); trip files end in {KINDS}: decompress or convert them"
+        )
+    files = [f for f in found if file_kind(f.name) is not None]
+    others = [f for f in found if file_kind(f.name) is None]
+    if others:
+        names = ", ".join(str(f.relative_to(p)) for f in others[:5])
+        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+        logger.warning("%s: not trip files, not read: %s%s", p, names, more)
     if not files:
-        raise TripDataError(f"{p}: directory holds no .csv or .parquet files")
+        raise TripDataError(
+            f"{p}: directory holds no .csv or .parquet files (names end in {KINDS})"
+        )
     return files
 
 
@@ -66,7 +112,7 @@ def _quote(path: Path) -> str:
 
 
 def _scan(path: Path) -> str:
-    if SUFFIXES[path.suffix.lower()] == "parquet":
+    if file_kind(path.name) == "parquet":
         return f"read_parquet({_quote(path)})"
     return f"read_csv({_quote(path)}, all_varchar = true, header = true)"
 
@@ -84,11 +130,14 @@ def _ts_expr(ts_type: str, label: str) -> str:
     if ts_type.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")):
         return "ts"
     if ts_type == "VARCHAR":
-        return f"CASE WHEN regexp_matches(trim(ts), '{_OFFSET}') THEN TRY_CAST(trim(ts) AS TIMESTAMPTZ) END"
-    raise TripDataError(
-        f"{label}: column 'ts' has type {ts_type}; expected a timestamp with time zone "
-        "(or ISO 8601 text with an offset such as 2021-11-22T07:04:51+08:00)"
-    )
+        return f"CASE WHEN regexp_matches(trim(ts), '{TS_OFFSET_PATTERN}') THEN TRY_CAST(trim(ts) AS TIMESTAMPTZ) END"
+    raise wrong_type(label, "ts", ts_type)
+
+
+# Text columns must arrive as text: an integer id or a float or list site code is refused, not
+# coerced to "3.5" or "[1, 2]". An optional column may be all-null ("NULL" type).
+_TEXT_TYPES = ("VARCHAR",)
+_NULL_TYPE = '"NULL"'
 
 
 def _trimmed(column: str) -> str:
@@ -116,33 +165,34 @@ def _normalised(ts_sql: str) -> str:
     )
 
 
+def _bad_sql(column) -> str:
+    """SQL true where a normalised value breaks `column`'s rule (features/schema.py)."""
+    if not column.text:
+        return "t IS NULL"
+    c = column.name
+    tests = [f"{c} IS NULL", f"{c} = ''"] if column.required else []
+    if column.values:
+        tests.append(f"{c} NOT IN ({', '.join(repr(v) for v in column.values)})")
+    if column.max_length:
+        tests.append(f"length({c}) > {column.max_length}")
+    return " OR ".join(tests)
+
+
 def _checks() -> list[tuple[str, str, str]]:
     """(column, SQL true on a bad normalised row, what was expected): one definition for the
     in-query guards, the count of bad rows and the first-bad-row report."""
-    dirs = ", ".join(f"'{d}'" for d in DIRECTIONS)
-    modes = ", ".join(f"'{m}'" for m in MODES)
-    return [
-        ("person_id", "person_id IS NULL OR person_id = ''", "a non-empty id"),
-        ("ts", "t IS NULL", "an ISO 8601 instant with a UTC offset"),
-        (
-            "direction",
-            f"direction IS NULL OR direction NOT IN ({dirs})",
-            "one of " + ", ".join(DIRECTIONS),
-        ),
-        ("mode", f"mode IS NULL OR mode NOT IN ({modes})", "one of " + ", ".join(MODES)),
-        ("site_id", "site_id IS NULL OR site_id = ''", "a non-empty site code"),
-    ]
+    return [(c.name, _bad_sql(c), c.expected) for c in TRIP_SCHEMA]
 
 
 def _first_bad_row(con, path: Path, ts_sql: str, column: str, bad_sql: str) -> tuple[int, object]:
     """1-based data row number and raw value of the first row failing `bad_sql` (error path only)."""
-    if SUFFIXES[path.suffix.lower()] == "parquet":
+    if file_kind(path.name) == "parquet":
         source = f"read_parquet({_quote(path)}, file_row_number = true)"
         rownum = "file_row_number + 1"
     else:
         # Row order matters for the message, so read the text exactly as stored, in order.
         opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in TRIP_COLUMNS})
-        table = pacsv.read_csv(path, convert_options=opts)
+        table = pacsv.read_csv(path, convert_options=opts)  # decompresses .csv.gz by its name
         table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
         con.register("_bad_csv", table)
         source, rownum = "_bad_csv", "_row"
@@ -159,10 +209,12 @@ def _source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]:
     columns = _columns(con, source, str(path))
     missing = [c for c in TRIP_COLUMNS if c not in columns]
     if missing:
-        raise TripDataError(
-            f"{path}: missing required column(s) {', '.join(missing)}; "
-            f"expected {', '.join(TRIP_COLUMNS)} (found {', '.join(columns) or 'none'})"
-        )
+        raise missing_columns(str(path), missing, list(columns))
+    for column in TRIP_SCHEMA:
+        found = columns[column.name]
+        allowed = _TEXT_TYPES + (() if column.required else (_NULL_TYPE,))
+        if column.text and found not in allowed:
+            raise wrong_type(str(path), column.name, found)
     return source, _ts_expr(columns["ts"], str(path))
 
 
@@ -180,12 +232,27 @@ def check_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     if failing:
         # Report the earliest bad row in the file, whichever column it breaks.
         firsts = [(*_first_bad_row(con, path, ts_sql, c[0], c[1]), c, n) for c, n in failing]
-        row, value, (column, _, expected), n_bad = min(firsts, key=lambda f: f[0])
-        where = f"line {row + 1}" if SUFFIXES[path.suffix.lower()] == "csv" else f"row {row}"
-        raise TripDataError(
-            f"{path} {where}: column '{column}' value {value!r} is not {expected} "
-            f"({n_bad} bad row{'s' if n_bad > 1 else ''} in this file)"
-        )
+        row, value, (column, _, _), n_bad = min(firsts, key=lambda f: f[0])
+        where = f"line {csv_line(path, row)}" if file_kind(path.name) == "csv" else f"row {row}"
+        raise bad_value(f"{path} {where}", column, value, n_bad, "this file")
+
+
+def csv_line(path: Path, row: int) -> int:
+    """The line on which data row `row` (1-based) of a CSV file starts; a quoted field may hold
+    newlines, so rows and lines differ (error path only: reads the file up to that row)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        next(reader, None)  # the header
+        start = reader.line_num + 1
+        for _ in range(row - 1):
+            if next(reader, None) is None:
+                break
+            start = reader.line_num + 1
+    return start
 
 
 # Raised by DuckDB's error() inside a query when a row breaks the contract.
@@ -226,7 +293,7 @@ def file_views_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str
         f"FROM ({_distinct(source, ('person_id',))})"
     )
     sites = (
-        f"SELECT {_guarded('site_id', ('site_id', 'mode'))} AS site_id, mode, region "
+        f"SELECT {_guarded('site_id', ('site_id', 'mode', 'region'))} AS site_id, mode, region "
         f"FROM ({_distinct(source, ('site_id', 'mode', 'region'))})"
     )
     return rows, ids, sites
@@ -262,39 +329,81 @@ def reporting_bad_rows(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Ite
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
-    """Labels (`person_id`, `is_commuter` in {0, 1}) from CSV or Parquet, checked."""
+    """Labels (`person_id`, `is_commuter` in {0, 1}) from CSV or Parquet, checked; errors name
+    the file, the line (CSV) or row (Parquet) and the value."""
     p = Path(path)
     if not p.is_file():
         raise TripDataError(f"{p}: no such labels file")
-    frame = (
-        pd.read_parquet(p)
-        if p.suffix.lower() in (".parquet", ".pq")
-        else pd.read_csv(p, dtype={"person_id": "string"})
-    )
+    csv = file_kind(p.name) == "csv"
+    if csv:
+        try:
+            frame = pd.read_csv(p, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise TripDataError(
+                f"{p}: the labels file is empty; expected a header "
+                f"{','.join(LABEL_COLUMNS)} and one row per person"
+            ) from None
+    else:
+        frame = pd.read_parquet(p)
     missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
     if missing:
-        raise TripDataError(f"{p}: missing required column(s) {', '.join(missing)}")
-    bad = ~frame["is_commuter"].isin([0, 1])
+        raise TripDataError(
+            f"{p}: missing required column(s) {', '.join(missing)}; "
+            f"expected {', '.join(LABEL_COLUMNS)} (found {', '.join(map(str, frame.columns)) or 'none'})"
+        )
+    if frame.empty:
+        raise TripDataError(f"{p}: no labels (the file has a header and no rows)")
+
+    def where(i: int) -> str:  # data rows count from 1, the header not counted
+        return f"{p} row {i + 1}"
+
+    ids = frame["person_id"]
+    if not csv and not (pd.api.types.is_string_dtype(ids) or ids.isna().all()):
+        raise TripDataError(
+            f"{p}: column 'person_id' has type {ids.dtype}; expected text (a string column)"
+        )
+    text = ids.astype("string").str.strip()
+    empty = text.isna() | (text == "")
+    if empty.any():
+        raise TripDataError(
+            f"{where(int(empty.to_numpy().nonzero()[0][0]))}: column 'person_id' is empty"
+        )
+    long = text.str.len() > MAX_ID_LENGTH
+    if long.any():
+        raise TripDataError(
+            f"{where(int(long.to_numpy().nonzero()[0][0]))}: column 'person_id' is longer than "
+            f"{MAX_ID_LENGTH} characters"
+        )
+    raw = frame["is_commuter"]
+    values = raw.astype("string").str.strip()
+    if not csv and pd.api.types.is_bool_dtype(raw):
+        values = raw.astype("int64").astype("string")
+    elif not csv and pd.api.types.is_float_dtype(raw):  # 1.0 from a float column is 1
+        whole = raw.notna() & (raw == raw.round())
+        values = values.where(~whole, raw.where(whole).astype("Int64").astype("string"))
+    bad = ~values.isin(LABEL_VALUES).fillna(False).astype(bool)
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise TripDataError(
-            f"{p} row {i + 1}: column 'is_commuter' value {_plain(frame['is_commuter'].iloc[i])!r} "
-            "is not 0 or 1"
+            f"{where(i)}: column 'is_commuter' value {_number_or_text(raw.iloc[i])!r} is not 0 or 1 "
+            f"({int(bad.sum())} bad row{'s' if bad.sum() > 1 else ''} in this file)"
         )
-    empty = frame["person_id"].isna() | (frame["person_id"].astype("string").str.strip() == "")
-    if empty.any():
-        i = int(empty.to_numpy().nonzero()[0][0])
-        raise TripDataError(f"{p} row {i + 1}: column 'person_id' is empty")
-    out = pd.DataFrame(
-        {
-            "person_id": frame["person_id"].astype(str),
-            "is_commuter": frame["is_commuter"].astype("int64"),
-        }
-    )
+    out = pd.DataFrame({"person_id": text.astype(str), "is_commuter": values.astype("int64")})
     dup = out["person_id"].duplicated()
     if dup.any():
         raise TripDataError(f"{p}: person_id {out['person_id'][dup].iloc[0]!r} is labelled twice")
     return out
+
+
+def _number_or_text(value: object) -> object:
+    """A CSV cell as it reads: `2` for "2", `'yes'` for "yes"."""
+    value = _plain(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _plain(value: object) -> object:

@@ -33,8 +33,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from commuter_badge.features.read import _OFFSET, SUFFIXES
-from commuter_badge.features.schema import DIRECTIONS, MODES, TRIP_COLUMNS, TripDataError
+from commuter_badge.features.read import KINDS, file_kind, skipped_name
+from commuter_badge.features.schema import (
+    TRIP_COLUMNS,
+    TRIP_SCHEMA,
+    TS_OFFSET_PATTERN,
+    TripDataError,
+    bad_value,
+    missing_columns,
+    wrong_type,
+)
 from commuter_badge.features.sql import HASH_CLASH, Window, feature_sql
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS, load_settings
 
@@ -195,12 +203,13 @@ def _discover(spark: SparkSession, path: str) -> list[str]:
         raise TripDataError(f"{path}: cannot be listed: {_spark_error(exc)}") from None
     # inputFiles() gives URIs ('sp%20ace'); the readers take Hadoop path strings ('sp ace').
     listed = [urllib.parse.unquote(f) for f in listed]
-    files = sorted(f for f in listed if Path(f).suffix.lower() in SUFFIXES)
+    single = len(listed) == 1 and Path(listed[0]).name == Path(path.rstrip("/")).name
+    if single and file_kind(listed[0]) is None:
+        suffix = Path(listed[0]).suffix
+        raise TripDataError(f"{path}: unsupported file type {suffix!r}; use one of {KINDS}")
+    files = sorted(f for f in listed if file_kind(f) is not None and not skipped_name(Path(f).name))
     if not files:
-        if len(listed) == 1 and Path(listed[0]).name == Path(path.rstrip("/")).name:
-            suffix = Path(listed[0]).suffix
-            raise TripDataError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
-        raise TripDataError(f"{path}: directory holds no .csv or .parquet files")
+        raise TripDataError(f"{path}: directory holds no trip files ({KINDS})")
     return files
 
 
@@ -228,7 +237,7 @@ def _ts_text(ts: Column) -> tuple[Column, Column]:
     from pyspark.sql import functions as F
 
     text = F.regexp_replace(F.trim(ts), r"^([0-9]{4}-[0-9]{2}-[0-9]{2}) ", "$1T")
-    has_offset = text.rlike(_OFFSET)
+    has_offset = text.rlike(TS_OFFSET_PATTERN)
     parsed = F.coalesce(*(F.try_to_timestamp(text, F.lit(p)) for p in _TS_PATTERNS))
     parsed = F.when(has_offset, parsed)
     return parsed, ts.isNull() | parsed.isNull()
@@ -245,42 +254,39 @@ def _checks(df: DataFrame, label: str) -> tuple[list[tuple[str, Column, str]], C
     elif isinstance(ts_type, T.StringType):  # CSV, or text in Parquet
         ts, ts_bad = _ts_text(F.col("ts"))
     else:
-        raise TripDataError(
-            f"{label}: column 'ts' has type {ts_type.simpleString()}; expected a timestamp with "
-            "time zone (or ISO 8601 text with an offset such as 2021-11-22T07:04:51+08:00)"
-        )
+        raise wrong_type(label, "ts", ts_type.simpleString())
+    for column in TRIP_SCHEMA:  # text must arrive as text, never coerced (see features/read.py)
+        found = df.schema[column.name].dataType
+        allowed = (T.StringType,) + (() if column.required else (T.NullType,))
+        if column.text and not isinstance(found, allowed):
+            raise wrong_type(label, column.name, found.simpleString())
 
-    def text(c: str) -> Column:
-        return F.trim(F.col(c).cast("string"))
+    def bad(column) -> Column:
+        """True where the normalised value breaks `column`'s rule (features/schema.py)."""
+        if not column.text:
+            return ts_bad
+        raw = F.col(column.name)
+        value = F.trim(raw.cast("string"))
+        if column.values:
+            value = F.lower(value)
+        tests = [raw.isNull(), value == ""] if column.required else []
+        if column.values:
+            tests.append(~value.isin(*column.values))
+        if column.max_length:
+            tests.append(F.length(value) > column.max_length)
+        return functools.reduce(lambda a, b: a | b, tests)
 
-    return [
-        ("person_id", F.col("person_id").isNull() | (text("person_id") == ""), "a non-empty id"),
-        ("ts", ts_bad, "an ISO 8601 instant with a UTC offset"),
-        (
-            "direction",
-            F.col("direction").isNull() | ~F.lower(text("direction")).isin(*DIRECTIONS),
-            "one of " + ", ".join(DIRECTIONS),
-        ),
-        (
-            "mode",
-            F.col("mode").isNull() | ~F.lower(text("mode")).isin(*MODES),
-            "one of " + ", ".join(MODES),
-        ),
-        ("site_id", F.col("site_id").isNull() | (text("site_id") == ""), "a non-empty site code"),
-    ], ts
+    return [(c.name, bad(c), c.expected) for c in TRIP_SCHEMA], ts
 
 
 def _check_columns(spark: SparkSession, file: str) -> None:
     """Raise the missing-column error if `file` itself lacks a required column (error path only)."""
     reader = spark.read.option("header", "true")
-    fmt = SUFFIXES[Path(file).suffix.lower()]
+    fmt = file_kind(file)
     columns = (reader.parquet(file) if fmt == "parquet" else reader.csv(file)).columns
     missing = [c for c in TRIP_COLUMNS if c not in columns]
     if missing:
-        raise TripDataError(
-            f"{file}: missing required column(s) {', '.join(missing)}; "
-            f"expected {', '.join(TRIP_COLUMNS)} (found {', '.join(columns) or 'none'})"
-        )
+        raise missing_columns(file, missing, columns)
 
 
 def _read_error(label: str, exc: Exception) -> TripDataError:
@@ -313,18 +319,15 @@ def _validate(df: DataFrame, checks: list[tuple[str, Column, str]], label: str, 
         row = df.agg(*aggs).collect()[0]
     except Exception as exc:  # noqa: BLE001 - Py4J/JVM errors have no common Python base worth naming
         raise _read_error(label, exc) from None
-    for i, (column, _, expected) in enumerate(checks):
+    for i, (column, _, _) in enumerate(checks):
         n_bad = row[f"n{i}"] or 0
         if n_bad:
             file, value = row[f"x{i}"]["file"], row[f"x{i}"]["value"]
             file = urllib.parse.unquote(file)
-            if value is None and has_file and Path(file).suffix.lower() in SUFFIXES:
+            if value is None and has_file and file_kind(file) is not None:
                 # Parquet files are read with merged schemas: a column one file lacks reads as null.
                 _check_columns(df.sparkSession, file)
-            raise TripDataError(
-                f"{file}: column '{column}' value {value!r} is not {expected} "
-                f"({n_bad} bad row{'s' if n_bad > 1 else ''} in {scope}; {_NO_ROWS})"
-            )
+            raise bad_value(file, column, value, n_bad, f"{scope}; {_NO_ROWS}")
 
 
 def normalise_trips(
@@ -337,11 +340,7 @@ def normalise_trips(
 
     missing = [c for c in TRIP_COLUMNS if c not in df.columns]
     if missing:
-        found = ", ".join(c for c in df.columns if c != "_file") or "none"
-        raise TripDataError(
-            f"{label}: missing required column(s) {', '.join(missing)}; "
-            f"expected {', '.join(TRIP_COLUMNS)} (found {found})"
-        )
+        raise missing_columns(label, missing, [c for c in df.columns if c != "_file"])
     checks, ts = _checks(df, label)
     if validate:
         _validate(df, checks, label, scope)
@@ -370,7 +369,7 @@ def read_trips_spark(spark: SparkSession, path: str | Path) -> DataFrame:
 
     path = str(path)
     files = _discover(spark, path)
-    parquet = [f for f in files if SUFFIXES[Path(f).suffix.lower()] == "parquet"]
+    parquet = [f for f in files if file_kind(f) == "parquet"]
     groups: list[tuple[list[str], DataFrame]] = []
     try:
         if parquet:
