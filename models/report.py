@@ -1,29 +1,94 @@
-"""What a reviewer finds in an MLflow run: metrics, per-slice tables and figures for one scored set."""
+"""What a reviewer finds in an MLflow run: metrics, per-slice tables and figures for one scored set.
+
+Rates are logged twice: as a fraction (`val_fpr`) and per 10,000 persons (`val_fpr_per10k`),
+because MLflow's compare page rounds to three decimals and would show a certificate of 0.9849%
+and the 1% target both as "0.01"; per 10,000 they read 98.49 and 100.
+"""
 
 from __future__ import annotations
 
 import re
 
-import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
 
+from commuter_badge.features.build import model_matrix
+from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.models import figures
+from commuter_badge.models.figures import Caption
 from commuter_badge.models.metrics import by_slice, summary, suspected_label_noise
 
 SLICE_COLUMNS = ("main_mode", "main_region", "archetype")
 MIN_SLICE_CLASS = 30  # fewest negatives (positives) behind a logged slice FPR (recall)
+PER_10K = ("fpr", "fpr_upper95", "recall", "precision", "suspected_noise_rate")
+SHAP_SAMPLE = 20_000  # persons behind the global SHAP view (TreeSHAP costs per person and tree)
 
 
 def _metric_key(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", text)
 
 
+def per10k(metrics: dict[str, float], names=PER_10K, prefix: str = "") -> dict[str, float]:
+    """`{prefix}{name}_per10k` for each rate present: the same number times 10,000."""
+    return {
+        f"{prefix}{k}_per10k": float(metrics[f"{prefix}{k}"]) * 1e4
+        for k in names
+        if f"{prefix}{k}" in metrics and np.isfinite(metrics[f"{prefix}{k}"])
+    }
+
+
 def slice_table(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
     parts = [by_slice(frame, c, threshold) for c in SLICE_COLUMNS if c in frame.columns]
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def run_caption(n: int, population: str = "validation persons") -> Caption:
+    """Caption from the active run: its registered version when tagged, else its short id."""
+    run = mlflow.active_run()
+    if run is None:
+        return Caption(n=n, population=population)
+    tags = mlflow.get_run(run.info.run_id).data.tags
+    version = tags.get("registered_version") or tags.get("model_version")
+    model = f"v{version}" if version else f"run {run.info.run_id[:8]}"
+    if tags.get("kind") == "baseline":
+        model = f"rule baseline, {model}"
+    return Caption(model=model, as_of=tags.get("as_of", ""), n=n, population=population)
+
+
+def review_metrics(
+    prefix: str,
+    frame: pd.DataFrame,
+    threshold: float,
+    target_fpr: float,
+    certificate: dict | None = None,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """What `log_review` logs, computed without MLflow: the metrics and the slice table (pure)."""
+    y = frame["is_commuter"].to_numpy().astype(int)
+    proba = frame["proba"].to_numpy()
+    m = summary(y, proba, threshold)
+    m.update(suspected_label_noise(y, proba))
+    metrics = {f"{prefix}{k}": float(v) for k, v in m.items() if k != "threshold"}
+    metrics["threshold"] = float(threshold)
+    metrics["target_fpr"] = float(target_fpr)
+    metrics.update(per10k(metrics, prefix=prefix))
+    metrics["target_fpr_per10k"] = float(target_fpr) * 1e4
+    if certificate:
+        metrics.update(per10k(certificate, ("fpr", "fpr_upper95"), prefix="cal_"))
+    slices = slice_table(frame, threshold)
+    for row in slices.itertuples():
+        # A rate on a handful of persons is noise (a commuter archetype's "FPR" counts only its
+        # mislabelled members); those stay in the slice table with their counts, not in metrics.
+        key = _metric_key(f"{prefix}{row.slice}.{row.value}")
+        if row.n_neg >= MIN_SLICE_CLASS:
+            metrics[f"{key}.fpr"] = float(row.fpr)
+            metrics[f"{key}.fpr_upper95"] = float(row.fpr_upper95)
+            metrics[f"{key}.fpr_per10k"] = float(row.fpr) * 1e4
+        if row.n_pos >= MIN_SLICE_CLASS:
+            metrics[f"{key}.recall"] = float(row.recall)
+        metrics[f"{key}.n"] = float(row.n)
+    return metrics, slices
 
 
 def log_review(
@@ -34,39 +99,87 @@ def log_review(
     *,
     raw_proba: np.ndarray | None = None,
     figures_too: bool = True,
+    caption: Caption | None = None,
+    certificate: dict | None = None,
 ) -> dict[str, float]:
-    """Log metrics named `{prefix}auc` etc., slice metrics and figures for `frame` (is_commuter, proba)."""
-    y = frame["is_commuter"].to_numpy().astype(int)
-    proba = frame["proba"].to_numpy()
-    m = summary(y, proba, threshold)
-    m.update(suspected_label_noise(y, proba))
-    metrics = {f"{prefix}{k}": float(v) for k, v in m.items() if k != "threshold"}
-    metrics["threshold"] = float(threshold)
-    metrics["target_fpr"] = float(target_fpr)
-    slices = slice_table(frame, threshold)
-    for row in slices.itertuples():
-        # A rate on a handful of persons is noise (a commuter archetype's "FPR" counts only its
-        # mislabelled members); those stay in the slice table with their counts, not in metrics.
-        key = _metric_key(f"{prefix}{row.slice}.{row.value}")
-        if row.n_neg >= MIN_SLICE_CLASS:
-            metrics[f"{key}.fpr"] = float(row.fpr)
-            metrics[f"{key}.fpr_upper95"] = float(row.fpr_upper95)
-        if row.n_pos >= MIN_SLICE_CLASS:
-            metrics[f"{key}.recall"] = float(row.recall)
-        metrics[f"{key}.n"] = float(row.n)
+    """Log metrics named `{prefix}auc` etc., slice metrics and figures for `frame` (is_commuter, proba).
+
+    `certificate` (cal_fpr, cal_fpr_upper95 of the calibration part) is marked on the threshold
+    figure and logged per 10,000; `caption` titles the figures (default: from the active run).
+    """
+    metrics, slices = review_metrics(prefix, frame, threshold, target_fpr, certificate)
     mlflow.log_metrics(metrics)
     if len(slices):
         mlflow.log_table(slices, artifact_file=f"{prefix}slices.json")
     if figures_too:
-        for name, fig in (
-            ("roc", figures.roc(y, proba, threshold, target_fpr)),
-            ("precision_recall", figures.precision_recall(y, proba, threshold)),
-            ("calibration", figures.calibration(y, proba, raw_proba)),
-            (
-                "fpr_recall_vs_threshold",
-                figures.threshold_tradeoff(y, proba, threshold, target_fpr),
-            ),
-        ):
-            mlflow.log_figure(fig, f"figures/{prefix}{name}.png")
-            plt.close(fig)
+        log_figures(
+            prefix,
+            frame,
+            threshold,
+            target_fpr,
+            caption=caption or run_caption(len(frame)),
+            raw_proba=raw_proba,
+            certificate=certificate,
+            slices=slices,
+        )
     return metrics
+
+
+def log_figures(
+    prefix: str,
+    frame: pd.DataFrame,
+    threshold: float,
+    target_fpr: float,
+    *,
+    caption: Caption,
+    raw_proba: np.ndarray | None = None,
+    certificate: dict | None = None,
+    slices: pd.DataFrame | None = None,
+) -> list[str]:
+    """The review figures of one scored set under `figures/{prefix}*.png`; returns their paths."""
+    y = frame["is_commuter"].to_numpy().astype(int)
+    proba = frame["proba"].to_numpy()
+    slices = slice_table(frame, threshold) if slices is None else slices
+    drawn = {
+        "roc": figures.roc(y, proba, threshold, target_fpr, caption),
+        "precision_recall": figures.precision_recall(y, proba, threshold, caption),
+        "calibration": figures.calibration(y, proba, raw_proba, caption),
+        "fpr_recall_vs_threshold": figures.threshold_tradeoff(
+            y, proba, threshold, target_fpr, caption, certificate
+        ),
+    }
+    if len(slices):
+        drawn["slices"] = figures.slices(slices, target_fpr, caption)
+    paths = []
+    for name, fig in drawn.items():
+        path = f"figures/{prefix}{name}.png"
+        mlflow.log_figure(fig, path)
+        paths.append(path)
+    return paths
+
+
+def contributions(booster, frame: pd.DataFrame, limit: int = SHAP_SAMPLE, seed: int = 0):
+    """TreeSHAP contributions (log-odds, bias column dropped) and feature values of up to `limit`
+    persons of `frame`, drawn at random with `seed` when there are more."""
+    if len(frame) > limit:
+        frame = frame.sample(limit, random_state=seed)
+    x = model_matrix(frame)
+    contrib = booster.predict(x, pred_contrib=True, num_threads=1)[:, :-1]
+    return contrib, x
+
+
+def log_drivers(booster, frame: pd.DataFrame, caption: Caption, prefix: str = "val_") -> dict:
+    """Feature importance (gain) and the global SHAP view of `frame`'s persons, as figures and JSON."""
+    gains = booster.feature_importance("gain")
+    contrib, x = contributions(booster, frame)
+    mean_abs = dict(zip(FEATURE_NAMES, map(float, np.abs(contrib).mean(axis=0)), strict=True))
+    mlflow.log_dict(mean_abs, f"{prefix}shap_mean_abs.json")
+    mlflow.log_figure(
+        figures.importance(FEATURE_NAMES, gains, caption), "figures/feature_importance.png"
+    )
+    shap_caption = Caption(caption.model, caption.as_of, len(x), caption.population)
+    mlflow.log_figure(
+        figures.shap_summary(FEATURE_NAMES, contrib, x, shap_caption),
+        f"figures/{prefix}shap_summary.png",
+    )
+    return mean_abs

@@ -1,11 +1,13 @@
-"""Training: split by person, fit LightGBM, calibrate, certify the threshold, log, register, gate.
+"""Training's logging shell: build the labelled data, run the pure core, log, register, promote.
 
-Order of use of the four person-disjoint parts (models/split.py):
-  fit         -> booster trees
-  early_stop  -> number of boosting rounds
-  calibration -> Platt calibration and the Neyman–Pearson threshold (the FPR certificate)
-  validation  -> every val_* metric, slices, figures and the promotion gates
-The model is never refit after the threshold is chosen: the certificate is for these trees.
+The work itself is pure and lives in models/fitting.py (`fit_and_evaluate(data, config)`:
+model, metrics, gate outcomes and baseline, no MLflow). This module only records it:
+  1. one MLflow run of kind `model`: every config value as params (and config.toml), the data
+     digest, metrics, slices, figures, the validation persons the gates compare on, the card;
+  2. with `--tune N`, N nested runs of kind `trial` before the fit (models/tuning.py);
+  3. a registered version with a description and tags (models/card.py, contract §4);
+  4. the promotion decision, serialised with any other training (models/promotion.py);
+  5. a separate run of kind `baseline` for the rule the model must beat.
 """
 
 from __future__ import annotations
@@ -13,68 +15,42 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightgbm as lgb
-import matplotlib.pyplot as plt
 import mlflow
-import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
-from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.features.workdays import calendar_fingerprint, calendar_params
-from commuter_badge.models import figures, registry
-from commuter_badge.models.bundle import CommuterModel, ModelError, ModelMeta
-from commuter_badge.models.calibration import PlattCalibrator
+from commuter_badge.features.workdays import calendar_params
+from commuter_badge.models import card, promotion, provenance, registry, tuning
+from commuter_badge.models.bundle import CommuterModel
+from commuter_badge.models.config import TrainConfig, to_toml
 from commuter_badge.models.data import Labelled, labelled_features
-from commuter_badge.models.metrics import at_threshold
-from commuter_badge.models.report import log_review
-from commuter_badge.models.split import PARTS, assign
-from commuter_badge.models.threshold import NeymanPearsonThreshold
-from commuter_badge.settings import DEFAULT_WINDOW_DAYS, MODEL_NAME
+from commuter_badge.models.figures import Caption
+from commuter_badge.models.fitting import (  # noqa: F401  (the names callers import from here)
+    BASELINE_FEATURE,
+    Fitted,
+    baseline_score,
+    baseline_threshold,
+    fit_and_evaluate,
+    fit_booster,
+    fit_model,
+    split,
+)
+from commuter_badge.models.gates import Outcome
+from commuter_badge.models.report import log_drivers, log_figures, log_review
+from commuter_badge.settings import MODEL_NAME
 
 log = logging.getLogger(__name__)
-# Our features are deliberately float64 at the model boundary; MLflow's hint about int columns is noise.
-warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-BASELINE_FEATURE = "morning_entry_workdays"
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    target_fpr: float = 0.01
-    confidence: float = 0.95
-    seed: int = 0
-    window_days: int = DEFAULT_WINDOW_DAYS
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 40
-    max_rounds: int = 2000
-    early_stopping_rounds: int = 100
-    num_threads: int = 2
-
-    def lgb_params(self) -> dict:
-        return {
-            "objective": "binary",
-            "metric": "binary_logloss",
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": 0.9,
-            "bagging_fraction": 0.9,
-            "bagging_freq": 1,
-            "seed": self.seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "num_threads": self.num_threads,
-            "verbosity": -1,
-        }
+# Our features are deliberately float64 at the model boundary; MLflow's hints are noise here.
+QUIET = (
+    "Hint: Inferred schema contains integer",
+    "The specified dataset source can be interpreted",
+)
 
 
 @dataclass
@@ -87,104 +63,86 @@ class TrainResult:
     metrics: dict[str, float]
     baseline_metrics: dict[str, float]
     promoted: bool
-    gates: dict[str, bool] = field(default_factory=dict)
+    gates: dict[str, Outcome] = field(default_factory=dict)
+    decision: str = ""  # promoted, or why not, in words
+    labels_without_trips: int = 0
+    labels_without_trips_share: float = 0.0
+    warnings: tuple[str, ...] = ()
+    tuned: dict = field(default_factory=dict)
 
 
-def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> lgb.Booster:
-    """LightGBM on `fit`, boosting rounds chosen on `early` only."""
-    names = list(FEATURE_NAMES)
-    train_set = lgb.Dataset(
-        model_matrix(fit), fit["is_commuter"].to_numpy(), feature_name=names, free_raw_data=True
-    )
-    valid_set = lgb.Dataset(
-        model_matrix(early), early["is_commuter"].to_numpy(), reference=train_set
-    )
-    return lgb.train(
-        config.lgb_params(),
-        train_set,
-        num_boost_round=config.max_rounds,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
-    )
-
-
-def fit_model(
-    data: pd.DataFrame, config: TrainConfig, as_of: dt.date
-) -> tuple[CommuterModel, dict]:
-    """The whole fit on a labelled frame with a `part` column; pure apart from LightGBM."""
-    parts = {name: data[data["part"] == name] for name in PARTS}
-    for name, part in parts.items():
-        if part["is_commuter"].nunique() < 2:
-            raise ValueError(
-                f"the {name} part has only one class ({len(part)} persons); more labels needed"
-            )
-    booster = fit_booster(parts["fit"], parts["early_stop"], config)
-    cal = parts["calibration"]
-    margin = booster.predict(model_matrix(cal), raw_score=True)
-    calibrator = PlattCalibrator().fit(margin, cal["is_commuter"].to_numpy())
-    selector = NeymanPearsonThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
-    selector.fit(calibrator.predict(margin), cal["is_commuter"].to_numpy())
-    meta = ModelMeta(
-        threshold=selector.threshold_,
-        target_fpr=config.target_fpr,
-        calib_a=calibrator.a_,
-        calib_b=calibrator.b_,
-        window_days=config.window_days,
-        trained_as_of=as_of.isoformat(),
-        calendar=calendar_fingerprint(),  # the working-day calendar travels with the model
-    )
-    info = {
-        "best_iteration": booster.best_iteration,
-        "cal_fpr": selector.fpr_,
-        "cal_fpr_upper95": selector.fpr_upper_,
-        "cal_negatives": selector.n_negatives_,
-    }
-    return CommuterModel(booster, meta), info
-
-
-def baseline_score(frame: pd.DataFrame, config: TrainConfig) -> np.ndarray:
-    """Morning-entry working days scaled to [0, 1] by the window length (monotone, so K = t * days)."""
-    return frame[BASELINE_FEATURE].astype("float64").fillna(0).to_numpy() / config.window_days
-
-
-def baseline_threshold(cal: pd.DataFrame, config: TrainConfig) -> NeymanPearsonThreshold:
-    """The rule 'entered in the morning on at least K working days', K certified the same way."""
-    scores = baseline_score(cal, config)
-    selector = NeymanPearsonThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
-    return selector.fit(scores, cal["is_commuter"].to_numpy())
-
-
-def _champion_recall(val: pd.DataFrame) -> tuple[str | None, float | None]:
-    version = registry.champion_version()
-    if version is None:
-        return None, None
-    try:
-        champion = registry.load_model(None)
-    except ModelError as exc:
-        log.warning(
-            "current champion v%s cannot be evaluated (%s); recall gate skipped", version, exc
+def _log_trial(number: int, params: dict, value: float, seconds: float, rounds: int) -> None:
+    with mlflow.start_run(run_name=f"trial {number}", nested=True):
+        mlflow.set_tag("kind", "trial")
+        mlflow.log_params(params)
+        mlflow.log_metrics(
+            {"early_stop_recall_at_target": value, "trial_seconds": seconds, "rounds": rounds}
         )
-        return version, None
-    proba = champion.predict_proba(val)
-    return version, at_threshold(val["is_commuter"].to_numpy(), proba, champion.threshold)["recall"]
+
+
+def _version_tags(fitted: Fitted, labelled: Labelled, run_id: str) -> dict[str, str]:
+    """Contract §4: as_of, policy, certificate, validation recall and FPR, data and code version."""
+    m, c = fitted.metrics, fitted.certificate
+    return {
+        "as_of": fitted.as_of.isoformat(),
+        "target_fpr": repr(fitted.config.target_fpr),
+        "confidence": repr(fitted.config.confidence),
+        "window_days": str(fitted.config.window_days),
+        "cal_fpr_upper95": repr(float(c["cal_fpr_upper95"])),
+        "certificate": f"FPR <= {c['cal_fpr_upper95']:.4%} (one-sided "
+        f"{fitted.config.confidence:g} Clopper-Pearson, {int(c['cal_negatives'])} negatives)",
+        "val_recall": f"{m['val_recall']:.6g}",
+        "val_fpr": f"{m['val_fpr']:.6g}",
+        "val_fpr_upper95": f"{m['val_fpr_upper95']:.6g}",
+        "data_digest": labelled.digest,
+        "git_commit": provenance.git_commit() or "unknown",
+        "package_version": provenance.code_provenance(fitted.config.window_days)["package_version"],
+        "run_id": run_id,
+        "seed": str(fitted.config.seed),
+    }
+
+
+def _log_validation_persons(val: pd.DataFrame) -> pd.DataFrame:
+    """The persons the gates compare champion and candidate on (ids are pseudonymous)."""
+    persons = val[["person_id", "is_commuter", "badge", "proba", *FEATURE_NAMES]]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(promotion.VALIDATION_ARTIFACT).name
+        persons.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(promotion.VALIDATION_ARTIFACT).parent))
+    return persons
 
 
 def train(
     trips: str | Path,
-    labels: str | Path,
+    labels: str | Path | list,
     as_of: dt.date,
     config: TrainConfig | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    *,
+    promote: bool = True,
+    tune: int = 0,
+    config_source: str = "",
 ) -> TrainResult:
+    """Train, log, register and (through the gates, unless promote=False) promote."""
     config = config or TrainConfig()
     registry.configure()
     registry.experiment_id()
-    progress("building features")
-    labelled: Labelled = labelled_features(trips, labels, as_of, config.window_days)
-    data = labelled.frame.copy()
-    data["part"] = assign(data["person_id"], config.seed)
-    sizes = data["part"].value_counts().to_dict()
+    registry.ensure_registered_model()
+    progress("checking coverage and building features")
+    labelled = labelled_features(trips, labels, as_of, config.window_days)
+    with warnings.catch_warnings():
+        for text in QUIET:
+            warnings.filterwarnings("ignore", message=text)
+        return _train_logged(
+            trips, labels, labelled, config, progress, promote, tune, config_source
+        )
 
+
+def _train_logged(trips, labels, labelled, config, progress, promote, tune, config_source):
+    as_of = labelled.as_of
+    frame = split(labelled, config)
+    sizes = frame["part"].value_counts().to_dict()
+    label_paths = labels if isinstance(labels, (list, tuple)) else [labels]
     with mlflow.start_run(run_name=f"lightgbm as_of={as_of}") as run:
         # The working-day calendar the features used: calendar_library_version, _file_digest,
         # _years, as params and tags of the run (and tags of the version, below).
@@ -195,20 +153,22 @@ def train(
         )
         mlflow.log_params(
             {
-                **config.model_dump(),
                 "as_of": as_of.isoformat(),
                 "trips": str(trips),
-                "labels": str(labels),
+                "labels": ",".join(map(str, label_paths)),
+                "config_source": config_source or "defaults",
                 "n_features": len(FEATURE_NAMES),
                 "input_digest_sha256": labelled.digest,
                 **{f"n_{k}": int(v) for k, v in sizes.items()},
                 "labels_without_trips": labelled.labels_without_trips,
+                "labels_without_trips_share": round(labelled.labels_without_trips_share, 6),
                 "persons_without_label": labelled.persons_without_label,
+                "tune_trials": tune,
             }
         )
         mlflow.log_input(
             mlflow.data.from_pandas(
-                data[["person_id", *FEATURE_NAMES, "is_commuter"]].astype(
+                frame[["person_id", *FEATURE_NAMES, "is_commuter"]].astype(
                     {"person_id": "object", **dict.fromkeys(FEATURE_NAMES, "float64")}
                 ),
                 source=Path(trips).resolve().as_uri(),
@@ -217,61 +177,88 @@ def train(
             ),
             context="training",
         )
-        progress("fitting LightGBM")
-        model, info = fit_model(data, config, as_of)
-        mlflow.log_metrics({k: float(v) for k, v in info.items()})
+        tuned: dict = {}
+        if tune:
+            progress(f"tuning ({tune} trials on fit + early-stopping persons)")
+            tuned, best = tuning.tune(frame, config, tune, fit_booster, on_trial=_log_trial)
+            config = config.model_copy(update=tuned)
+            mlflow.log_metric("tune_best_early_stop_recall", best)
+            mlflow.log_dict(tuned, "tuned_params.json")
+        mlflow.log_params(config.model_dump())  # every value the model depends on
+        mlflow.log_text(to_toml(config), "config.toml")
 
+        progress("fitting LightGBM")
+        fitted = fit_and_evaluate(labelled, config, frame)
+        model, info, val = fitted.model, fitted.certificate, fitted.val
+        mlflow.log_metrics({k: float(v) for k, v in info.items()})
         progress("evaluating on validation")
-        val = data[data["part"] == "validation"].copy()
-        val["proba"] = model.predict_proba(val)
-        raw = 1 / (1 + np.exp(-model.margin(val)))
-        metrics = log_review("val_", val, model.threshold, config.target_fpr, raw_proba=raw)
-        if "label_flipped" in val:
-            mlflow.log_metric("sim_label_noise_rate", float(val["label_flipped"].mean()))
-            truth = val.assign(is_commuter=val["true_commuter"])
-            m_true = at_threshold(
-                truth["is_commuter"].to_numpy(), truth["proba"].to_numpy(), model.threshold
-            )
-            mlflow.log_metrics({"val_true_fpr": m_true["fpr"], "val_true_recall": m_true["recall"]})
-        gains = model.booster.feature_importance("gain")
-        mlflow.log_dict(
-            dict(zip(FEATURE_NAMES, map(float, gains), strict=True)), "feature_importance.json"
+        # Figures wait for the registered version, so their titles can name it.
+        metrics = log_review(
+            "val_", val, model.threshold, config.target_fpr, figures_too=False, certificate=info
         )
-        fig = figures.importance(FEATURE_NAMES, gains)
-        mlflow.log_figure(fig, "figures/feature_importance.png")
-        plt.close(fig)
+        if fitted.truth_metrics:
+            mlflow.log_metrics(fitted.truth_metrics)
+        gains = model.booster.feature_importance("gain")
+        importance = dict(zip(FEATURE_NAMES, map(float, gains), strict=True))
+        mlflow.log_dict(importance, "feature_importance.json")
+        persons = _log_validation_persons(val)
 
         progress("registering")
-        champion_version, champion_recall = _champion_recall(val)
         model = CommuterModel(
             model.booster, dataclasses.replace(model.meta, run_id=run.info.run_id)
         )
-        info_model = registry.log_model(model, data[data["part"] == "fit"].head(200))
+        info_model = registry.log_model(model, frame[frame["part"] == "fit"].head(200))
         version = str(info_model.registered_model_version)
-        for key, value in calendar_params().items():
-            mlflow.MlflowClient().set_model_version_tag(MODEL_NAME, version, key, value)
-        gates = {
-            "certified_bound_met": info["cal_fpr_upper95"] <= config.target_fpr,
-            "validation_fpr_within_target": metrics["val_fpr"] <= config.target_fpr,
-            "recall_not_worse_than_champion": champion_recall is None
-            or metrics["val_recall"] >= champion_recall - 1e-12,
-        }
-        promoted = all(gates.values())
-        if promoted:
-            registry.set_champion(version)
-        mlflow.set_tags({f"gate.{k}": str(v) for k, v in gates.items()})
+        client = mlflow.MlflowClient()
+        tags = _version_tags(fitted, labelled, run.info.run_id)
+        for key, value in {**tags, **calendar_params()}.items():
+            client.set_model_version_tag(MODEL_NAME, version, key, value)
+        caption = Caption(f"v{version}", as_of.isoformat(), len(val), "validation persons")
+        log_figures(
+            "val_",
+            val,
+            model.threshold,
+            config.target_fpr,
+            caption=caption,
+            raw_proba=fitted.raw_proba,
+            certificate=info,
+        )
+        log_drivers(model.booster, val, caption)
+
+        progress("promotion gates")
+        move = promotion.judge(version, persons, promote=promote, how="train")
+        decision = move.decision
+        mlflow.set_tags({f"gate.{k}": str(v) for k, v in decision.gates.items()})
         mlflow.set_tags(
             {
-                "promoted": str(promoted),
+                "promoted": str(move.moved),
+                "gates_passed": str(decision.passed),
+                "promotion_decision": move.summary()[: promotion.MAX_TAG],
                 "registered_version": version,
-                "previous_champion": champion_version or "none",
+                "previous_champion": move.previous or "none",
             }
         )
-        if champion_recall is not None:
-            mlflow.log_metric("champion_val_recall", champion_recall)
+        mlflow.log_metrics({k: float(v) for k, v in decision.figures.items()})
+        mlflow.log_text(
+            card.model_card(
+                version=version,
+                as_of=as_of,
+                config=config.model_dump(),
+                metrics=metrics,
+                certificate=info,
+                slices=fitted.slices,
+                val=val,
+                importance=importance,
+                digest=labelled.digest,
+                code=tags,
+                decision=move.summary(),
+            ),
+            "model_card.md",
+        )
 
     progress("rule baseline")
-    baseline_metrics, baseline_run = _log_baseline(data, config, as_of, labelled.digest)
+    baseline_run = _log_baseline(fitted, labelled.digest)
+    baseline_metrics = fitted.baseline.metrics
     with mlflow.start_run(run_id=run.info.run_id):
         mlflow.log_metrics(
             {
@@ -288,39 +275,35 @@ def train(
         certified_fpr_upper=info["cal_fpr_upper95"],
         metrics=metrics,
         baseline_metrics=baseline_metrics,
-        promoted=promoted,
-        gates=gates,
+        promoted=move.moved,
+        gates=dict(decision.gates),
+        decision=move.summary(),
+        labels_without_trips=labelled.labels_without_trips,
+        labels_without_trips_share=labelled.labels_without_trips_share,
+        warnings=labelled.warnings,
+        tuned=tuned,
     )
 
 
-def _log_baseline(data: pd.DataFrame, config: TrainConfig, as_of: dt.date, digest: str):
-    cal = data[data["part"] == "calibration"]
-    selector = baseline_threshold(cal, config)
-    val = data[data["part"] == "validation"].copy()
-    val["proba"] = baseline_score(val, config)
-    with mlflow.start_run(run_name=f"rule baseline as_of={as_of}") as run:
-        # The rule applied is score >= threshold; K is the smallest day count that passes it.
-        k = next(
-            m
-            for m in range(config.window_days + 2)
-            if m / config.window_days >= selector.threshold_
-        )
+def _log_baseline(fitted: Fitted, digest: str) -> str:
+    b, config = fitted.baseline, fitted.config
+    with mlflow.start_run(run_name=f"rule baseline as_of={fitted.as_of}") as run:
         mlflow.set_tags(
             {
                 "kind": "baseline",
-                "as_of": as_of.isoformat(),
+                "as_of": fitted.as_of.isoformat(),
                 "input_digest": digest,
-                "rule": f"{BASELINE_FEATURE} >= {k}",
+                "rule": f"{BASELINE_FEATURE} >= {b.k}",
             }
         )
         mlflow.log_params(
             {
                 "rule": "entered in the morning on at least K working days",
-                "K": k,
+                "K": b.k,
                 "target_fpr": config.target_fpr,
                 "seed": config.seed,
             }
         )
-        mlflow.log_metric("cal_fpr_upper95", selector.fpr_upper_)
-        metrics = log_review("val_", val, selector.threshold_, config.target_fpr, figures_too=True)
-    return metrics, run.info.run_id
+        mlflow.log_metric("cal_fpr_upper95", b.certificate["cal_fpr_upper95"])
+        log_review("val_", b.val, b.threshold, config.target_fpr, certificate=b.certificate)
+    return run.info.run_id
