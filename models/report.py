@@ -102,11 +102,8 @@ def log_review(
     caption: Caption | None = None,
     certificate: dict | None = None,
 ) -> dict[str, float]:
-    """Log metrics named `{prefix}auc` etc., slice metrics and figures for `frame` (is_commuter, proba).
-
-    `certificate` (cal_fpr, cal_fpr_upper95 of the calibration part) is marked on the threshold
-    figure and logged per 10,000; `caption` titles the figures (default: from the active run).
-    """
+    """Log `review_metrics`, the slice table `{prefix}slices.json` and the figures for `frame`
+    (is_commuter, proba); `caption` titles the figures (default: from the active run)."""
     metrics, slices = review_metrics(prefix, frame, threshold, target_fpr, certificate)
     mlflow.log_metrics(metrics)
     if len(slices):
