@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
 
+import chinese_calendar
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from commuter_badge.features.build import features_from_trips
+from commuter_badge.features.holidays import STATUTORY_HOLIDAYS
 from commuter_badge.features.sql import Window
 from commuter_badge.features.workdays import (
     CalendarRangeError,
     calendar_table,
     day_number,
     is_workday,
+    load_calendar,
+    use_calendar,
 )
-from tests.conftest import AS_OF
+from tests.conftest import AS_OF, AS_OF_2027
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
 @pytest.mark.parametrize(
@@ -38,7 +50,9 @@ def test_statutory_working_days(day, working, why):
 
 def test_year_outside_the_calendar_raises_with_the_date():
     # given a date the calendar package does not cover / when / then
-    with pytest.raises(CalendarRangeError, match=r"no Chinese working-day calendar for 2030-01-02"):
+    with pytest.raises(
+        CalendarRangeError, match=r"no Chinese working-day calendar for 2030 \(2030-01-02\)"
+    ):
         is_workday(dt.date(2030, 1, 2))
 
 
@@ -49,8 +63,6 @@ def test_calendar_range_error_is_a_value_error():
 
 def test_features_for_an_uncovered_year_raise_calendar_range_error():
     # given an as_of whose window lies in an uncovered year
-    from commuter_badge.features.build import features_from_trips
-
     # when / then the feature build fails clearly instead of guessing working days
     with pytest.raises(CalendarRangeError, match="2030"):
         features_from_trips([], dt.date(2030, 3, 1))
@@ -102,3 +114,159 @@ def test_window_length_is_bounded(window_days):
     # given / when / then a window too short for weekly patterns or too long for a 64-bit day mask
     with pytest.raises(ValueError, match="window_days must be between 8 and 62"):
         Window(AS_OF, window_days)
+
+
+# --- operator schedule files merged with the library (issue 16) ---------------------------------
+
+ENGLISH = {
+    "New Year's Day": "元旦",
+    "Spring Festival": "春节",
+    "Tomb-sweeping Day": "清明节",
+    "Labour Day": "劳动节",
+    "Dragon Boat Festival": "端午节",
+    "Mid-autumn Festival": "中秋节",
+    "National Day": "国庆节",
+}
+
+
+def library_rows(year: int) -> list[tuple[dt.date, str, str]]:
+    """The library's own exceptions for `year`, as schedule rows (what its notice said)."""
+    rows = [(d, "holiday", n) for d, n in chinese_calendar.holidays.items() if d.year == year]
+    rows += [(d, "workday", n) for d, n in chinese_calendar.workdays.items() if d.year == year]
+    return sorted((d, k, ENGLISH[n]) for d, k, n in rows)
+
+
+def write_rows(path, rows) -> str:
+    path.write_text(
+        "date,kind,name\n" + "".join(f"{d.isoformat()},{k},{n}\n" for d, k, n in rows),
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+def test_an_as_of_no_calendar_covers_is_one_error_saying_how_to_supply_one():
+    # given the library alone (it stops at 2026) / when the window across New Year 2027 is built
+    with pytest.raises(CalendarRangeError) as caught:
+        Window(AS_OF_2027).calendar()
+    # then one line names the year and how an operator supplies its schedule
+    message = str(caught.value)
+    for part in (
+        "for 2027",
+        "covers 2004-2026",
+        "--calendar FILE",
+        "COMMUTER_CALENDAR",
+        "date,kind,name",
+    ):
+        assert part in message, f"{part!r} missing from: {message}"
+    assert "\n" not in message, "one line"
+
+
+def test_the_2027_file_covers_the_window_across_new_year(calendar_2027):
+    # given the synthetic 2027 schedule as the process's calendar
+    window = Window(AS_OF_2027)
+    # when the window [2026-12-23, 2027-01-20) is built
+    params = window.params()
+    days = [window.start + dt.timedelta(days=i) for i in range(28)]
+    # then 2026 days come from the library and 2027 days from the file: 7 working days in
+    # Dec 23-31 (Wed-Fri, Mon-Thu), none on Jan 1-3 (元旦), then Jan 4-8, 11-15, 18-19
+    assert params["n_workdays"] == 19, f"expected 19 working days, got {params['n_workdays']}"
+    for d in (dt.date(2027, 1, 1), dt.date(2027, 1, 2), dt.date(2026, 12, 26)):
+        assert not params["workday_bits"] & (1 << days.index(d)), f"{d} must be off"
+    for d in (dt.date(2027, 1, 4), dt.date(2026, 12, 31)):
+        assert params["workday_bits"] & (1 << days.index(d)), f"{d} must be a working day"
+    assert calendar_2027.info()["years"] == "2004-2027", calendar_2027.info()
+
+
+def test_the_file_wins_over_the_library_and_says_so(tmp_path, caplog):
+    # given a 2026 schedule that moves the National Day make-up day from Sat Oct 10 to Sun Oct 11
+    rows = [r for r in library_rows(2026) if r[0] != dt.date(2026, 10, 10)]
+    rows.append((dt.date(2026, 10, 11), "workday", "国庆节"))
+    path = write_rows(tmp_path / "cal2026.csv", rows)
+    # when it is used
+    with caplog.at_level(logging.WARNING, logger="commuter_badge.features.workdays"):
+        calendar = use_calendar(path)
+    # then the file decides 2026, and one warning names the year and the two dates that differ
+    assert is_workday(dt.date(2026, 10, 11)), "the file's make-up Sunday works"
+    assert not is_workday(dt.date(2026, 10, 10)), "the library's make-up Saturday no longer does"
+    assert calendar.overrides() == {2026: [dt.date(2026, 10, 10), dt.date(2026, 10, 11)]}
+    warnings = [r.getMessage() for r in caplog.records if "overrides" in r.getMessage()]
+    assert len(warnings) == 1, f"one warning expected, got {warnings}"
+    assert "for 2026: 2 date(s) differ (2026-10-10, 2026-10-11)" in warnings[0], warnings[0]
+    assert calendar.info()["overridden_years"] == [2026], calendar.info()
+
+
+def test_a_file_repeating_the_library_agrees_and_says_so(tmp_path, caplog):
+    # given the library's own 2025 exceptions as a file / when it is used
+    path = write_rows(tmp_path / "cal2025.csv", library_rows(2025))
+    with caplog.at_level(logging.WARNING, logger="commuter_badge.features.workdays"):
+        calendar = use_calendar(path)
+    # then nothing changes, and the warning still says the file speaks for 2025
+    assert calendar.overrides() == {2025: []}, calendar.overrides()
+    assert any("agrees on every day" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_switching_calendars_leaves_no_stale_table_or_query(tmp_path):
+    # given a person entering every morning of a week whose Friday a 2026 file makes a holiday
+    person = [
+        {"ts": dt.datetime(2026, 3, d, 7, 30, tzinfo=SHANGHAI), "direction": "in", "mode": "car",
+         "site_id": "CK-G1-XIJI", "region": "langfang-xianghe"}
+        for d in range(2, 7)
+    ]  # fmt: skip
+    as_of = dt.date(2026, 3, 9)
+    rows = [*library_rows(2026), (dt.date(2026, 3, 6), "holiday", "春节")]
+    path = write_rows(tmp_path / "cal.csv", rows)
+
+    def workdays_active(engine: str) -> int:
+        frame = features_from_trips([("p", person)], as_of, engine=engine)
+        return int(frame["workdays_active"].iloc[0])
+
+    # when the features are built with the library, then with the file, then the library again
+    seen = []
+    for chosen in (None, path, None):
+        use_calendar(chosen)
+        seen.append((workdays_active("sqlite"), workdays_active("duckdb")))
+    # then each engine follows the calendar of the moment (no cached table or SQL text)
+    assert seen == [(5, 5), (4, 4), (5, 5)], f"(sqlite, duckdb) working days active: {seen}"
+
+
+@st.composite
+def schedules(draw):
+    """A valid one-year schedule for a library year: the seven holidays, then random rows."""
+    year = draw(st.integers(2005, 2025))
+    offsets = draw(st.lists(st.integers(0, 333), min_size=7, max_size=40, unique=True))
+    rows = []
+    for i, off in enumerate(offsets):
+        day = dt.date(year, 1, 1) + dt.timedelta(days=off)
+        if i < 7:
+            rows.append((day, "holiday", STATUTORY_HOLIDAYS[i]))
+            continue
+        workday = day.weekday() >= 5 and draw(st.booleans())
+        rows.append(
+            (day, "workday" if workday else "holiday", draw(st.sampled_from(STATUTORY_HOLIDAYS)))
+        )
+    return year, rows  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None)
+@given(schedules())
+def test_the_file_wins_exactly_on_its_year(schedule):
+    # given a random valid schedule for year Y, which the library also covers
+    year, rows = schedule
+    listed = {d: k == "workday" for d, k, _ in rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        calendar = load_calendar(write_rows(Path(tmp) / "cal.csv", rows))
+    # when every day from December of Y-1 to January of Y+1 is looked up
+    day, differ = dt.date(year - 1, 12, 1), []
+    while day < dt.date(year + 1, 2, 1):
+        got, library = calendar.is_workday(day), bool(chinese_calendar.is_workday(day))
+        # then in Y the file decides (listed days as listed, the rest by weekday), elsewhere the
+        # library does, and the override report lists exactly the days of Y where they differ
+        if day.year == year:
+            want = listed.get(day, day.weekday() < 5)
+            assert got is want, f"{day}: file year, expected {want}, got {got}"
+            if got != library:
+                differ.append(day)
+        else:
+            assert got is library, f"{day}: outside the file's year, expected the library"
+        day += dt.timedelta(days=1)
+    assert calendar.overrides() == {year: differ}, "override report differs from the days changed"
