@@ -75,7 +75,9 @@ def discover(path: str | Path) -> list[Path]:
         for f in p.rglob("*")
         if f.is_file() and not any(skipped_name(part) for part in f.relative_to(p).parts)
     )
-    unreadable = [f for f in found if _UNREADABLE.search(f.name.lower())]
+    unreadable = [
+        f for f in found if file_kind(f.name) is None and _UNREADABLE.search(f.name.lower())
+    ]
     if unreadable:
         raise TripDataError(
             f"{unreadable[0]}: trip data in a form that cannot be read ({len(unreadable)} such "
