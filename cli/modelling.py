@@ -115,8 +115,26 @@ def score(
         bool,
         typer.Option("--publish/--no-publish", help="Publish decisions to the store /badge reads."),
     ] = True,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shrink",
+            help="Publish even an empty result, or one over 50% smaller than the current one.",
+        ),
+    ] = False,
+    allow_older: Annotated[
+        bool,
+        typer.Option(
+            "--allow-older", help="Publish even an as_of older than the current publication's."
+        ),
+    ] = False,
 ) -> None:
-    """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version."""
+    """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version.
+
+    DuckDB engine: the decisions are published first and the output file written second, so a
+    refused publication writes nothing, and after a kill the store is never older than the file.
+    Spark engine: the output directory is written first, then read back and published.
+    """
     import time
 
     from commuter_badge.models import registry
@@ -141,16 +159,27 @@ def score(
         remote = "://" in str(out_file) and not str(out_file).startswith("file:")
         scored = None if remote else read_scores(out_file)
     else:
-        from commuter_badge.models.score import score_path, write_scores
+        from commuter_badge.models.score import score_path
 
+        if Path(out_file).suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise UserError(f"--out {out_file}: unsupported output type; use .csv or .parquet")
         with status("scoring"):
             scored = score_path(trips, day, loaded)
-            write_scores(scored, out_file)
     published = ""
     if publish and scored is not None:
         with status("publishing"):
-            publish_decisions(scored, day, settings.decisions_path)
+            publish_decisions(
+                scored,
+                day,
+                settings.decisions_path,
+                allow_shrink=allow_shrink,
+                allow_older=allow_older,
+            )
         published = f", published to {settings.decisions_path}"
+    if engine != "spark":  # written after publishing: see the docstring
+        from commuter_badge.models.score import write_scores
+
+        write_scores(scored, out_file)
     counts = (
         f"{len(scored):,} persons scored, {int(scored['badge'].sum()):,} badges"
         if scored is not None

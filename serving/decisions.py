@@ -6,14 +6,26 @@ opens the file read-only and, at most once per `recheck_seconds`, looks at the p
 mtime; when a newer publication has replaced it, the store reopens. DuckDB locks a database file per
 process, which is why the service never opens the live file read-write and the writer never writes
 to it in place: a reader cannot block the writer, and the writer cannot block a reader.
+
+`publish` is also the one guard against a publication that would silently lose the current one
+(both engines of `commuter score` go through it): it refuses an empty result, one that holds more
+than `MAX_SHRINK` fewer persons than the publication it replaces, and one whose as_of is older
+than the current one's, unless told otherwise (`allow_shrink`, `allow_older`). A refused
+publication changes nothing: the check runs before anything is written. Publishers take an
+exclusive lock on the store's directory, so temp files a killed publisher left
+(`.<name>.<random>.tmp` and its `.wal`) can be removed safely by the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
+import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +33,16 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from commuter_badge.atomic import atomic_write
+from commuter_badge.atomic import atomic_write, remove_leftovers
 from commuter_badge.errors import CommuterError
 from commuter_badge.models.score import SCORE_COLUMNS, SCORE_SCHEMA
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = SCORE_COLUMNS
+# A new publication may hold at most this share fewer persons than the one it replaces: a month's
+# population moves by a few percent, so losing half of it means a wrong window or a partial input.
+MAX_SHRINK = 0.5
 
 _SCHEMA = """
 CREATE TABLE decisions (
@@ -49,6 +64,10 @@ CREATE TABLE publication (
 
 class DecisionStoreError(CommuterError, ValueError):
     """The decisions to publish break the store's schema; the message names the column."""
+
+
+class PublicationRefused(DecisionStoreError):
+    """Publishing would lose the current decisions for no stated reason; the store is untouched."""
 
 
 def _checked(frame: pd.DataFrame) -> pa.Table:
@@ -84,16 +103,110 @@ def _checked(frame: pd.DataFrame) -> pa.Table:
     )
 
 
-def publish(frame: pd.DataFrame, as_of: dt.date, path: str | Path) -> int:
+@contextlib.contextmanager
+def _publisher_lock(target: Path) -> Iterator[None]:
+    """One publisher at a time per directory of stores (blocks until the other one is done).
+
+    The lock is on the directory itself, so no lock file is left beside the store.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def current_publication(path: str | Path) -> dict[str, Any] | None:
+    """rows, as_of and model_version of the publication at `path`; None without a readable one.
+
+    Read in a process of its own (as `commuter score` is): DuckDB keeps one database instance per
+    path per process, so a process that also holds a DecisionStore open could be shown the file
+    that store opened rather than the one now at the path.
+    """
+    path = Path(path).absolute()
+    if not path.is_file():
+        return None
+    try:
+        # Same config as DecisionStore: DuckDB refuses a second in-process connection to one file
+        # with a different configuration.
+        with duckdb.connect(str(path), read_only=True, config={"threads": 1}) as con:
+            row = con.execute(
+                "SELECT rows, as_of, model_version FROM publication "
+                "ORDER BY published_at DESC LIMIT 1"
+            ).fetchone()
+    except duckdb.Error as exc:
+        logger.warning(
+            "current decision store %s cannot be read (%s); it will be replaced",
+            path,
+            str(exc).splitlines()[0],
+        )
+        return None
+    if row is None:
+        return None
+    return {"rows": int(row[0]), "as_of": row[1], "model_version": row[2]}
+
+
+def check_replacement(
+    rows: int,
+    as_of: dt.date,
+    current: dict[str, Any] | None,
+    *,
+    path: Path,
+    allow_shrink: bool = False,
+    allow_older: bool = False,
+) -> None:
+    """Raise PublicationRefused when `rows` decisions for `as_of` should not replace `current`."""
+    where = f"{path.name} (in {path.parent})"
+    now = (
+        f"the current publication holds {current['rows']:,} persons as of {current['as_of']}"
+        if current
+        else "there is no current publication"
+    )
+    if rows == 0 and not allow_shrink:
+        raise PublicationRefused(
+            f"refusing to publish 0 decisions to {where}: {now}, and an empty store would answer "
+            "found: false for everyone. The window probably holds no crossings: check --trips "
+            "and --as-of; pass --allow-shrink to publish it anyway"
+        )
+    if current is None:
+        return
+    if as_of < current["as_of"] and not allow_older:
+        raise PublicationRefused(
+            f"refusing to publish decisions as of {as_of} to {where}: {now}, which is newer. "
+            "Pass --allow-older to go back to an older month on purpose"
+        )
+    floor = current["rows"] * (1 - MAX_SHRINK)
+    if rows < floor and not allow_shrink:
+        drop = 1 - rows / current["rows"]
+        raise PublicationRefused(
+            f"refusing to publish {rows:,} decisions to {where}: {now}, a drop of {drop:.0%} "
+            f"(more than {MAX_SHRINK:.0%}). Check that --trips holds the whole population; pass "
+            "--allow-shrink to publish it anyway"
+        )
+
+
+def publish(
+    frame: pd.DataFrame,
+    as_of: dt.date,
+    path: str | Path,
+    *,
+    allow_shrink: bool = False,
+    allow_older: bool = False,
+) -> int:
     """Replace the store at `path` with these decisions for `as_of`; return the number of rows.
 
     `frame` holds one row per person: person_id, commuter_probability, badge, threshold,
-    model_version. The new file is complete and synced before it replaces the old one.
+    model_version. The new file is complete and synced before it replaces the old one. Refused
+    (PublicationRefused, nothing written) when it is empty or more than MAX_SHRINK smaller than
+    the current publication (unless `allow_shrink`), or older than it (unless `allow_older`).
     """
     if isinstance(as_of, dt.datetime):
         as_of = as_of.date()
     table = _checked(frame)
     versions = sorted(set(table.column("model_version").to_pylist()))
+    target = Path(path).absolute()
 
     def write(tmp: Path) -> None:
         con = duckdb.connect(str(tmp), config={"threads": 1})
@@ -113,7 +226,20 @@ def publish(frame: pd.DataFrame, as_of: dt.date, path: str | Path) -> int:
         finally:
             con.close()
 
-    atomic_write(path, write)
+    with _publisher_lock(target):
+        # Holding the lock, no live publisher owns a temp file: whatever is there was left by a
+        # killed one.
+        for leftover in remove_leftovers(target):
+            logger.info("removed %s, left by an interrupted publication", leftover.name)
+        check_replacement(
+            table.num_rows,
+            as_of,
+            current_publication(target),
+            path=target,
+            allow_shrink=allow_shrink,
+            allow_older=allow_older,
+        )
+        atomic_write(target, write)
     return table.num_rows
 
 

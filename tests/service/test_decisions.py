@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
+import sys
 
 import duckdb
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError, publish
+from commuter_badge.serving.decisions import (
+    MAX_SHRINK,
+    DecisionStore,
+    DecisionStoreError,
+    PublicationRefused,
+    publish,
+)
 
 pytestmark = pytest.mark.service
 
@@ -114,3 +125,126 @@ def test_reader_does_not_block_the_writer(tmp_path):
     assert publish(decisions(version="10"), AS_OF, path) == 3, (
         "publishing while a reader holds the file"
     )
+
+
+# --- publications that would lose the current one (issue 15.2) ---------------------------------
+
+
+def fingerprint(path):
+    """What a refused publication must leave exactly as it was: inode, mtime and bytes."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
+def many(n, version="7"):
+    ids = [f"p{i}" for i in range(n)]
+    return decisions(ids=ids, proba=[(i % 10) / 10 for i in range(n)], version=version)
+
+
+@pytest.mark.parametrize(
+    ("frame", "as_of", "match"),
+    [
+        (many(0), AS_OF, "refusing to publish 0 decisions"),
+        (many(49), AS_OF, r"drop of 51% \(more than 50%\)"),
+        (many(100), AS_OF - dt.timedelta(days=1), "which is newer"),
+    ],
+    ids=["empty", "shrinks-by-51%", "older-as-of"],
+)
+def test_publication_that_loses_the_current_one_is_refused_untouched(tmp_path, frame, as_of, match):
+    path = tmp_path / "d.duckdb"
+    publish(many(100), AS_OF, path)
+    before = fingerprint(path)
+    with pytest.raises(PublicationRefused, match=match):
+        publish(frame, as_of, path)
+    assert fingerprint(path) == before, "the refused publication changed the store file"
+    assert DecisionStore(path).publication["rows"] == 100, "current publication still served"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.duckdb"], "no temp files left behind"
+
+
+def test_refusals_can_be_overridden_on_purpose(tmp_path):
+    path = tmp_path / "d.duckdb"
+    publish(many(100), AS_OF, path)
+    assert publish(many(49), AS_OF, path, allow_shrink=True) == 49
+    assert publish(many(0), AS_OF, path, allow_shrink=True) == 0
+    assert publish(many(10), AS_OF - dt.timedelta(days=3), path, allow_older=True) == 10
+    assert DecisionStore(path).publication["as_of"] == AS_OF - dt.timedelta(days=3)
+
+
+def test_half_the_persons_same_or_newer_as_of_publish_without_flags(tmp_path):
+    path = tmp_path / "d.duckdb"
+    publish(many(100), AS_OF, path)
+    assert publish(many(50, version="8"), AS_OF, path) == 50, "a 50% drop is within the limit"
+    assert publish(many(80), AS_OF + dt.timedelta(days=30), path) == 80
+
+
+def test_first_publication_may_not_be_empty_either(tmp_path):
+    path = tmp_path / "d.duckdb"
+    with pytest.raises(PublicationRefused, match="there is no current publication"):
+        publish(many(0), AS_OF, path)
+    assert not path.exists(), "no store created for an empty result"
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    current=st.integers(1, 40),
+    new=st.integers(0, 60),
+    days=st.integers(-3, 3),
+    allow_shrink=st.booleans(),
+    allow_older=st.booleans(),
+)
+def test_store_is_replaced_exactly_when_the_rule_allows(
+    tmp_path_factory, current, new, days, allow_shrink, allow_older
+):
+    path = tmp_path_factory.mktemp("rule") / "d.duckdb"
+    publish(many(current), AS_OF, path)
+    before = fingerprint(path)
+    allowed = (
+        (new > 0 or allow_shrink)
+        and (days >= 0 or allow_older)
+        and (new >= current * (1 - MAX_SHRINK) or allow_shrink)
+    )
+    as_of = AS_OF + dt.timedelta(days=days)
+    try:
+        publish(many(new), as_of, path, allow_shrink=allow_shrink, allow_older=allow_older)
+        replaced = True
+    except PublicationRefused:
+        replaced = False
+    assert replaced == allowed, "refused or published against the documented rule"
+    if replaced:
+        assert DecisionStore(path).publication == {
+            **DecisionStore(path).publication,
+            "rows": new,
+            "as_of": as_of,
+        }
+    else:
+        assert fingerprint(path) == before, "a refused publication changed the store"
+
+
+_KILLED_PUBLISHER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE decisions AS SELECT range AS i FROM range(1000)")
+print("writing", flush=True)
+time.sleep(60)
+"""
+
+
+def test_temp_files_of_a_killed_publisher_are_removed_by_the_next_publish(tmp_path):
+    path = tmp_path / "d.duckdb"
+    publish(many(10), AS_OF, path)
+    tmp = tmp_path / ".d.duckdb.k1ll3d.tmp"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_PUBLISHER, str(tmp)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=10)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".tmp.wal")))
+    assert left == [".d.duckdb.k1ll3d.tmp", ".d.duckdb.k1ll3d.tmp.wal"], "the kill left both"
+    publish(many(10, version="8"), AS_OF, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.duckdb"], (
+        "the next publication removed what the killed one left"
+    )
+    assert DecisionStore(path).lookup(["p1"])["p1"]["model_version"] == "8"
