@@ -1,4 +1,9 @@
-"""Labelled feature tables: features for a trips path joined to labels (and, if given, simulation truth)."""
+"""Labelled feature tables: features for a trips path joined to labels (and, if given, simulation truth).
+
+Coverage is checked first (features/coverage.py): a window with no crossing is an error naming
+both ranges, a window sticking out of the data a warning. Several label files may be given; a
+later file overrides an earlier one for the same person (reviews exported after a month's labels).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import build_features
+from commuter_badge.features.coverage import check_coverage
 from commuter_badge.features.read import discover, read_labels
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
@@ -23,6 +30,18 @@ class Labelled:
     labels_without_trips: int  # labelled persons with no crossing in the window (cannot be scored)
     persons_without_label: int
     digest: str  # sha256 over the trip and label files
+    as_of: dt.date | None = None
+    window_days: int = DEFAULT_WINDOW_DAYS
+    n_labels: int = 0  # distinct labelled persons over all label files
+    warnings: tuple[str, ...] = ()  # coverage warnings, already logged
+
+    @property
+    def labels_without_trips_share(self) -> float:
+        return self.labels_without_trips / self.n_labels if self.n_labels else 0.0
+
+
+class NoLabelledPersonsError(CommuterError, ValueError):
+    """No labelled person has a crossing in the window."""
 
 
 def file_digest(paths: list[Path]) -> str:
@@ -41,13 +60,33 @@ def truth_beside(labels: Path) -> Path | None:
     return p if p.is_file() else None
 
 
+def read_label_files(labels: str | Path | list) -> tuple[pd.DataFrame, list[Path]]:
+    """All label files, later ones overriding earlier ones for the same person."""
+    paths = [Path(p) for p in (labels if isinstance(labels, (list, tuple)) else [labels])]
+    frames = [read_labels(p) for p in paths]
+    y = pd.concat(frames, ignore_index=True).drop_duplicates("person_id", keep="last")
+    return y.reset_index(drop=True), paths
+
+
 def labelled_features(
-    trips: str | Path, labels: str | Path, as_of: dt.date, window_days: int = DEFAULT_WINDOW_DAYS
+    trips: str | Path,
+    labels: str | Path | list,
+    as_of: dt.date,
+    window_days: int = DEFAULT_WINDOW_DAYS,
 ) -> Labelled:
+    coverage = check_coverage(trips, as_of, window_days)
+    for text in coverage.warnings:
+        log.warning("%s", text)
     features = build_features(trips, as_of, window_days)
-    y = read_labels(labels)
+    y, label_paths = read_label_files(labels)
     frame = features.merge(y, on="person_id", how="inner", validate="one_to_one")
-    truth = truth_beside(Path(labels))
+    if frame.empty:
+        raise NoLabelledPersonsError(
+            f"none of the {len(y):,} labelled persons in {', '.join(map(str, label_paths))} has a "
+            f"crossing in the window before {as_of} ({len(features):,} persons crossed in it); "
+            "do the labels belong to these trips and this month?"
+        )
+    truth = truth_beside(label_paths[-1])
     if truth is not None:
         extra = pd.read_parquet(truth)
         keep = [
@@ -55,10 +94,14 @@ def labelled_features(
         ]
         extra = extra[keep].astype({"person_id": "str"})
         frame = frame.merge(extra, on="person_id", how="left")
-    digest = file_digest([*discover(trips), Path(labels)])
+    digest = file_digest([*discover(trips), *label_paths])
     return Labelled(
         frame=frame,
         labels_without_trips=int((~y["person_id"].isin(features["person_id"])).sum()),
         persons_without_label=int((~features["person_id"].isin(y["person_id"])).sum()),
         digest=digest,
+        as_of=as_of,
+        window_days=window_days,
+        n_labels=len(y),
+        warnings=coverage.warnings,
     )

@@ -1,0 +1,229 @@
+"""The pure core of training: labelled data and a config in; model, metrics, gates, baseline out.
+
+Order of use of the four person-disjoint parts (models/split.py):
+  fit         -> booster trees (and, with --tune, the trials' trees)
+  early_stop  -> number of boosting rounds (and the trials' objective)
+  calibration -> Platt calibration and the Neyman–Pearson threshold (the FPR certificate)
+  validation  -> every val_* metric, slices, figures and the promotion gates
+The model is never refit after the threshold is chosen: the certificate is for these trees.
+
+Nothing here touches MLflow or the registry: `fit_and_evaluate` is what the tests hit, and
+models/train.py is the shell that logs, registers and promotes what it returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from commuter_badge.errors import CommuterError
+from commuter_badge.features.build import model_matrix
+from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.features.workdays import calendar_fingerprint
+from commuter_badge.models.bundle import CommuterModel, ModelMeta
+from commuter_badge.models.calibration import PlattCalibrator
+from commuter_badge.models.config import TrainConfig
+from commuter_badge.models.data import Labelled
+from commuter_badge.models.gates import Candidate, Decision, decide
+from commuter_badge.models.metrics import at_threshold
+from commuter_badge.models.report import review_metrics
+from commuter_badge.models.split import assign
+from commuter_badge.models.threshold import NeymanPearsonThreshold
+
+BASELINE_FEATURE = "morning_entry_workdays"
+
+
+class OneClassError(CommuterError, ValueError):
+    """A part of the split holds only one class; the message names the real cause."""
+
+
+def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> lgb.Booster:
+    """LightGBM on `fit`, boosting rounds chosen on `early` only."""
+    names = list(FEATURE_NAMES)
+    train_set = lgb.Dataset(
+        model_matrix(fit), fit["is_commuter"].to_numpy(), feature_name=names, free_raw_data=True
+    )
+    valid_set = lgb.Dataset(
+        model_matrix(early), early["is_commuter"].to_numpy(), reference=train_set
+    )
+    return lgb.train(
+        config.lgb_params(),
+        train_set,
+        num_boost_round=config.max_rounds,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+
+
+def one_class_cause(data: pd.DataFrame, name: str, part: pd.DataFrame) -> str:
+    """Why a part has a single class, in words: no persons, labels of one class, or too few."""
+    total = len(data)
+    classes = data["is_commuter"].value_counts().to_dict()
+    if total == 0:
+        return "no labelled person has a crossing in the window (check --as-of against the data)"
+    if len(classes) < 2:
+        only = next(iter(classes))
+        return (
+            f"all {total:,} labelled persons with crossings in the window are labelled "
+            f"is_commuter={only}; the labels need both commuters and non-commuters"
+        )
+    n_pos, n_neg = int(classes.get(1, 0)), int(classes.get(0, 0))
+    return (
+        f"the {name} part has {len(part):,} persons, all of one class: only {total:,} labelled "
+        f"persons ({n_pos:,} commuters, {n_neg:,} non-commuters) are split four ways; label more"
+    )
+
+
+def fit_model(
+    data: pd.DataFrame, config: TrainConfig, as_of: dt.date
+) -> tuple[CommuterModel, dict]:
+    """The whole fit on a labelled frame with a `part` column; pure apart from LightGBM."""
+    parts = {name: data[data["part"] == name] for name in config.parts()}
+    for name, part in parts.items():
+        if part["is_commuter"].nunique() < 2:
+            raise OneClassError(
+                f"cannot train: the {name} part has only one class ({len(part)} persons): "
+                f"{one_class_cause(data, name, part)}"
+            )
+    booster = fit_booster(parts["fit"], parts["early_stop"], config)
+    cal = parts["calibration"]
+    margin = booster.predict(model_matrix(cal), raw_score=True)
+    calibrator = PlattCalibrator().fit(margin, cal["is_commuter"].to_numpy())
+    selector = NeymanPearsonThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
+    selector.fit(calibrator.predict(margin), cal["is_commuter"].to_numpy())
+    meta = ModelMeta(
+        threshold=selector.threshold_,
+        target_fpr=config.target_fpr,
+        calib_a=calibrator.a_,
+        calib_b=calibrator.b_,
+        window_days=config.window_days,
+        trained_as_of=as_of.isoformat(),
+        calendar=calendar_fingerprint(),  # the working-day calendar travels with the model
+    )
+    info = {
+        "best_iteration": booster.best_iteration,
+        "cal_fpr": selector.fpr_,
+        "cal_fpr_upper95": selector.fpr_upper_,
+        "cal_negatives": selector.n_negatives_,
+    }
+    return CommuterModel(booster, meta), info
+
+
+def baseline_score(frame: pd.DataFrame, config: TrainConfig) -> np.ndarray:
+    """Morning-entry working days scaled to [0, 1] by the window length (monotone, so K = t * days)."""
+    return frame[BASELINE_FEATURE].astype("float64").fillna(0).to_numpy() / config.window_days
+
+
+def baseline_threshold(cal: pd.DataFrame, config: TrainConfig) -> NeymanPearsonThreshold:
+    """The rule 'entered in the morning on at least K working days', K certified the same way."""
+    scores = baseline_score(cal, config)
+    selector = NeymanPearsonThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
+    return selector.fit(scores, cal["is_commuter"].to_numpy())
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The rule baseline certified on the same calibration persons, judged on validation."""
+
+    k: int  # "entered in the morning on at least K working days"
+    threshold: float
+    certificate: dict[str, float]
+    metrics: dict[str, float]
+    slices: pd.DataFrame
+    val: pd.DataFrame  # validation persons with the rule's `proba`
+
+
+def fit_baseline(data: pd.DataFrame, config: TrainConfig) -> Baseline:
+    selector = baseline_threshold(data[data["part"] == "calibration"], config)
+    val = data[data["part"] == "validation"].copy()
+    val["proba"] = baseline_score(val, config)
+    # The rule applied is score >= threshold; K is the smallest day count that passes it.
+    k = next(
+        m for m in range(config.window_days + 2) if m / config.window_days >= selector.threshold_
+    )
+    certificate = {"cal_fpr": selector.fpr_, "cal_fpr_upper95": selector.fpr_upper_}
+    metrics, slices = review_metrics(
+        "val_", val, selector.threshold_, config.target_fpr, certificate
+    )
+    return Baseline(k, selector.threshold_, certificate, metrics, slices, val)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Everything one training produced before anything is logged."""
+
+    model: CommuterModel
+    config: TrainConfig
+    as_of: dt.date
+    data: pd.DataFrame  # the labelled frame with its `part` column
+    certificate: dict[str, float]  # best_iteration, cal_fpr, cal_fpr_upper95, cal_negatives
+    val: pd.DataFrame  # validation persons with `proba` and `badge`
+    raw_proba: np.ndarray  # uncalibrated probabilities of `val` (for the calibration figure)
+    metrics: dict[str, float]  # val_* metrics (contract §4)
+    slices: pd.DataFrame
+    truth_metrics: dict[str, float]  # against simulated truth, when the world has one
+    gates: Decision  # the rules that need no champion (policy and recall ones: skipped)
+    baseline: Baseline
+
+    def candidate(self, version: str = "") -> Candidate:
+        return Candidate(
+            version=version,
+            policy=self.config.policy(),
+            as_of=self.as_of,
+            cal_fpr_upper95=self.certificate["cal_fpr_upper95"],
+            is_commuter=self.val["is_commuter"].to_numpy().astype(int),
+            badge=self.val["badge"].to_numpy().astype(bool),
+        )
+
+
+def split(data: Labelled, config: TrainConfig) -> pd.DataFrame:
+    frame = data.frame.copy()
+    frame["part"] = assign(frame["person_id"], config.seed, config.parts())
+    return frame
+
+
+def fit_and_evaluate(
+    data: Labelled, config: TrainConfig, frame: pd.DataFrame | None = None
+) -> Fitted:
+    """Split, fit, calibrate, certify, evaluate on validation, and the rule baseline.
+
+    `frame` is `split(data, config)` when the caller has it already (tuning splits first)."""
+    if data.as_of is None:
+        raise ValueError("labelled data without as_of; build it with labelled_features")
+    frame = split(data, config) if frame is None else frame
+    model, certificate = fit_model(frame, config, data.as_of)
+    val = frame[frame["part"] == "validation"].copy()
+    val["proba"] = model.predict_proba(val)
+    val["badge"] = model.decide(val["proba"].to_numpy())
+    raw = 1 / (1 + np.exp(-model.margin(val)))
+    metrics, slices = review_metrics("val_", val, model.threshold, config.target_fpr, certificate)
+    truth: dict[str, float] = {}
+    if "label_flipped" in val:
+        m_true = at_threshold(
+            val["true_commuter"].to_numpy(), val["proba"].to_numpy(), model.threshold
+        )
+        truth = {
+            "sim_label_noise_rate": float(val["label_flipped"].mean()),
+            "val_true_fpr": m_true["fpr"],
+            "val_true_recall": m_true["recall"],
+        }
+    fitted = Fitted(
+        model=model,
+        config=config,
+        as_of=data.as_of,
+        data=frame,
+        certificate=certificate,
+        val=val,
+        raw_proba=raw,
+        metrics=metrics,
+        slices=slices,
+        truth_metrics=truth,
+        gates=None,  # type: ignore[arg-type]  # set just below, from the fitted candidate
+        baseline=fit_baseline(frame, config),
+    )
+    own = decide(fitted.candidate(), None)
+    return Fitted(**{**fitted.__dict__, "gates": own})

@@ -1,0 +1,221 @@
+"""The promotion rules, as pure functions: may this version replace the champion?
+
+A version becomes champion only when every rule holds (contract §4):
+  certificate_holds               its calibration bound cal_fpr_upper95 <= target FPR;
+  validation_consistent           the validation persons give no evidence against the certificate:
+                                  the one-sided 95% Clopper–Pearson LOWER bound of the validation
+                                  FPR is <= target. (The older rule `val_fpr <= target` refuses a
+                                  correctly certified model by chance alone whenever its true FPR
+                                  is near the target; see benchmarks/promotion_rules.py.)
+  policy_matches_champion         target FPR, confidence and window equal the champion's; a
+                                  different policy needs a stated reason (`commuter promote
+                                  VERSION --policy-change REASON`);
+  recall_not_worse_than_champion  on the same validation persons, McNemar's exact test on the
+                                  commuters the two models disagree on does not show the
+                                  candidate worse (one-sided, 5%);
+  newer_data_on_tie               when the test does not show the candidate better either, it must
+                                  be trained on newer data (a later as_of): an identical retrain
+                                  or a tuning trial on the same month is not promoted.
+Each outcome is True, False or skipped; a rule that could not be evaluated (no champion, a
+champion that cannot be loaded, recall compared across two policies) is `skipped`, never True.
+Nothing here touches MLflow, so every rule is tested on plain arrays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import beta, binomtest
+
+from commuter_badge.models.config import Policy
+
+ALPHA = 0.05  # one-sided level of the validation bound and of McNemar's test
+GATES = (
+    "certificate_holds",
+    "validation_consistent",
+    "policy_matches_champion",
+    "recall_not_worse_than_champion",
+    "newer_data_on_tie",
+)
+
+
+class Outcome(enum.Enum):
+    """A gate's result; its value is the tag text. Only PASSED is truthy."""
+
+    PASSED = "True"
+    FAILED = "False"
+    SKIPPED = "skipped"
+
+    def __bool__(self) -> bool:
+        return self is Outcome.PASSED
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def of(cls, ok: bool) -> Outcome:
+        return cls.PASSED if ok else cls.FAILED
+
+
+def clopper_pearson_lower(k: int, n: int, confidence: float = 1 - ALPHA) -> float:
+    """One-sided lower confidence bound on a rate after k events in n trials (0 when k = 0)."""
+    if n <= 0:
+        raise ValueError("Clopper–Pearson bound needs n > 0")
+    return 0.0 if k <= 0 else float(beta.ppf(1 - confidence, k, n - k + 1))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the rules need of the version being judged, on its own validation persons."""
+
+    version: str
+    policy: Policy
+    as_of: dt.date
+    cal_fpr_upper95: float
+    is_commuter: np.ndarray  # validation labels
+    badge: np.ndarray  # the candidate's decisions on the same persons
+
+    @property
+    def val_false_positives(self) -> int:
+        return int((self.badge & (self.is_commuter == 0)).sum())
+
+    @property
+    def val_negatives(self) -> int:
+        return int((self.is_commuter == 0).sum())
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The current champion; `badge` on the candidate's validation persons, None if not scorable."""
+
+    version: str
+    policy: Policy | None  # None when the version carries no policy tags (then: not comparable)
+    as_of: dt.date | None
+    badge: np.ndarray | None
+    why_not_scored: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    gates: dict[str, Outcome]
+    passed: bool  # every rule holds (a differing policy counts only with a stated reason)
+    reasons: list[str]  # why not, in words; empty when passed
+    figures: dict[str, float] = field(default_factory=dict)  # comparison numbers to log
+    policy_change: str | None = None
+
+    def summary(self) -> str:
+        return "all promotion gates passed" if self.passed else "; ".join(self.reasons)
+
+
+def mcnemar(candidate: np.ndarray, champion: np.ndarray) -> tuple[int, int, float, float]:
+    """Discordant counts on the commuters and the two one-sided exact p-values.
+
+    b = champion badges, candidate not; c = candidate badges, champion not. Under "equal recall"
+    each discordant person is a fair coin, so b ~ Binomial(b + c, 1/2)."""
+    candidate, champion = np.asarray(candidate, bool), np.asarray(champion, bool)
+    b = int((champion & ~candidate).sum())
+    c = int((candidate & ~champion).sum())
+    if b + c == 0:
+        return b, c, 1.0, 1.0
+    p_worse = binomtest(b, b + c, 0.5, alternative="greater").pvalue
+    p_better = binomtest(c, b + c, 0.5, alternative="greater").pvalue
+    return b, c, float(p_worse), float(p_better)
+
+
+def decide(
+    cand: Candidate, champ: Champion | None, *, policy_change: str | None = None
+) -> Decision:
+    """Every rule's outcome for `cand` against `champ` (None: there is no champion)."""
+    target = cand.policy.target_fpr
+    g: dict[str, Outcome] = {}
+    reasons: list[str] = []
+    figures: dict[str, float] = {}
+
+    g["certificate_holds"] = Outcome.of(cand.cal_fpr_upper95 <= target)
+    if not g["certificate_holds"]:
+        reasons.append(f"certificate {cand.cal_fpr_upper95:.4%} above target {target:.4%}")
+    k, n = cand.val_false_positives, cand.val_negatives
+    lower = clopper_pearson_lower(k, n) if n else float("nan")
+    figures["val_fpr_lower95"] = lower
+    g["validation_consistent"] = Outcome.of(n > 0 and lower <= target)
+    if not g["validation_consistent"]:
+        reasons.append(
+            f"validation FPR {k}/{n} has 95% lower bound {lower:.4%} above target {target:.4%}"
+        )
+
+    if champ is None:
+        for name in GATES[2:]:
+            g[name] = Outcome.SKIPPED
+        return _decision(g, reasons, figures, None, policy_ok=True)
+
+    same_policy = champ.policy == cand.policy
+    g["policy_matches_champion"] = Outcome.of(same_policy)
+    policy_ok = same_policy or bool(policy_change and policy_change.strip())
+    if not same_policy:
+        was = champ.policy.describe() if champ.policy else "unknown"
+        if not policy_ok:
+            reasons.append(
+                f"policy differs from champion v{champ.version} ({cand.policy.describe()} vs "
+                f"{was}); promote it with `commuter promote {cand.version} --policy-change "
+                "REASON` if that is intended"
+            )
+        # Recall at two different FPR targets is no like-for-like comparison.
+        g["recall_not_worse_than_champion"] = Outcome.SKIPPED
+        g["newer_data_on_tie"] = Outcome.SKIPPED
+        return _decision(g, reasons, figures, policy_change, policy_ok=policy_ok)
+
+    better = False
+    if champ.badge is None:
+        g["recall_not_worse_than_champion"] = Outcome.SKIPPED
+    else:
+        pos = cand.is_commuter == 1
+        b, c, p_worse, p_better = mcnemar(cand.badge[pos], champ.badge[pos])
+        neg = cand.is_commuter == 0
+        figures.update(
+            {
+                "champion_val_recall": float(champ.badge[pos].mean()) if pos.any() else np.nan,
+                "champion_val_fpr": float(champ.badge[neg].mean()) if neg.any() else np.nan,
+                "mcnemar_champion_only": b,
+                "mcnemar_candidate_only": c,
+                "mcnemar_p_worse": p_worse,
+                "mcnemar_p_better": p_better,
+            }
+        )
+        worse = p_worse < ALPHA
+        better = p_better < ALPHA
+        g["recall_not_worse_than_champion"] = Outcome.of(not worse)
+        if worse:
+            reasons.append(
+                f"recall worse than champion v{champ.version} on the same validation persons "
+                f"(McNemar: {b} commuters only the champion badges, {c} only this one, "
+                f"p={p_worse:.2g})"
+            )
+    if better:
+        g["newer_data_on_tie"] = Outcome.SKIPPED
+    else:
+        newer = champ.as_of is not None and cand.as_of > champ.as_of
+        g["newer_data_on_tie"] = Outcome.of(newer)
+        if not newer:
+            tie = "recall ties" if champ.badge is not None else "champion not comparable"
+            reasons.append(
+                f"{tie} with champion v{champ.version} and the data is not newer (as_of "
+                f"{cand.as_of} vs {champ.as_of}): an identical retrain or a trial on the same "
+                "month is not promoted"
+            )
+    return _decision(g, reasons, figures, None, policy_ok=True)
+
+
+def _decision(g, reasons, figures, policy_change, *, policy_ok: bool) -> Decision:
+    hard = [g[name] for name in GATES if name != "policy_matches_champion"]
+    passed = policy_ok and not any(o is Outcome.FAILED for o in hard)
+    passed = passed and bool(g["certificate_holds"]) and bool(g["validation_consistent"])
+    return Decision(
+        gates=g,
+        passed=passed,
+        reasons=[] if passed else reasons,
+        figures=figures,
+        policy_change=policy_change if policy_ok and policy_change else None,
+    )
