@@ -9,6 +9,7 @@
 """
 
 from commuter_badge.simulate.archetypes import ARCHETYPES, FESTIVAL_VISITORS, UNSEEN_KINDS
+from commuter_badge.simulate.months import DriftSettings, monthly_as_ofs, simulate_months
 from commuter_badge.simulate.variation import (
     SPRING_FESTIVAL_2022_AS_OF,
     HolidayLeave,
@@ -19,12 +20,15 @@ from commuter_badge.simulate.write import write_months, write_world
 
 __all__ = [
     "ARCHETYPES",
+    "DriftSettings",
     "FESTIVAL_VISITORS",
     "SPRING_FESTIVAL_2022_AS_OF",
     "UNSEEN_KINDS",
     "HolidayLeave",
     "World",
     "WorldSettings",
+    "monthly_as_ofs",
+    "simulate_months",
     "simulate_world",
     "write_months",
     "write_world",

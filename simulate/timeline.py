@@ -10,14 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import chinese_calendar
 import numpy as np
 
 from commuter_badge.features.workdays import is_workday
 
 DAYS_BEFORE_WINDOW = 7
 DAYS_AFTER_AS_OF = 2
-LONG_HOLIDAY_DAYS = 3  # a run of days off this long, holding a statutory holiday, is a long holiday
+# A run of at least this many days off is a statutory holiday (ordinary weekends are two days), so
+# long holidays follow whichever working-day calendar is active, schedule files included.
+LONG_HOLIDAY_DAYS = 3
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class Timeline:
     dow: np.ndarray  # 0 = Monday
     as_of: int  # index of as_of among the simulated days
     window_start: int
-    # (first, last) day indices of each run of days off holding a statutory holiday, at least
-    # LONG_HOLIDAY_DAYS long (the Spring Festival, National Day); runs may reach past either end.
+    # (first, last) day indices of each run of at least LONG_HOLIDAY_DAYS days off (the Spring
+    # Festival, National Day, three-day holidays); runs may reach past either end of the span.
     long_holidays: tuple[tuple[int, int], ...]
 
 
@@ -51,7 +52,7 @@ def timeline(as_of: dt.date, window_days: int) -> Timeline:
 
 
 def _long_holidays(start: dt.date, workday: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """Runs of days off that hold a named statutory holiday, extended to their full length.
+    """Runs of days off at least LONG_HOLIDAY_DAYS long, extended to their full length.
 
     A run is followed beyond the simulated span (up to two weeks) so that a festival which began
     before the first simulated day still counts as long.
@@ -61,10 +62,6 @@ def _long_holidays(start: dt.date, workday: np.ndarray) -> tuple[tuple[int, int]
         if 0 <= i < len(workday):
             return not workday[i]
         return not is_workday(start + dt.timedelta(days=i))
-
-    def named(i: int) -> bool:
-        on_holiday, name = chinese_calendar.get_holiday_detail(start + dt.timedelta(days=i))
-        return bool(on_holiday and name)
 
     runs, i = [], 0
     while i < len(workday):
@@ -77,7 +74,7 @@ def _long_holidays(start: dt.date, workday: np.ndarray) -> tuple[tuple[int, int]
         last = i
         while last < len(workday) + 14 and off(last + 1):
             last += 1
-        if last - first + 1 >= LONG_HOLIDAY_DAYS and any(named(j) for j in range(first, last + 1)):
+        if last - first + 1 >= LONG_HOLIDAY_DAYS:
             runs.append((first, last))
         i = last + 1
     return tuple(runs)

@@ -158,6 +158,8 @@ def perturb(a: Archetype, rng: np.random.Generator, spread: float = 1.0) -> Arch
 
 def _prob(value, rng, spread, _most):
     def one(x, z):
+        if z == 0:  # the logit round trip would move x by an ulp
+            return x
         x = min(max(float(x), 1e-3), 1 - 1e-3)
         return float(1 / (1 + np.exp(-(np.log(x / (1 - x)) + z))))
 
