@@ -77,11 +77,22 @@ def apply_calendar(path: Path | None) -> str | None:
     return chosen
 
 
+# Dates the day arithmetic handles (epoch day numbers, windows of up to 62 days); the calendar
+# then says which of these years it has working-day data for.
+FIRST_DATE = dt.date(1970, 3, 1)
+LAST_DATE = dt.date(9998, 12, 31)
+
+
 def parse_date(text: str, option: str = "--as-of") -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise UserError(f"{option} {text!r} is not a date (expected YYYY-MM-DD)") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise UserError(
+            f"{option} {text} is outside the supported range {FIRST_DATE} to {LAST_DATE}"
+        )
+    return day
 
 
 def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,6 +17,11 @@ from sklearn.exceptions import NotFittedError
 
 from commuter_badge.errors import CommuterError
 
+# Targets a certificate can be asked for: below 1 in 10,000 needs ~30,000 labelled negatives in
+# the calibration part alone; above 50% is no badge policy at all.
+MIN_TARGET_FPR = 1e-4
+MAX_TARGET_FPR = 0.5
+
 
 class NotEnoughNegativesError(CommuterError, ValueError):
     """Too few held-out negatives to certify the target FPR at all."""
@@ -35,7 +40,7 @@ def clopper_pearson_upper(
 
 def negatives_needed(target_fpr: float, confidence: float = 0.95) -> int:
     """Fewest negatives for which zero false positives certifies `target_fpr`."""
-    return math.ceil(math.log(1 - confidence) / math.log(1 - target_fpr))
+    return math.ceil(math.log(1 - confidence) / math.log1p(-target_fpr))
 
 
 class NeymanPearsonThreshold:

@@ -1,0 +1,39 @@
+"""Option errors name the option and the allowed range (issue 15 item 7), through the real CLI."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from commuter_badge.cli.main import app
+from commuter_badge.models.threshold import negatives_needed
+
+
+@pytest.mark.parametrize("value", ["1e-300", "0.9"])
+def test_target_fpr_outside_the_range_is_named(tmp_path, value):
+    result = CliRunner().invoke(
+        app,
+        ["train", "--trips", str(tmp_path), "--labels", "x.csv", "--as-of", "2021-10-20"]
+        + ["--target-fpr", value],
+    )
+    assert result.exit_code == 2, result.output
+    text = result.output.lower()
+    assert "target" in text and "fpr" in text, result.output
+    assert "allowed range 0.0001 to 0.5" in result.output, result.output
+    assert "Traceback" not in result.output and "ZeroDivision" not in result.output
+
+
+@pytest.mark.parametrize("day", ["0001-01-05", "9999-12-31"])
+def test_as_of_outside_the_supported_range_is_named(tmp_path, day):
+    result = CliRunner().invoke(
+        app, ["features", "--trips", str(tmp_path), "--as-of", day, "--out", "f.csv"]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"--as-of {day} is outside the supported range" in result.output, result.output
+    assert "OverflowError" not in result.output
+
+
+def test_negatives_needed_is_finite_for_tiny_targets():
+    # log(1 - 1e-300) is 0 in floating point; log1p keeps the count finite and monotone
+    assert negatives_needed(0.01) == 299
+    assert negatives_needed(1e-12) > negatives_needed(1e-6) > negatives_needed(1e-4)
