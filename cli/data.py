@@ -33,11 +33,21 @@ def simulate(
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("world"),
     window_days: Window = DEFAULT_WINDOW_DAYS,
     calendar: CalendarFile = None,
+    months: Annotated[
+        int,
+        typer.Option(
+            "--months",
+            min=1,
+            help="Months of the same persons (as-of, then the same day of each next month); "
+            "above 1, each goes to OUT/<as_of>/.",
+        ),
+    ] = 1,
 ) -> None:
     """Write a synthetic month: OUT/trips.parquet, OUT/labels.csv (noisy) and OUT/persons.parquet (truth)."""
     apply_calendar(calendar)  # commuters in the simulated world keep the statutory calendar
     from rich.progress import Progress
 
+    from commuter_badge.simulate import monthly_as_ofs, simulate_months, write_months
     from commuter_badge.simulate.world import simulate_world, write_world
 
     day = parse_date(as_of)
@@ -47,14 +57,23 @@ def simulate(
         def tick(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        world = simulate_world(persons, day, seed, window_days=window_days, progress=tick)
-        progress.update(task, description="writing")
-        paths = write_world(world, out_dir)
-    n_pos = int(world.labels["is_commuter"].sum())
-    out.print(
-        f"simulated {persons:,} persons, {world.trips.num_rows:,} crossings, "
-        f"{n_pos:,} labelled commuters -> {paths['trips']}, {paths['labels']}"
-    )
+        if months == 1:
+            world = simulate_world(persons, day, seed, window_days=window_days, progress=tick)
+            worlds = {day: world}
+            progress.update(task, description="writing")
+            written = {day: write_world(world, out_dir)}
+        else:
+            days = monthly_as_ofs(day, months)
+            worlds = simulate_months(persons, days, seed, window_days=window_days, progress=tick)
+            progress.update(task, description="writing")
+            written = write_months(worlds, out_dir)
+    for month, world in worlds.items():
+        paths = written[month]
+        n_pos = int(world.labels["is_commuter"].sum())
+        out.print(
+            f"simulated {persons:,} persons, {world.trips.num_rows:,} crossings, "
+            f"{n_pos:,} labelled commuters -> {paths['trips']}, {paths['labels']}"
+        )
 
 
 @app.command()
