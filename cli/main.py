@@ -6,7 +6,7 @@ and one line here.
 
 from __future__ import annotations
 
-from commuter_badge.cli import data, modelling, serve  # noqa: F401  (registers the commands)
+from commuter_badge.cli import compare, data, modelling, serve  # noqa: F401  (registers commands)
 from commuter_badge.cli.app import app
 
 
