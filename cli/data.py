@@ -96,7 +96,12 @@ def features(
     start = time.perf_counter()
     if engine == "duckdb":
         from commuter_badge.features.build import write_features
+        from commuter_badge.features.coverage import check_coverage
 
+        with status("checking coverage"):
+            coverage = check_coverage(trips, day, window_days)  # no crossing in the window: error
+        for text in coverage.warnings:
+            err.print(f"warning: {text}")
         with status("building features"):
             n = write_features(trips, day, out_file, window_days)
     elif engine == "spark":

@@ -13,55 +13,133 @@ from commuter_badge.cli.app import (
     Labels,
     ModelUri,
     Trips,
-    Window,
     app,
     apply_calendar,
     clean_errors,
+    err,
     out,
     parse_date,
     status,
     update_status,
 )
 from commuter_badge.errors import UserError
-from commuter_badge.settings import CHAMPION_URI, DEFAULT_WINDOW_DAYS, load_settings
+from commuter_badge.models.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
+from commuter_badge.settings import (
+    CHAMPION_URI,
+    DEFAULT_WINDOW_DAYS,
+    MAX_WINDOW_DAYS,
+    MIN_WINDOW_DAYS,
+    load_settings,
+)
+
+LabelFiles = Annotated[
+    list[Path],
+    typer.Option(
+        "--labels",
+        help="Labels file(s): person_id, is_commuter (CSV or Parquet); repeat the option for "
+        "several, later files overriding earlier ones for the same person.",
+    ),
+]
 
 
 @app.command()
 @clean_errors
 def train(
     trips: Trips,
-    labels: Labels,
+    labels: LabelFiles,
     as_of: AsOf,
     target_fpr: Annotated[
-        float, typer.Option("--target-fpr", help="False-positive rate to certify (95% confidence).")
-    ] = 0.01,
+        float | None,
+        typer.Option(
+            "--target-fpr",
+            help="False-positive rate to certify (default 0.01, or the config file's).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[
-        int, typer.Option("--seed", help="Seed for the person split and LightGBM.")
+        int | None,
+        typer.Option("--seed", help="Seed for the person split and LightGBM (default 0)."),
+    ] = None,
+    window_days: Annotated[
+        int | None,
+        typer.Option(
+            "--window-days",
+            help=f"Days of history before --as-of (default {DEFAULT_WINDOW_DAYS}).",
+            min=MIN_WINDOW_DAYS,
+            max=MAX_WINDOW_DAYS,
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML file of training settings (see models/config.py).",
+            dir_okay=False,
+        ),
+    ] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="KEY=VALUE setting, repeatable; overrides --config."),
+    ] = None,
+    tune: Annotated[
+        int,
+        typer.Option(
+            "--tune", help="Optuna trials on the fit and early-stopping persons first.", min=0
+        ),
     ] = 0,
-    window_days: Window = DEFAULT_WINDOW_DAYS,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote/--no-promote", help="--no-promote registers without touching the alias."
+        ),
+    ] = True,
     calendar: CalendarFile = None,
 ) -> None:
-    """Train, calibrate, certify the threshold, log to MLflow, register; promote if the gates pass."""
-    from commuter_badge.models.train import TrainConfig
+    """Train, calibrate, certify the threshold, log to MLflow, register; promote if the gates pass.
+
+    Settings: defaults, then --config FILE, then --param KEY=VALUE, then --target-fpr, --seed and
+    --window-days; every value is logged. Exits 0 whether or not the version was promoted: the
+    output's `promotion` line and the version's tags say which and why.
+    """
+    from commuter_badge.models.config import load_config
     from commuter_badge.models.train import train as run_training
 
-    if not 0 < target_fpr < 1:
-        raise UserError(f"--target-fpr {target_fpr} must be between 0 and 1")
     day = parse_date(as_of)
     apply_calendar(calendar)  # recorded on the run and the model version
-    config = TrainConfig(target_fpr=target_fpr, seed=seed, window_days=window_days)
+    config = load_config(
+        config_file, params or [], target_fpr=target_fpr, seed=seed, window_days=window_days
+    )
+    if not MIN_TARGET_FPR <= config.target_fpr <= MAX_TARGET_FPR:
+        raise UserError(
+            f"target FPR {config.target_fpr:g} is outside the allowed range {MIN_TARGET_FPR:g} "
+            f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
+        )
+    source = " + ".join(
+        x for x in (str(config_file) if config_file else "", "--param" if params else "") if x
+    )
     with status("training") as spinner:
         result = run_training(
-            trips, labels, day, config, progress=lambda s: update_status(spinner, s)
+            trips,
+            list(labels),
+            day,
+            config,
+            progress=lambda s: update_status(spinner, s),
+            promote=promote,
+            tune=tune,
+            config_source=source,
         )
+    for text in result.warnings:
+        err.print(f"warning: {text}")
     m, b = result.metrics, result.baseline_metrics
     out.print(f"run id            {result.run_id}")
     out.print(
         f"model version     {result.version} ({'promoted to champion' if result.promoted else 'NOT promoted'})"
     )
+    out.print(f"promotion         {result.decision}")
     out.print(f"threshold         {result.threshold:.6f}")
     out.print(
-        f"FPR bound         {result.certified_fpr_upper:.4%} certified (target {target_fpr:.2%}, 95% CP)"
+        f"FPR bound         {result.certified_fpr_upper:.4%} certified "
+        f"(target {config.target_fpr:.2%}, {config.confidence:.0%} CP)"
     )
     out.print(
         f"validation        AUC {m['val_auc']:.4f}  recall {m['val_recall']:.4f}  "
@@ -71,7 +149,14 @@ def train(
         f"rule baseline     recall {b['val_recall']:.4f}  FPR {b['val_fpr']:.4%}  "
         f"(run {result.baseline_run_id})"
     )
-    failed = [k for k, v in result.gates.items() if not v]
+    out.print("gates             " + ", ".join(f"{k} {v}" for k, v in result.gates.items()))
+    out.print(
+        f"labels w/o trips  {result.labels_without_trips:,} "
+        f"({result.labels_without_trips_share:.1%} of labels: no crossing in the window, not used)"
+    )
+    if result.tuned:
+        out.print("tuned             " + ", ".join(f"{k}={v:.4g}" for k, v in result.tuned.items()))
+    failed = [k for k, v in result.gates.items() if str(v) == "False"]
     if failed:
         out.print(f"gates failed      {', '.join(failed)}")
 
