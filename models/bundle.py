@@ -17,6 +17,7 @@ import pandas as pd
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import DESCRIPTIONS, FEATURE_NAMES
+from commuter_badge.models import provenance
 from commuter_badge.models.calibration import PlattCalibrator
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
@@ -45,10 +46,16 @@ class CommuterModel:
     """Calibrated commuter probability, badge decision and per-person reasons."""
 
     def __init__(self, booster: lgb.Booster, meta: ModelMeta, version: str = "") -> None:
-        if tuple(meta.feature_names) != FEATURE_NAMES:
+        recorded = meta.extra.get("code", {})
+        if (why := provenance.mismatch(recorded, meta.feature_names, meta.window_days)) is not None:
+            trained_with = (
+                f"deploy {provenance.code_label(recorded)} to score it"
+                if recorded
+                else "it records no code version (trained before versions carried one)"
+            )
             raise ModelError(
-                "model was trained on other features than this code defines; retrain it "
-                f"(model: {len(meta.feature_names)} features, code: {len(FEATURE_NAMES)})"
+                f"model version {version or '?'} cannot be scored by this code: {why}; "
+                f"{trained_with}, or retrain it"
             )
         self.booster = booster
         self.meta = meta

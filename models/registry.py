@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,9 +16,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from commuter_badge.models.bundle import CommuterModel, ModelError
+from commuter_badge.models.packaging import (
+    ARTIFACT_KEY,
+    ENTRY_FILE,
+    PyfuncCommuterModel,
+    model_code,
+    runtime_requirements,
+)
+from commuter_badge.models.provenance import code_provenance
 from commuter_badge.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, load_settings
-
-ARTIFACT_KEY = "commuter_model"
 
 
 def configure(tracking_uri: str | None = None) -> str:
@@ -29,17 +37,6 @@ def configure(tracking_uri: str | None = None) -> str:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     return uri
-
-
-class PyfuncCommuterModel(mlflow.pyfunc.PythonModel):
-    """MLflow's view of the model: feature table in, probability and badge out."""
-
-    def load_context(self, context) -> None:
-        self.model = CommuterModel.load(context.artifacts[ARTIFACT_KEY])
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        proba = self.model.predict_proba(model_input)
-        return pd.DataFrame({"commuter_probability": proba, "badge": self.model.decide(proba)})
 
 
 def resolve_version(uri: str) -> str:
@@ -58,10 +55,20 @@ def resolve_version(uri: str) -> str:
     return ""
 
 
-def load_model(uri: str | None = None) -> CommuterModel:
-    """Load the model at `uri` (default: the champion) with its registry version."""
+def load_model(uri: str | None = None, *, version: str | None = None) -> CommuterModel:
+    """Load the model at `uri` (default: the champion) with its registry version.
+
+    `uri` is a `models:/` or run URI, or a local MLflow model directory (a Bento's bundled
+    champion), for which `version` names the registry version. An alias is resolved to a version
+    first and that version is read, so an alias moving meanwhile cannot mix two versions.
+    """
     uri = uri or f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
-    version = resolve_version(uri)
+    if "://" not in uri and Path(uri).is_dir():
+        return CommuterModel.load(Path(uri) / "artifacts" / ARTIFACT_KEY, version=version or "")
+    if version is None:
+        version = resolve_version(uri)
+    if version and (m := re.fullmatch(r"models:/([^/@]+)@(.+)", uri)):
+        uri = f"models:/{m.group(1)}/{version}"
     with tempfile.TemporaryDirectory(prefix="commuter-model-") as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
@@ -85,25 +92,41 @@ def experiment_id() -> str:
 
 
 def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
-    """Log `model` in the active run with signature and input example, registered as MODEL_NAME."""
+    """Log `model` in the active run with signature and input example, registered as MODEL_NAME.
+
+    The version is self-contained (models/packaging.py): it carries its package code, its pinned
+    runtime requirements and the code it was trained with (feature names, feature SQL digest,
+    package version, git commit; in `model.json` and in the MLmodel metadata).
+    """
     from mlflow.models import infer_signature
 
     from commuter_badge.features.definitions import FEATURE_NAMES
 
+    recorded = code_provenance(model.meta.window_days)
+    meta = dataclasses.replace(model.meta, extra={**model.meta.extra, "code": recorded})
+    stamped = CommuterModel(model.booster, meta, version=model.version)
     inputs = example[list(FEATURE_NAMES)].astype("float64")
     outputs = PyfuncCommuterModel()
-    outputs.model = model
+    outputs.model = stamped
     signature = infer_signature(inputs, outputs.predict(None, inputs))
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save(Path(tmp) / ARTIFACT_KEY)
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-            artifacts={ARTIFACT_KEY: str(Path(tmp) / ARTIFACT_KEY)},
-            signature=signature,
-            input_example=inputs.head(5),
-            registered_model_name=MODEL_NAME,
-        )
+    mlflow.set_tag("mlflow.source.git.commit", recorded["git_commit"])
+    search_path = list(sys.path)  # MLflow puts the logged code first on it to check the example
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            stamped.save(Path(tmp) / ARTIFACT_KEY)
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(ENTRY_FILE),
+                artifacts={ARTIFACT_KEY: str(Path(tmp) / ARTIFACT_KEY)},
+                code_paths=[str(model_code(Path(tmp) / "code"))],
+                pip_requirements=runtime_requirements(),
+                metadata={"code": recorded},
+                signature=signature,
+                input_example=inputs.head(5),
+                registered_model_name=MODEL_NAME,
+            )
+    finally:
+        sys.path[:] = search_path
 
 
 def set_champion(version: str) -> None:

@@ -2,15 +2,17 @@
 
 The editable install maps `commuter_badge.features` to `features/` and so on (pyproject's
 package-dir); grimp walks one directory tree from the root package, so it needs the installed
-layout. This copies the sources into DIR in that layout, as the wheel has it.
+layout. `commuter_badge.models.packaging.lay_out` copies the sources into DIR in that layout, as
+the wheel has it (the same function builds the code logged with each model version).
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tomllib
 from pathlib import Path
+
+from commuter_badge.models.packaging import lay_out
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,12 +21,7 @@ def main(out: Path) -> None:
     mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-dir"
     ]
-    shutil.rmtree(out, ignore_errors=True)
-    for package, folder in mapping.items():
-        target = out.joinpath(*package.split("."))
-        target.mkdir(parents=True, exist_ok=True)
-        for source in (ROOT / folder).glob("*.py"):
-            shutil.copy2(source, target / source.name)
+    lay_out(out, {package: ROOT / folder for package, folder in mapping.items()})
 
 
 if __name__ == "__main__":
