@@ -138,10 +138,8 @@ def _next_month(
     kind_of = [type(a) for a in catalogue]
     moved = np.zeros(len(codes), dtype=bool)  # settled by steps 1-4; step 5 leaves them be
 
-    def of(types, where=None) -> np.ndarray:
-        k = [i for i, t in enumerate(kind_of) if issubclass(t, types)]
-        mask = np.isin(previous, k)
-        return mask if where is None else mask & where
+    def of(types) -> np.ndarray:  # who was of these types last month
+        return np.isin(previous, [i for i, t in enumerate(kind_of) if issubclass(t, types)])
 
     daily = [
         k for k, a in enumerate(catalogue) if isinstance(a, DailyCommuter) and a.observe is None
@@ -169,13 +167,8 @@ def _next_month(
         n = min(len(candidates), int(round(target[ks[0]] * churn)))
         chosen = rng.choice(candidates, n, replace=False)
         codes[chosen], moved[chosen] = ks[0], True  # 3. stoppers, 4. starters
-    _rebalance(
-        codes,
-        moved,
-        target,
-        [k for k, t in enumerate(kind_of) if t in (FormerCommuter, NewStarter)],
-        rng,
-    )
+    churn_kinds = [k for k, t in enumerate(kind_of) if t in (FormerCommuter, NewStarter)]
+    _rebalance(codes, moved, target, churn_kinds, rng)  # 5.
     has_site = np.array([[site in a.routes for site in SITE_IDS] for a in catalogue], dtype=bool)
     stayed = has_site[codes, homes.home.astype(np.int64)]
     return codes, stayed
