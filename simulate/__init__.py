@@ -6,6 +6,15 @@
 - ``world.py``: ``simulate_world`` assembles one month; ``write.py`` writes it (atomically).
 - ``variation.py``: ``WorldSettings``: perturbed parameters and mixes, unseen kinds, holidays.
 - ``months.py``: ``simulate_months``: persistent persons over several months, with drift.
+
+Worlds a model trained on a default world has not seen (pass as ``settings=``; details and
+defaults in ``variation.py``):
+
+    WorldSettings().perturbed(seed)             every kind's parameters and the mix randomised
+    WorldSettings().with_kinds(UNSEEN_KINDS)    kinds no default world holds
+    WorldSettings().for_holidays()              leave next to long holidays, family visits over
+                                                them; e.g. as_of=SPRING_FESTIVAL_2022_AS_OF
+    DriftSettings(mix=..., new_kinds=...)       how later months of simulate_months differ
 """
 
 from commuter_badge.simulate.archetypes import ARCHETYPES, FESTIVAL_VISITORS, UNSEEN_KINDS

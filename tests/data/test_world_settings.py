@@ -55,6 +55,29 @@ def test_perturbed_settings_stay_a_valid_catalogue(seed, spread):
     assert WorldSettings().perturbed(seed, spread) == varied, "perturbation must be seeded"
 
 
+VARIANTS = {
+    "default": WorldSettings(),
+    "perturbed": WorldSettings().perturbed(11),
+    "unseen kinds": WorldSettings().with_kinds(UNSEEN_KINDS),
+    "holidays": WorldSettings().for_holidays(),
+}
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    variant=st.sampled_from(sorted(VARIANTS)),
+    persons=st.integers(0, 300),
+    seed=st.integers(0, 2**31),
+    as_of=st.sampled_from([SPRING_FESTIVAL_2022_AS_OF, dt.date(2021, 10, 20)]),
+)
+def test_same_settings_and_seed_give_the_same_world(variant, persons, seed, as_of):
+    a = simulate_world(persons, as_of, seed, settings=VARIANTS[variant])
+    b = simulate_world(persons, as_of, seed, settings=VARIANTS[variant])
+    assert a.trips.equals(b.trips), f"{variant}: same seed must give identical trips"
+    assert a.persons.equals(b.persons), f"{variant}: same seed must give identical persons"
+    assert a.labels.equals(b.labels), f"{variant}: same seed must give identical labels"
+
+
 def test_zero_spread_changes_nothing_and_a_perturbed_world_differs():
     plain = WorldSettings().perturbed(3, spread=0.0)
     for a, b in zip(ARCHETYPES, plain.archetypes, strict=True):
