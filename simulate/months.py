@@ -19,8 +19,9 @@ Between two months, in this order:
    start a job, and become that kind this month (truth 0 -> 1).
 5. Everyone else is rebalanced to the month's mix: randomly chosen persons of kinds above their
    target count move to kinds below it (such a move is a change of habits with no start or stop
-   inside the window; the default catalogue has more former commuters than new starters, so
-   about 2% of persons move so each month, half of them from non-commuter to commuter kinds).
+   inside the window). The default catalogue has more former commuters (4%) than new starters
+   (2%), so about 2.6% of persons move so each month, 2% of them from non-commuter kinds into
+   established commuter kinds (measured at 20,000 persons).
 
 So with no drift the mix stays the catalogue's exactly, and with the default catalogue about 8% of
 persons change truth each month (4% stop, 2% start, 2% rebalanced).
