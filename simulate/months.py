@@ -52,7 +52,15 @@ from commuter_badge.simulate.archetypes import (
 from commuter_badge.simulate.messiness import LABEL_NOISE
 from commuter_badge.simulate.sites import IS_RAIL, SITE_IDS, SITE_INDEX
 from commuter_badge.simulate.variation import WorldSettings
-from commuter_badge.simulate.world import Homes, World, _check, _day, counts, person_ids, populate
+from commuter_badge.simulate.world import (
+    Homes,
+    World,
+    as_date,
+    check_arguments,
+    counts,
+    person_ids,
+    populate,
+)
 
 _MONTH_KEY = 0x4D0_17_45  # keeps the month streams apart from the first month's (the seed itself)
 
@@ -90,8 +98,8 @@ def simulate_months(
     `progress(done, total)` counts months.
     """
     settings, drift = settings or WorldSettings(), drift or DriftSettings()
-    _check(persons, window_days, seed, label_noise)
-    days = [_day(d) for d in as_ofs]
+    check_arguments(persons, window_days, seed, label_noise)
+    days = [as_date(d) for d in as_ofs]
     if not days or any(b <= a for a, b in zip(days, days[1:], strict=False)):
         raise ValueError("simulate_months needs at least one as_of, in increasing order")
     ids = person_ids(persons, seed)  # the same pseudonyms every month: persistent persons

@@ -73,24 +73,24 @@ def simulate_world(
     calendar knows (2004-2026).
     """
     settings = settings or WorldSettings()
-    _check(persons, window_days, seed, label_noise)
+    check_arguments(persons, window_days, seed, label_noise)
     streams = np.random.SeedSequence(seed)
     assign_ss = streams.spawn(1)[0]
     archetype = np.repeat(np.arange(len(settings.archetypes)), counts(persons, settings.archetypes))
     archetype = archetype[np.random.default_rng(assign_ss).permutation(persons)]
     world, _ = populate(
-        archetype, _day(as_of), window_days, streams, person_ids(persons, seed), settings,
+        archetype, as_date(as_of), window_days, streams, person_ids(persons, seed), settings,
         label_noise, progress,
     )  # fmt: skip
     return world
 
 
-def _check(persons: int, window_days: int, seed: int, label_noise: float) -> None:
+def check_arguments(persons: int, window_days: int, seed: int, label_noise: float) -> None:
     if persons < 0 or window_days < 1 or seed < 0 or not 0 <= label_noise <= 0.5:
         raise ValueError("need persons >= 0, window_days >= 1, seed >= 0, 0 <= label_noise <= 0.5")
 
 
-def _day(as_of: dt.date) -> dt.date:
+def as_date(as_of: dt.date) -> dt.date:
     return as_of.date() if isinstance(as_of, dt.datetime) else as_of
 
 
