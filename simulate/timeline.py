@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from commuter_badge.features.workdays import is_workday
+from commuter_badge.features.workdays import CalendarRangeError, is_workday
 
 DAYS_BEFORE_WINDOW = 7
 DAYS_AFTER_AS_OF = 2
@@ -61,7 +61,10 @@ def _long_holidays(start: dt.date, workday: np.ndarray) -> tuple[tuple[int, int]
     def off(i: int) -> bool:
         if 0 <= i < len(workday):
             return not workday[i]
-        return not is_workday(start + dt.timedelta(days=i))
+        try:  # beyond the span a calendar may end: an unknown day ends the run
+            return not is_workday(start + dt.timedelta(days=i))
+        except CalendarRangeError:
+            return False
 
     runs, i = [], 0
     while i < len(workday):

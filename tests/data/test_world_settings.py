@@ -183,3 +183,23 @@ def test_leave_is_taken_on_working_days_next_to_long_holidays(before, after, p_l
     for day in np.flatnonzero(leave.any(axis=0)):
         nearest = min(workdays_between(day, first, last) for first, last in line.long_holidays)
         assert nearest < furthest, f"leave on day {day} is not next to a long holiday"
+
+
+def test_long_holidays_are_the_runs_of_three_or_more_days_off():
+    # the 2022 Spring Festival, days off 01-31..02-06, and nothing else in that window
+    line = timeline(SPRING_FESTIVAL_2022_AS_OF, 28)
+    days = [
+        (line.start + dt.timedelta(days=int(a)), line.start + dt.timedelta(days=int(b)))
+        for a, b in line.long_holidays
+    ]
+    assert days == [FESTIVAL], f"long holidays found: {days}"
+    # National Day 2021 (10-01..07) and Mid-Autumn (09-19..21) in the default month
+    line = timeline(dt.date(2021, 10, 20), 28)
+    assert len(line.long_holidays) == 2, (
+        f"expected Mid-Autumn and National Day: {line.long_holidays}"
+    )
+    # a world at the last days the calendar knows still simulates with holiday settings
+    world = simulate_world(
+        50, dt.date(2026, 12, 30), seed=1, settings=WorldSettings().for_holidays()
+    )
+    assert world.trips.num_rows > 0, "a holiday-settings world at the calendar's end must simulate"
