@@ -6,7 +6,13 @@ and one line here.
 
 from __future__ import annotations
 
-from commuter_badge.cli import compare, data, modelling, serve  # noqa: F401  (registers commands)
+from commuter_badge.cli import (  # noqa: F401  (registers commands)
+    compare,
+    data,
+    lifecycle,
+    modelling,
+    serve,
+)
 from commuter_badge.cli.app import app
 
 

@@ -1,13 +1,23 @@
-"""MLflow plumbing: tracking set-up, the pyfunc wrapper, loading by URI, and the champion alias."""
+"""MLflow plumbing: tracking set-up, the pyfunc wrapper, loading by URI, and the champion alias.
+
+Every process that writes to the store takes `store_lock()` (an `fcntl.flock` on `<db>.lock` next
+to the SQLite file) to open a fresh store, create the experiment and registered model, and to
+check-and-move the alias (models/promotion.py): two trainings started at once neither race
+MLflow's schema migration nor both become champion.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import hashlib
 import logging
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -26,9 +36,43 @@ from commuter_badge.models.packaging import (
 from commuter_badge.models.provenance import code_provenance
 from commuter_badge.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, load_settings
 
+MODEL_DESCRIPTION = (
+    "Regular cross-city commuters into Beijing, decided from boundary crossings in the window "
+    "before as_of, at a certified false-positive rate. The `champion` alias serves /score and "
+    "`commuter score`; it moves only through the promotion gates (`commuter train`, `commuter "
+    "promote`) or `commuter rollback`. Each version carries its policy, certificate, validation "
+    "figures, code version, gate outcomes and a model card (model_card.md in its run)."
+)
+_opened: set[str] = set()
+
+
+def lock_path(uri: str | None = None) -> Path:
+    """`<db>.lock` beside a SQLite store; for other stores a per-URI file in the temp directory
+    (which serialises the processes of one machine only)."""
+    uri = uri or mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///").split("?")[0] + ".lock")
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"commuter-badge-{digest}.lock"
+
+
+@contextlib.contextmanager
+def store_lock(uri: str | None = None) -> Iterator[None]:
+    """An exclusive lock across processes on the store at `uri`; blocks until it is free."""
+    path = lock_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
 
 def configure(tracking_uri: str | None = None) -> str:
-    """Point MLflow tracking and registry at the configured store (default sqlite:///mlflow.db)."""
+    """Point MLflow tracking and registry at the configured store (default sqlite:///mlflow.db),
+    creating its tables under the store lock if it is new."""
     uri = tracking_uri or load_settings().tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -36,6 +80,13 @@ def configure(tracking_uri: str | None = None) -> str:
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    if uri not in _opened:
+        with store_lock(uri):
+            # Both stores run their migrations on first open; one process at a time.
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        _opened.add(uri)
     return uri
 
 
@@ -46,13 +97,21 @@ def resolve_version(uri: str) -> str:
         try:
             return str(client.get_model_version_by_alias(m.group(1), m.group(2)).version)
         except MlflowException:
+            # Name the store: a mistyped MLFLOW_TRACKING_URI opens a new, empty one.
             raise ModelError(
-                f"no model version has alias '{m.group(2)}' in registered model '{m.group(1)}'; "
-                "train one first (`commuter train ...`)"
+                f"no model version has alias '{m.group(2)}' in registered model '{m.group(1)}' "
+                f"in the MLflow store {_shown(mlflow.get_registry_uri())} (MLFLOW_TRACKING_URI); "
+                "train one first (`commuter train ...`) or point MLFLOW_TRACKING_URI at the store "
+                "it used"
             ) from None
     if m := re.fullmatch(r"models:/([^/@]+)/(\d+)", uri):
         return m.group(2)
     return ""
+
+
+def _shown(uri: str) -> str:
+    """A store URI fit for a message: any password replaced."""
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", uri)
 
 
 def load_model(uri: str | None = None, *, version: str | None = None) -> CommuterModel:
@@ -87,8 +146,22 @@ def champion_version() -> str | None:
 
 
 def experiment_id() -> str:
-    exp = mlflow.set_experiment(EXPERIMENT)
+    with store_lock():
+        exp = mlflow.set_experiment(EXPERIMENT)
     return exp.experiment_id
+
+
+def ensure_registered_model() -> None:
+    """Create the registered model with its description (under the lock), or add a missing one."""
+    client = MlflowClient()
+    with store_lock():
+        try:
+            model = client.get_registered_model(MODEL_NAME)
+        except MlflowException:
+            client.create_registered_model(MODEL_NAME, description=MODEL_DESCRIPTION)
+            return
+        if not model.description:
+            client.update_registered_model(MODEL_NAME, description=MODEL_DESCRIPTION)
 
 
 def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
