@@ -1,24 +1,46 @@
-"""Running the feature query: DuckDB on trip files (batch), SQLite or DuckDB on in-memory trips."""
+"""Running the feature query: DuckDB on trip files (batch), SQLite or DuckDB on in-memory trips.
+
+Batch builds run under a memory cap (`memory_cap`: COMMUTER_DUCKDB_MEMORY, else half the
+machine's memory) and spill to a temporary directory that is removed afterwards. DuckDB spills
+most operators, but one query over a whole large month still ran out of memory at a 3200 MB
+cap, so a large input is split into person partitions (`person_part`: a hash of the id), each
+run as the ordinary feature query (checked the same way, one partition at a time), and the
+parts are joined in id order: the output is the one the single query gives. The partition count
+comes from the input's size and the cap (`BatchPlan`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from commuter_badge.atomic import atomic_write
+from commuter_badge.errors import CommuterError, UserError
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
-from commuter_badge.features.read import connect, register_trips, reporting_bad_rows
+from commuter_badge.features.read import (
+    SUFFIXES,
+    connect,
+    discover,
+    register_trips,
+    reporting_bad_rows,
+)
 from commuter_badge.features.sql import HASH_CLASH, Window, feature_sql
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS, load_settings
 
-BATCH_MEMORY = "3200MB"
 _TRIPS_SCHEMA = pa.schema(
     [
         ("person_id", pa.string()),
@@ -29,11 +51,145 @@ _TRIPS_SCHEMA = pa.schema(
         ("region", pa.string()),
     ]
 )
+MEMORY_SETTING = "COMMUTER_DUCKDB_MEMORY"
+# DuckDB working memory per input crossing when one query holds a whole month: 7.3 GB peak for
+# 75.6M crossings (issue 18). A partition is sized to need at most half the cap by that measure.
+BYTES_PER_CROSSING = 100
+# A CSV crossing is about 80 bytes of text; Parquet files say their row count.
+CSV_BYTES_PER_CROSSING = 40
+MAX_PARTITIONS = 256
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 
 
-def _batch_connect() -> duckdb.DuckDBPyConnection:
-    # DuckDB would otherwise take 80% of RAM; past this it spills to a temporary directory.
-    return connect(memory_limit=load_settings().duckdb_memory or BATCH_MEMORY)
+class FeatureMemoryError(CommuterError, MemoryError):
+    """The feature build needed more memory or temporary disk than it was given."""
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: physical memory, or a lower cgroup limit."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            total = min(total, int(Path(limit).read_text().strip()))
+    return total
+
+
+def memory_cap() -> str:
+    """DuckDB's memory cap for batch features: COMMUTER_DUCKDB_MEMORY, else half of
+    `machine_memory()` (DuckDB alone would take 80% and leave too little for pandas and
+    LightGBM). Logged with training runs."""
+    return load_settings().duckdb_memory or f"{machine_memory() // 2 // 2**20}MiB"
+
+
+def cap_bytes(cap: str) -> int:
+    """The cap in bytes ('3200MB', '12GB', '11.5GiB'); a clear error naming the setting."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", cap)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise UserError(
+            f"{MEMORY_SETTING}={cap!r} is not a memory size; write it like 3200MB, 12GB or 8GiB"
+        )
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _readable(n: int) -> str:
+    return f"{n / 10**9:.1f} GB" if n >= 10**9 else f"{n / 10**6:.0f} MB"
+
+
+def crossings_in(files: Iterable[Path]) -> int:
+    """Crossings at `files`, for sizing partitions: Parquet footers' row counts, CSV by size."""
+    total = 0
+    for f in files:
+        if SUFFIXES[f.suffix.lower()] == "parquet":
+            try:
+                total += pq.ParquetFile(f).metadata.num_rows
+            except (OSError, pa.ArrowException):
+                total += f.stat().st_size // CSV_BYTES_PER_CROSSING  # unreadable: reported later
+        else:
+            total += f.stat().st_size // CSV_BYTES_PER_CROSSING
+    return total
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a batch build runs: the memory cap, the input's size and the person partitions."""
+
+    cap: str
+    crossings: int
+    partitions: int
+
+    @classmethod
+    def for_path(cls, path: str | Path, partitions: int | None = None) -> BatchPlan:
+        cap = memory_cap()
+        crossings = crossings_in(discover(path))
+        if partitions is None:
+            need = crossings * BYTES_PER_CROSSING / (cap_bytes(cap) / 2)
+            partitions = min(MAX_PARTITIONS, max(1, math.ceil(need)))
+        return cls(cap, crossings, partitions)
+
+    def describe(self) -> str:
+        parts = f", {self.partitions} person partitions" if self.partitions > 1 else ""
+        return f"DuckDB memory cap {_readable(cap_bytes(self.cap))} ({MEMORY_SETTING}){parts}"
+
+    def parts(self) -> list[tuple[int, int] | None]:
+        """What `register_trips` takes for each partition (None: the whole input at once)."""
+        if self.partitions == 1:
+            return [None]
+        return [(k, self.partitions) for k in range(self.partitions)]
+
+
+@contextlib.contextmanager
+def _batch_connection(plan: BatchPlan) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+    """A capped connection spilling to its own temporary directory, removed on the way out,
+    also after a failure."""
+    spill = Path(tempfile.mkdtemp(prefix="commuter-duckdb-"))
+    con = connect(memory_limit=plan.cap)
+    try:
+        con.execute(f"SET temp_directory = {_quote(spill)}")
+        yield con, spill
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _said(con, files: list[Path], plan: BatchPlan, spill: Path) -> Iterator[None]:
+    """Around one batch query: a bad row, a hash clash, running out of memory or of temporary
+    disk each become one clear error (out-of-memory names the setting to change)."""
+    with reporting_bad_rows(con, files), _resource_errors(plan, spill):
+        try:
+            yield
+        except duckdb.InvalidInputException as exc:
+            if HASH_CLASH in str(exc):
+                raise RuntimeError(HASH_CLASH) from None
+            raise
+
+
+@contextlib.contextmanager
+def _resource_errors(plan: BatchPlan, spill: Path) -> Iterator[None]:
+    try:
+        yield
+    except duckdb.OutOfMemoryException:
+        need = _readable(plan.crossings * BYTES_PER_CROSSING)
+        raise FeatureMemoryError(
+            f"features ran out of memory at the DuckDB cap of {_readable(cap_bytes(plan.cap))} "
+            f"for about {plan.crossings:,} crossings; raise {MEMORY_SETTING} (e.g. "
+            f"{MEMORY_SETTING}=8GB; one pass over this input holds about {need}; this machine "
+            f"has {_readable(machine_memory())}) or free memory; nothing was written"
+        ) from None
+    except duckdb.Error as exc:
+        text = str(exc).lower()
+        if "no space left on device" not in text and "disk space" not in text:
+            raise
+        raise FeatureMemoryError(
+            f"features ran out of disk space spilling to {spill.parent} beyond the DuckDB cap "
+            f"of {_readable(cap_bytes(plan.cap))}; free disk space there, point TMPDIR at a "
+            f"larger disk, or raise {MEMORY_SETTING} so less is spilled; nothing was written"
+        ) from None
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _duckdb_sql(trips: str, window: Window, *, files: bool = False) -> str:
@@ -45,8 +201,8 @@ def _duckdb_sql(trips: str, window: Window, *, files: bool = False) -> str:
 
 def _run(
     con: duckdb.DuckDBPyConnection, trips: str, window: Window, *, files: bool = False
-) -> pd.DataFrame:
-    return to_frame(con.sql(_duckdb_sql(trips, window, files=files)).to_arrow_table())
+) -> pa.Table:
+    return con.sql(_duckdb_sql(trips, window, files=files)).to_arrow_table()
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
@@ -67,45 +223,74 @@ def build_features(
     path: str | Path,
     as_of: dt.date,
     window_days: int = DEFAULT_WINDOW_DAYS,
-    con: duckdb.DuckDBPyConnection | None = None,
+    partitions: int | None = None,
 ) -> pd.DataFrame:
-    """One row per person seen at `path` in the window before `as_of`: id, features, context."""
-    con = con or _batch_connect()
-    files = register_trips(con, path, "trips")
-    with reporting_bad_rows(con, files):
-        return _run(con, "trips", Window(as_of, window_days), files=True)
+    """One row per person seen at `path` in the window before `as_of`: id, features, context,
+    in id order. `partitions` overrides the plan's partition count (the result is the same).
+
+    DuckDB stays under the cap; the returned table itself lives outside it (about 0.3 KB a
+    person as pandas, see the README's Performance section)."""
+    plan = BatchPlan.for_path(path, partitions)
+    window = Window(as_of, window_days)
+    tables = []
+    with _batch_connection(plan) as (con, spill):
+        for part in plan.parts():
+            files = register_trips(con, path, "trips", part)
+            with _said(con, files, plan, spill):
+                tables.append(_run(con, "trips", window, files=True))
+    table = pa.concat_tables(tables)
+    # each part is in id order; together they are put in id order as the single query would
+    return to_frame(table.sort_by("person_id") if len(tables) > 1 else table)
 
 
 def write_features(
-    path: str | Path, as_of: dt.date, out: str | Path, window_days: int = DEFAULT_WINDOW_DAYS
+    path: str | Path,
+    as_of: dt.date,
+    out: str | Path,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    plan: BatchPlan | None = None,
 ) -> int:
     """`commuter features`: the table `build_features` returns, written by DuckDB straight to
-    `out` (.parquet or .csv, atomically) without a round trip through pandas; returns persons."""
+    `out` (.parquet or .csv, atomically) without a round trip through pandas; returns persons.
+
+    With several partitions each is written to the spill directory first and the parts are
+    copied to `out` in id order; on any failure `out` is untouched and no temp file is left."""
     suffix = Path(out).suffix.lower()
     formats = {".parquet": "FORMAT parquet", ".pq": "FORMAT parquet", ".csv": "FORMAT csv, HEADER"}
     if suffix not in formats:
         raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv or .parquet")
-    con = _batch_connect()
-    files = register_trips(con, path, "trips")
-    sql = _duckdb_sql("trips", Window(as_of, window_days), files=True)
+    plan = plan or BatchPlan.for_path(path)
+    window = Window(as_of, window_days)
     columns = ", ".join((*FEATURE_NAMES, *CONTEXT_COLUMNS))
-    query = (
-        f"SELECT CASE WHEN person_id IS NULL THEN error('{HASH_CLASH}') ELSE person_id END "
-        f"AS person_id, {columns} FROM ({sql}) f ORDER BY 1"
-    )
 
-    def copy(tmp: Path) -> None:
-        target = "'" + str(tmp).replace("'", "''") + "'"
-        rows.append(con.execute(f"COPY ({query}) TO {target} ({formats[suffix]})").fetchone()[0])
+    def query() -> str:
+        sql = _duckdb_sql("trips", window, files=True)
+        return (
+            f"SELECT CASE WHEN person_id IS NULL THEN error('{HASH_CLASH}') ELSE person_id END "
+            f"AS person_id, {columns} FROM ({sql}) f ORDER BY 1"
+        )
 
     rows: list[int] = []
-    with reporting_bad_rows(con, files):
-        try:
+    with _batch_connection(plan) as (con, spill):
+        final = None
+        if plan.partitions > 1:
+            for part in plan.parts():
+                files = register_trips(con, path, "trips", part)
+                target = _quote(spill / f"part-{part[0]:04d}.parquet")
+                with _said(con, files, plan, spill):
+                    con.execute(f"COPY ({query()}) TO {target} (FORMAT parquet)")
+            final = f"SELECT * FROM read_parquet({_quote(spill / 'part-*.parquet')}) ORDER BY 1"
+        else:
+            files = register_trips(con, path, "trips")
+
+        def copy(tmp: Path) -> None:
+            sql = final or query()
+            rows.append(
+                con.execute(f"COPY ({sql}) TO {_quote(tmp)} ({formats[suffix]})").fetchone()[0]
+            )
+
+        with _said(con, files, plan, spill):
             atomic_write(out, copy)
-        except duckdb.InvalidInputException as exc:
-            if HASH_CLASH in str(exc):
-                raise RuntimeError(HASH_CLASH) from None
-            raise
     return rows[0]
 
 
@@ -153,7 +338,7 @@ def features_from_trips(
     con = con or connect(threads=1)
     con.register("request_trips", table)
     try:
-        return _run(con, "request_trips", window)
+        return to_frame(_run(con, "request_trips", window))
     finally:
         con.unregister("request_trips")
 

@@ -275,7 +275,16 @@ def _distinct(source: str, columns: tuple[str, ...]) -> str:
     return f"SELECT {norm} FROM (SELECT {raw} FROM {source} GROUP BY {raw})"
 
 
-def file_views_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str, str]:
+def person_part(id_sql: str, part: tuple[int, int]) -> str:
+    """SQL true when the person `id_sql` falls in partition `part` = (k, n): the high half of the
+    id's hash modulo n, so a person's rows, id and sites all land in the same one of n parts."""
+    k, n = part
+    return f"(hash({id_sql}) >> 32) % {int(n)} = {int(k)}"
+
+
+def file_views_sql(
+    con: duckdb.DuckDBPyConnection, path: Path, part: tuple[int, int] | None = None
+) -> tuple[str, str, str]:
     """SQL for one file's normalised rows, distinct ids and distinct sites; each stops the query
     on a value that breaks the contract.
 
@@ -283,9 +292,12 @@ def file_views_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str
     every row to apply its window, and only that scan reads `direction`). Ids, sites and modes
     are checked once per distinct value, in the id and site lists the feature query reads. So
     the scans that build features also validate every row, and `reporting_bad_rows` turns a
-    stop into the full message.
+    stop into the full message. With `part`, all three hold only that partition's persons
+    (filtered before grouping), so every row is still checked, in exactly one partition.
     """
     source, ts_sql = _source(con, path)
+    if part is not None:
+        source = f"(SELECT * FROM {source} WHERE {person_part(_NORMALISED['person_id'], part)})"
     rows = (
         f"SELECT person_id, {_guarded('t', ('ts', 'direction'))} AS t, "
         f"direction, mode, site_id, region FROM (SELECT {_normalised(ts_sql)} FROM {source})"
@@ -302,13 +314,17 @@ def file_views_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str
 
 
 def register_trips(
-    con: duckdb.DuckDBPyConnection, path: str | Path, name: str = "trips"
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    name: str = "trips",
+    part: tuple[int, int] | None = None,
 ) -> list[Path]:
     """Check the columns of every file at `path` and create the views `name` (normalised rows),
     `name`_ids (their ids) and `name`_sites (their site, mode, region triples) over them. The
-    two lists may repeat a value (once per file, or raw spellings that normalise alike)."""
+    two lists may repeat a value (once per file, or raw spellings that normalise alike).
+    `part` = (k, n) restricts all three to the k-th of n person partitions (`person_part`)."""
     files = discover(path)
-    parts = [file_views_sql(con, f) for f in files]
+    parts = [file_views_sql(con, f, part) for f in files]
     for k, suffix in enumerate(("", "_ids", "_sites")):
         union = " UNION ALL ".join(p[k] for p in parts)
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name}{suffix} AS {union}")
