@@ -24,6 +24,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from commuter_badge.features.build import memory_cap
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.workdays import calendar_params
 from commuter_badge.models import card, promotion, provenance, registry, tuning
@@ -164,6 +165,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
                 "labels_without_trips_share": round(labelled.labels_without_trips_share, 6),
                 "persons_without_label": labelled.persons_without_label,
                 "tune_trials": tune,
+                "duckdb_memory_cap": memory_cap(),  # features were built under this cap
             }
         )
         mlflow.log_input(
