@@ -95,15 +95,16 @@ def features(
     day = parse_date(as_of)
     start = time.perf_counter()
     if engine == "duckdb":
-        from commuter_badge.features.build import write_features
+        from commuter_badge.features.build import BatchPlan, write_features
         from commuter_badge.features.coverage import check_coverage
 
         with status("checking coverage"):
             coverage = check_coverage(trips, day, window_days)  # no crossing in the window: error
         for text in coverage.warnings:
             err.print(f"warning: {text}")
+        plan = BatchPlan.for_path(trips)  # the memory cap and person partitions, said below
         with status("building features"):
-            n = write_features(trips, day, out_file, window_days)
+            n = write_features(trips, day, out_file, window_days, plan=plan)
     elif engine == "spark":
         from commuter_badge.features.spark import write_spark_features
 
@@ -113,4 +114,6 @@ def features(
         return
     else:
         raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
-    out.print(f"{n:,} persons -> {out_file} ({time.perf_counter() - start:.1f} s)")
+    out.print(
+        f"{n:,} persons -> {out_file} ({time.perf_counter() - start:.1f} s, {plan.describe()})"
+    )
