@@ -1,0 +1,316 @@
+"""The review store on SQLite and on a real PostgreSQL: append-only, chained, serialised, private.
+
+Tampering is done the way an operator would do it behind the project's back: the `sqlite3` shell
+and `psql`, dropping the append-only triggers first, then UPDATE or DELETE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from commuter_badge.serving.reviews import (
+    EVIDENCE_CODES,
+    HASHED,
+    ReviewRequest,
+    ReviewStore,
+    a_year_after,
+    chain_hash,
+    local_today,
+)
+from tests.postgres import fresh_database, postgres_cluster
+
+TODAY = local_today()
+
+
+def request(person_id: str = "p1", decision: str = "grant", **extra) -> ReviewRequest:
+    body = {
+        "person_id": person_id,
+        "decision": decision,
+        "reason": "residence and employment proof checked",
+        "evidence": ["residence_permit", "employment_contract"],
+        "reviewer": "xianghe-community-07",
+        "valid_until": (TODAY + dt.timedelta(days=30)).isoformat(),
+        **extra,
+    }
+    return ReviewRequest.model_validate_json(json.dumps(body))
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+class Backend:
+    """A fresh store URL and a way to run SQL on it behind the project's back."""
+
+    def __init__(self, kind: str, tmp_path: Path, pg=None, name: str = "") -> None:
+        self.kind = kind
+        if kind == "sqlite":
+            self.path = tmp_path / "reviews.db"
+            self.url = f"sqlite:///{self.path}"
+        else:
+            self.pg = pg
+            self.url = fresh_database(pg, name)
+            self.db = name
+
+    def sql(self, statement: str) -> str:
+        if self.kind == "sqlite":
+            done = subprocess.run(
+                ["sqlite3", str(self.path), statement], capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.strip())
+            return done.stdout.strip()
+        db_pg = type(self.pg)(url=self.url, bin=self.pg.bin, port=self.pg.port)
+        return _psql_on(db_pg, self.db, statement)
+
+    def drop_triggers(self) -> None:
+        if self.kind == "sqlite":
+            self.sql("DROP TRIGGER reviews_no_update; DROP TRIGGER reviews_no_delete;")
+        else:
+            self.sql("DROP TRIGGER reviews_no_update_delete ON reviews")
+
+
+def _psql_on(pg, db: str, statement: str) -> str:
+    psql = pg.bin / "psql" if (pg.bin / "psql").exists() else Path(shutil.which("psql"))
+    done = subprocess.run(
+        [str(psql), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d", db,
+         "-v", "ON_ERROR_STOP=1", "-qAt", "-c", statement],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip())
+    return done.stdout.strip()
+
+
+_counter = iter(range(10**6))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    if request.param == "sqlite":
+        if shutil.which("sqlite3") is None:
+            pytest.skip("the sqlite3 shell is not installed (apt-get install sqlite3)")
+        return Backend("sqlite", tmp_path)
+    pg = request.getfixturevalue("pg")
+    return Backend("postgresql", tmp_path, pg, name=f"reviews_{next(_counter)}")
+
+
+def filled(backend: Backend, n: int = 5) -> ReviewStore:
+    store = ReviewStore(backend.url)
+    for i in range(n):
+        store.add(request(f"p{i % 3}", "grant" if i % 2 == 0 else "revoke"))
+    return store
+
+
+# --- behaviour on both backends -----------------------------------------------------------------
+
+
+def test_appends_chain_and_latest_in_force_wins(backend):
+    store = filled(backend, 5)
+    report = store.verify()
+    assert report.ok, report.problem
+    assert report.n_reviews == 5
+    history = store.history("p0")
+    assert [r.seq for r in history] == sorted(r.seq for r in history), "oldest first"
+    assert [r.decision for r in history] == ["grant", "revoke"], "p0 got reviews #1 and #4"
+    found = store.in_force(["p0", "p1", "nobody"])
+    assert found["p0"].decision == "revoke", "the latest review wins"
+    assert "nobody" not in found
+    assert store.counts()["grant"] == 3
+    assert store.counts()["revoke"] == 2
+
+
+def test_expired_review_is_not_in_force(backend):
+    store = ReviewStore(backend.url)
+    store.add(request("p1", "grant", valid_until=TODAY.isoformat()))
+    assert "p1" in store.in_force(["p1"], TODAY), "in force through its valid_until day"
+    assert "p1" not in store.in_force(["p1"], TODAY + dt.timedelta(days=1)), "expired next day"
+
+
+def test_triggers_refuse_update_and_delete(backend):
+    filled(backend, 2)
+    with pytest.raises(RuntimeError, match="append-only"):
+        backend.sql("UPDATE reviews SET decision = 'revoke' WHERE seq = 1")
+    with pytest.raises(RuntimeError, match="append-only"):
+        backend.sql("DELETE FROM reviews WHERE seq = 2")
+
+
+def test_update_behind_the_back_is_named(backend):
+    store = filled(backend, 5)
+    backend.drop_triggers()
+    backend.sql("UPDATE reviews SET decision = 'grant' WHERE seq = 4")
+    report = store.verify()
+    assert not report.ok
+    assert "review #4" in report.problem, report.problem
+    assert "edited" in report.problem, report.problem
+
+
+def test_update_with_recomputed_hash_breaks_the_next_link(backend):
+    store = filled(backend, 5)
+    third = store.history("p2")[0]
+    assert third.seq == 3
+    record = {k: getattr(third, k) for k in HASHED} | {"reason": "forged"}
+    forged = chain_hash(record)
+    backend.drop_triggers()
+    backend.sql(f"UPDATE reviews SET reason = 'forged', hash = '{forged}' WHERE seq = 3")
+    report = store.verify()
+    assert not report.ok
+    assert "review #4" in report.problem, report.problem
+    assert "#3 was altered" in report.problem, report.problem
+
+
+def test_delete_in_the_middle_is_named(backend):
+    store = filled(backend, 5)
+    backend.drop_triggers()
+    backend.sql("DELETE FROM reviews WHERE seq = 2")
+    report = store.verify()
+    assert not report.ok
+    assert "review #2 is missing" in report.problem, report.problem
+
+
+def test_delete_of_the_last_review_is_detected(backend):
+    store = filled(backend, 5)
+    backend.drop_triggers()
+    backend.sql("DELETE FROM reviews WHERE seq = 5")
+    report = store.verify()
+    assert not report.ok
+    assert "ends at review #4" in report.problem, report.problem
+
+
+def _append_many(url: str, worker: int, n: int) -> None:
+    store = ReviewStore(url)
+    for i in range(n):
+        store.add(request(f"w{worker}-{i}"))
+    store.close()
+
+
+def test_concurrent_writers_never_fork_the_chain(backend):
+    ReviewStore(backend.url).close()  # migrated once; the writers race on appends
+    workers, each = 4, 25
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(backend.url, w, each)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    store = ReviewStore(backend.url)
+    report = store.verify()
+    assert report.ok, report.problem
+    assert report.n_reviews == workers * each, "no review lost"
+    ids = {r.person_id for r in store.all()}
+    assert len(ids) == workers * each, "no review duplicated"
+
+
+def test_fresh_store_opened_by_several_workers_at_once_migrates_once(backend):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(backend.url, w, 2)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    report = ReviewStore(backend.url).verify()
+    assert report.ok, report.problem
+    assert report.n_reviews == 6
+
+
+def test_migrations_are_recorded_and_idempotent(backend):
+    ReviewStore(backend.url).close()
+    ReviewStore(backend.url).close()
+    assert backend.sql("SELECT version_num FROM alembic_version") == "0001"
+    assert backend.sql("SELECT seq FROM chain_head") == "0"
+
+
+# --- SQLite specifics, validation, the hash ---------------------------------------------------
+
+
+def test_sqlite_files_are_owner_only_and_wal(tmp_path):
+    path = tmp_path / "private" / "reviews.db"
+    store = ReviewStore(f"sqlite:///{path}")
+    store.add(request())
+    files = [p for p in path.parent.iterdir() if p.name.startswith("reviews.db")]
+    assert {p.name for p in files} >= {"reviews.db", "reviews.db-wal", "reviews.db-shm"}
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, f"{p.name} is readable by others"
+    mode = subprocess.run(
+        ["sqlite3", str(path), "PRAGMA journal_mode"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert mode == "wal"
+
+
+def test_store_holds_nothing_but_the_review_fields(tmp_path):
+    store = ReviewStore(f"sqlite:///{tmp_path / 'r.db'}")
+    store.add(request())
+    columns = subprocess.run(
+        ["sqlite3", str(tmp_path / "r.db"), "SELECT name FROM pragma_table_info('reviews')"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert set(columns) == set(HASHED) | {"hash"}, "no document or personal column"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"decision": "maybe"}, "decision"),
+        ({"evidence": ["passport_scan"]}, "evidence"),
+        ({"evidence": []}, "evidence"),
+        ({"evidence": ["rail_pass", "rail_pass"]}, "evidence"),
+        ({"reason": "x" * 501}, "reason"),
+        ({"reason": ""}, "reason"),
+        ({"reviewer": ""}, "reviewer"),
+        ({"reviewer": "   "}, "reviewer"),
+        ({"valid_until": (TODAY - dt.timedelta(days=1)).isoformat()}, "valid_until"),
+        ({"valid_until": (a_year_after(TODAY) + dt.timedelta(days=1)).isoformat()}, "valid_until"),
+        ({"valid_until": "next week"}, "valid_until"),
+        ({"person_id": ""}, "person_id"),
+        ({"document": "base64..."}, "document"),
+    ],
+)
+def test_validation_names_the_field(change, field):
+    with pytest.raises(ValidationError) as info:
+        request(**change)
+    assert info.value.errors()[0]["loc"][0] == field, info.value.errors()
+
+
+def test_validation_accepts_the_edges():
+    assert request(valid_until=TODAY.isoformat()).valid_until == TODAY
+    assert request(valid_until=a_year_after(TODAY).isoformat()).valid_until == a_year_after(TODAY)
+    assert request(reason="x" * 500, evidence=list(EVIDENCE_CODES)).reason == "x" * 500
+
+
+_record = st.fixed_dictionaries(
+    {
+        "seq": st.integers(1, 10**6),
+        "case_id": st.uuids().map(str),
+        "person_id": st.text(min_size=1, max_size=20),
+        "decision": st.sampled_from(["grant", "revoke"]),
+        "reason": st.text(min_size=1, max_size=50),
+        "evidence": st.lists(st.sampled_from(list(EVIDENCE_CODES)), min_size=1, unique=True),
+        "reviewer": st.text(min_size=1, max_size=20),
+        "valid_until": st.dates().map(dt.date.isoformat),
+        "as_of": st.dates().map(dt.date.isoformat),
+        "recorded_at": st.datetimes().map(dt.datetime.isoformat),
+        "prev_hash": st.text("0123456789abcdef", min_size=64, max_size=64),
+    }
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(record=_record, field=st.sampled_from(HASHED), data=st.data())
+def test_any_change_of_a_hashed_field_changes_the_hash(record, field, data):
+    other = data.draw(_record.map(lambda r: r[field]).filter(lambda v: v != record[field]))
+    assert chain_hash(record) != chain_hash({**record, field: other}), field
