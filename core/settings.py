@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     duckdb_memory: str | None = Field(None, validation_alias="COMMUTER_DUCKDB_MEMORY")
     spark_master: str | None = Field(None, validation_alias="COMMUTER_SPARK_MASTER")
     debug: bool = Field(False, validation_alias="COMMUTER_DEBUG")
+    # The registry version a service's workers load; `commuter serve` sets it to the champion it
+    # found at start, so a restarted worker loads that version, not whatever the alias says now.
+    model_version: str | None = Field(None, validation_alias="COMMUTER_MODEL_VERSION")
 
     @field_validator("api_tokens", "reviewer_tokens", mode="before")
     @classmethod
@@ -62,7 +65,7 @@ class Settings(BaseSettings):
             return cls.model_fields[info.field_name].default
         return value
 
-    @field_validator("calendar", "duckdb_memory", "spark_master", mode="before")
+    @field_validator("calendar", "duckdb_memory", "spark_master", "model_version", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -4,8 +4,9 @@ A model certified under one holiday calendar is a different model from one certi
 another, so whoever checks readiness (an operator after adding next year's schedule, a deploy
 script) should see the calendar in the same answer. BentoML's own `/readyz` (driven by
 `__is_ready__`) stays in charge of the verdict; this ASGI middleware only replaces the body of a
-ready answer with JSON: `{"status": "ready", "calendar": {library_version, file_digest, years,
-...}}` (features/workdays.py `calendar_info`). A not-ready answer passes through unchanged.
+ready answer with JSON: `{"status": "ready", "model_version": "7", "calendar": {library_version,
+file_digest, years, ...}}` (features/workdays.py `calendar_info`; the model version is the one this
+worker serves, pinned when the service started). A not-ready answer passes through unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import bentoml
 from starlette.responses import JSONResponse
 
 from commuter_badge.features.workdays import calendar_info
@@ -46,6 +48,14 @@ class ReadyzCalendar:
 
         await self.app(scope, receive, relay)
         if ready:
-            await JSONResponse({"status": "ready", "calendar": calendar_info()})(
-                scope, receive, send
-            )
+            body = {
+                "status": "ready",
+                "model_version": _served_version(),
+                "calendar": calendar_info(),
+            }
+            await JSONResponse(body)(scope, receive, send)
+
+
+def _served_version() -> str | None:
+    """The model version this worker's service instance serves (None before it has one)."""
+    return getattr(bentoml.get_current_service(), "model_version", None)

@@ -9,6 +9,10 @@ environment). The server's processes run in the project root (`--working-dir`), 
 settings resolve relative to the caller's directory (the decision store, a SQLite tracking store)
 are made absolute first: the service reads the same stores `commuter score` writes. So is the
 holiday schedule file (`--calendar` / COMMUTER_CALENDAR), which every worker loads at its start.
+
+The champion alias is resolved to a version number once, here, and passed to the workers as
+COMMUTER_MODEL_VERSION: a worker BentoML restarts loads the same version as its siblings, whatever
+the alias says by then. A new champion is served after a restart (or a rolling restart).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from commuter_badge.models import registry
 from commuter_badge.serving.service import SERVICE_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +40,16 @@ def absolute_tracking_uri(uri: str, cwd: Path | None = None) -> str:
     return uri
 
 
+def pinned_model_version(given: str | None, tracking_uri: str) -> str | None:
+    """The one version every worker of this server loads, also after a restart: `given`
+    (COMMUTER_MODEL_VERSION) or the champion now; None without a champion (the workers then
+    wait for one)."""
+    if given:
+        return given
+    registry.configure(tracking_uri)
+    return registry.champion_version()
+
+
 def server_env(
     workers: int, base: dict[str, str] | None = None, calendar: str | Path | None = None
 ) -> dict[str, str]:
@@ -47,6 +62,8 @@ def server_env(
     if calendar := calendar or settings.calendar:
         env["COMMUTER_CALENDAR"] = str(Path(calendar).expanduser().absolute())
     env["MLFLOW_TRACKING_URI"] = absolute_tracking_uri(settings.tracking_uri)
+    if version := pinned_model_version(settings.model_version, env["MLFLOW_TRACKING_URI"]):
+        env["COMMUTER_MODEL_VERSION"] = version
     overrides = json.loads(env.get("BENTOML_CONFIG_OVERRIDES") or "{}")
     overrides.setdefault("services", {}).setdefault(SERVICE_NAME, {})["workers"] = int(workers)
     env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)

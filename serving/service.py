@@ -35,6 +35,7 @@ from commuter_badge.features.read import connect
 from commuter_badge.features.sql import Window
 from commuter_badge.features.workdays import CalendarRangeError, use_calendar
 from commuter_badge.serving.auth import RequestGuard
+from commuter_badge.serving.bento import bundled_model
 from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
 from commuter_badge.serving.readiness import ReadyzCalendar
 from commuter_badge.serving.schemas import (
@@ -53,6 +54,7 @@ from commuter_badge.serving.schemas import (
     ScoreResponse,
     problem,
 )
+from commuter_badge.settings import MODEL_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +240,17 @@ class BatchScorer:
             j.loop.call_soon_threadsafe(_settle, j.future, part)
 
 
+def model_to_serve(pinned: str | None) -> tuple[str | None, str | None]:
+    """(model URI, registry version) a worker loads: inside a Bento its bundled version; else the
+    version `commuter serve` pinned at start (COMMUTER_MODEL_VERSION), so every worker, restarted
+    or not, serves the same one; else (a bare `bentoml serve`, no champion at start) the champion."""
+    if (bundled := bundled_model()) is not None:
+        return bundled
+    if pinned:
+        return f"models:/{MODEL_NAME}/{pinned}", pinned
+    return None, None
+
+
 def _unavailable(what: str, message: str) -> JSONResponse:
     return JSONResponse(
         {"error": what, "message": message}, status_code=503, headers={"Retry-After": "10"}
@@ -265,6 +278,7 @@ class CommuterBadge:
         self.store = DecisionStore(settings.decisions_path)
         self._model: Any = None
         self._model_problem = "the model has not been loaded yet"
+        self._model_uri, self._model_version = model_to_serve(settings.model_version)
         self._model_lock = threading.Lock()
         self._next_model_attempt = 0.0
         self._load_model()
@@ -273,7 +287,7 @@ class CommuterBadge:
         self.scorer = BatchScorer()
 
     def _load_model(self) -> Any:
-        """The champion; without one, look again at most every MODEL_RETRY_SECONDS."""
+        """The pinned version (model_to_serve); without one, look again every MODEL_RETRY_SECONDS."""
         if self._model is not None:
             return self._model
         with self._model_lock:
@@ -282,7 +296,7 @@ class CommuterBadge:
             from commuter_badge.models.registry import load_model
 
             try:
-                model = load_model(None)
+                model = load_model(self._model_uri, version=self._model_version)
             except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet", not a crash
                 first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
                 self._model_problem = f"no model to serve: {first_line}"
@@ -294,6 +308,11 @@ class CommuterBadge:
             logger.info("serving model version %s (threshold %.4f)", model.version, model.threshold)
             self._model = model
             return model
+
+    @property
+    def model_version(self) -> str | None:
+        """The registry version this worker serves; /readyz and every /score answer say it."""
+        return None if self._model is None else str(self._model.version)
 
     def __is_ready__(self) -> bool:
         return self._load_model() is not None and self.store.ready
