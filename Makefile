@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo
 DEMO_PERSONS ?= 20000
 
-.PHONY: install demo test lint bench java clean
+.PHONY: install demo test lint bench java postgresql clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,10 +22,17 @@ java:
 	  echo "installing a Java 17 runtime for Spark"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) >/dev/null; }
 
+# The review store's tests start a real PostgreSQL cluster (tests/postgres.py); install the server
+# (and the sqlite3 shell the tamper tests use) from the system's package manager when missing.
+postgresql:
+	@{ command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 && command -v sqlite3 >/dev/null || { \
+	  echo "installing PostgreSQL and the sqlite3 shell for the review store's tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql sqlite3) >/dev/null; }
+
 demo: $(STAMP)
 	$(BIN)/python -m commuter_badge.cli.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
 
-test: $(STAMP) java lint
+test: $(STAMP) java postgresql lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
