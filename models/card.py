@@ -16,9 +16,10 @@ MOST_IMPORTANT = 3  # features shown when describing whom the model gets wrong
 
 def _pct(x: object) -> str:
     try:
-        return f"{float(x):.2%}"
+        value = float(x)
     except (TypeError, ValueError):
         return "n/a"
+    return "n/a" if value != value else f"{value:.2%}"  # NaN: no person of that class
 
 
 def version_description(tags: dict, decision: str) -> str:
@@ -48,7 +49,7 @@ def _errors_table(val: pd.DataFrame, column: str, wrong: pd.Series, base: pd.Ser
         if n_wrong:
             rows.append((str(value) or "(empty)", n_wrong, len(part), n_wrong / len(part)))
     rows.sort(key=lambda r: -r[1])
-    lines = [f"| {column} | wrong | of | share |", "|---|---|---|---|"]
+    lines = [f"| {column} | wrong | of (same label) | share |", "|---|---|---|---|"]
     lines += [f"| {v} | {w} | {n} | {s:.2%} |" for v, w, n, s in rows[:6]]
     return "\n".join(lines) if rows else "(none)"
 
@@ -118,6 +119,8 @@ Promotion decision: {decision}
 {chr(10).join(slice_lines)}
 
 ## Whom it gets wrong (validation)
+Against the (noisy) labels: a "non-commuter" with a badge may be a mislabelled commuter.
+
 Non-commuters given a badge: {int(fp.sum())} of {int((y == 0).sum())}; typical
 {_typical(val, fp, top)} (all non-commuters: {_typical(val, y == 0, top)}).
 

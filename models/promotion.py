@@ -132,8 +132,18 @@ def validation_persons(run_id: str, version: str) -> pd.DataFrame:
 
 
 def champion_evidence(version: str, val: pd.DataFrame) -> Champion:
-    """The champion's policy and data date from its tags, and its badges on `val`."""
+    """The champion's policy and data date from its tags, and its badges on `val`.
+
+    A champion registered before versions carried these tags is read from its run's params (the
+    older training logged target_fpr, confidence, window_days and as_of there)."""
     tags = _tags(version)
+    if version_policy(tags) is None or version_as_of(tags) is None:
+        run_id = _client().get_model_version(MODEL_NAME, version).run_id
+        try:
+            params = _client().get_run(run_id).data.params if run_id else {}
+        except MlflowException:
+            params = {}
+        tags = {**params, **tags}
     try:
         model = registry.load_model(f"models:/{MODEL_NAME}/{version}")
         proba = model.predict_proba(val[["person_id", *FEATURE_NAMES]])

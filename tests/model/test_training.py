@@ -98,6 +98,10 @@ def test_champion_does_not_move_when_recall_is_worse(trained, tmp_path):
     # then it is registered but the champion alias stays where it was.
     assert result.version != champion.version, "a model with worse recall took the champion alias"
     assert not result.gates["recall_not_worse_than_champion"], f"recall gate passed: {result.gates}"
+    # A 0.3% target is another policy than the champion's 1%: refused for that, and recall at two
+    # different targets is not compared (the gate says skipped, never True).
+    assert str(result.gates["policy_matches_champion"]) == "False", result.gates
+    assert str(result.gates["recall_not_worse_than_champion"]) == "skipped", result.gates
 
 
 def test_too_few_negatives_is_a_clear_error(tmp_path):
