@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def phase_simulate(persons: int, as_of: str, out: str) -> None:
-    from commuter_badge.simulate.world import simulate_world, write_world
+    from commuter_badge.simulate import simulate_world, write_world
 
     write_world(simulate_world(persons, dt.date.fromisoformat(as_of), seed=12345), Path(out))
 
