@@ -158,6 +158,9 @@ def main() -> None:
             secs, rss, cpu, spilled = timed(fn, *fargs, spill=polled)
             left = _tree_bytes(spill)
             rows.append((copies, n, name, secs, cpu, rss, spilled, left, os.getloadavg()[0]))
+            print(
+                f"    {name}: {secs:.1f} s, peak RSS {rss:.2f} GiB, spill {spilled:,} B", flush=True
+            )
         shutil.rmtree(spill, ignore_errors=True)
     print(
         f"\n{'size':>5}{'crossings':>13}  {'phase':<16}{'wall s':>8}{'CPU s':>8}"
