@@ -59,10 +59,22 @@ def kernel(tmp_path, monkeypatch):
     return KERNEL
 
 
-def execute(path: Path, cwd: Path, kernel: str):
+def parameterise(nb, **params):
+    """What papermill does: a cell of assignments right after the one tagged `parameters`."""
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"expected one cell tagged 'parameters', found {len(tagged)}"
+    source = "\n".join(f"{name} = {value!r}" for name, value in params.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(tagged[0] + 1, cell)
+    return nb
+
+
+def execute(path: Path, cwd: Path, kernel: str, **params):
     """Run every cell in order on a fresh kernel; a failing cell raises CellExecutionError."""
     before = sorted(p.name for p in NOTEBOOKS.iterdir())
     nb = nbformat.read(path, as_version=4)
+    if params:
+        nb = parameterise(nb, **params)
     cwd.mkdir(parents=True, exist_ok=True)
     client = nbclient.NotebookClient(
         nb, kernel_name=kernel, timeout=600, resources={"metadata": {"path": str(cwd)}}
@@ -101,6 +113,36 @@ def test_explore_notebook_runs_and_draws(tmp_path, kernel):
     assert list((tmp_path / "cwd").iterdir()) == [], "notebook 01 wrote into its working directory"
 
 
+def test_explore_notebook_takes_papermill_parameters():
+    nb = nbformat.read(EXPLORE, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "notebook 01 needs exactly one cell tagged 'parameters'"
+    for name in ("TRIPS = None", "LABELS = None", "AS_OF = ", "WINDOW_DAYS = "):
+        assert name in tagged[0].source, f"parameter {name!r} missing (the default simulates)"
+
+
+@pytest.mark.slow
+def test_explore_notebook_reads_given_trips_and_labels(tmp_path, kernel):
+    """Pointed at a month of trips in the contract's format (here a simulated one written to
+    disk, read like real data: no archetypes), with another as_of."""
+    from commuter_badge.simulate.world import simulate_world, write_world
+
+    as_of = AS_OF.replace(day=AS_OF.day + 1)
+    paths = write_world(simulate_world(3_000, as_of, seed=9), tmp_path / "month")
+    nb, _ = execute(
+        EXPLORE,
+        tmp_path / "cwd",
+        kernel,
+        TRIPS=str(paths["trips"]),
+        LABELS=str(paths["labels"]),
+        AS_OF=as_of.isoformat(),
+    )
+    out = text(nb)
+    assert f"{paths['trips']}, as of {as_of}" in out, "the parameters were not used"
+    assert "labelled commuter" in out, "persons grouped by their label"
+    assert images(nb) >= 6, f"only {images(nb)} figures"
+
+
 @pytest.mark.slow
 def test_review_notebook_trains_a_demo_without_a_champion(tmp_path, kernel, isolated_stores):
     configured = Path(isolated_stores.removeprefix("sqlite:///"))
@@ -109,8 +151,10 @@ def test_review_notebook_trains_a_demo_without_a_champion(tmp_path, kernel, isol
     assert "no champion in this store -> demo model below" in out
     assert "digest matches the run: True" in out
     assert "contract §4 metrics all logged" in out
-    # logged figures, trade-off, calibration, slices, model vs rule baseline
-    assert images(nb) >= 5, f"only {images(nb)} figures"
+    assert "global SHAP view, largest mean |contribution|" in out, "no global SHAP view"
+    assert "shown as counts" in out, "small slices are not said to be counts"
+    # logged figures, trade-off, calibration, importance, SHAP, slices, model vs rule baseline
+    assert images(nb) >= 7, f"only {images(nb)} figures"
     assert not configured.exists(), "the demo must not write into the configured MLflow store"
 
 
