@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo
 DEMO_PERSONS ?= 20000
 
-.PHONY: install demo test lint bench java postgresql clean
+.PHONY: install demo test lint bench java postgresql clean chromium screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,10 +29,21 @@ postgresql:
 	  echo "installing PostgreSQL and the sqlite3 shell for the review store's tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql sqlite3) >/dev/null; }
 
+# The README's route through the MLflow UI is checked in headless Chromium (tests/ui/); install it
+# from the system's package manager when missing (`make screenshots` also needs it).
+chromium:
+	@{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || { \
+	  echo "installing Chromium for the MLflow UI route test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
+
+# Re-take docs/img/mlflow_*.png: a small training, `mlflow ui`, every page the README names.
+screenshots: $(STAMP) chromium
+	$(BIN)/python tools/mlflow_ui_screenshots.py
+
 demo: $(STAMP)
 	$(BIN)/python -m commuter_badge.cli.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
 
-test: $(STAMP) java postgresql lint
+test: $(STAMP) java postgresql chromium lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
