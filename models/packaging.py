@@ -64,15 +64,17 @@ def package_dirs(packages: Iterable[str]) -> dict[str, Path]:
 
 
 def lay_out(out: Path, dirs: Mapping[str, str | Path]) -> Path:
-    """Copy each package's `*.py` into `out` under its import path (`a.b` -> `out/a/b/`), as
-    installed; returns `out`. Anything already in `out` is replaced."""
+    """Copy each package's folder into `out` under its import path (`a.b` -> `out/a/b/`), as
+    installed: with its subpackages and data files (the reviews store's migrations and their
+    template), without caches; returns `out`. Anything already in `out` is replaced."""
     shutil.rmtree(out, ignore_errors=True)
     for package, folder in dirs.items():
         target = out.joinpath(*package.split("."))
-        target.mkdir(parents=True, exist_ok=True)
-        for source in sorted(Path(folder).glob("*.py")):
-            shutil.copy2(source, target / source.name)
+        shutil.copytree(folder, target, ignore=_NOT_INSTALLED, dirs_exist_ok=True)
     return out
+
+
+_NOT_INSTALLED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 
 def model_code(out: Path) -> Path:
