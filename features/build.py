@@ -5,8 +5,9 @@ machine's memory) and spill to a temporary directory that is removed afterwards.
 most operators, but one query over a whole large month still ran out of memory at a 3200 MB
 cap, so a large input is split into person partitions (`person_part`: a hash of the id), each
 run as the ordinary feature query (checked the same way, one partition at a time), and the
-parts are joined in id order: the output is the one the single query gives. The partition count
-comes from the input's size and the cap (`BatchPlan`).
+parts are joined in id order: the rows, their order and every value are the single query's (a
+Parquet file written from parts lacks DuckDB's not-null flag on n_modes and main_mode). The
+partition count comes from the input's size and the cap (`BatchPlan`).
 """
 
 from __future__ import annotations
