@@ -10,9 +10,15 @@ decisions (`commuter train`, `commuter score`), starts `commuter serve`'s server
 - single-person /score under N concurrent clients (latency and persons/s);
 - 50-person /score batches under N concurrent clients (persons/s);
 - /badge for 1,000 ids (latency);
+- the same concurrent loads (one Python load generator, N clients) on three services running side
+  by side, alternating round by round: ours; the floor (benchmarks/floor_service.py, a trivial
+  BentoML service with the same workers and one call to a small LightGBM model); and ours with
+  BentoML's adaptive batching (`batchable=True`, benchmarks/batchable_service.py) in place of the
+  hand-written BatchScorer. It prints the ratios: ours/floor (targets: throughput >= 0.90, p99
+  <= 1.5) and hand-written/batchable;
 - in-process floors for the same persons: feature query alone, booster predict alone.
 
-Targets on a 2-core machine: single-person p99 <= 15 ms sequential, >= 500 persons/s concurrent.
+Targets on a 2-core machine: single-person p99 <= 15 ms sequential.
 Client and server share the machine, so figures under concurrency include the client's CPU.
 """
 
@@ -131,31 +137,53 @@ def prepare(root: Path, env: dict[str, str], persons: int) -> None:
     )
 
 
-def start_server(root: Path, env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
+def free_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def start_server(root: Path, env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
+    """Our service, started as `commuter serve` starts it."""
+    port = free_port()
     code = f"from commuter_badge.serving.run import serve; serve(port={port}, workers={workers}, host='127.0.0.1')"
-    out = (root / "server.log").open("wb")
+    return _launch([sys.executable, "-c", code], env, root, port, "server")
+
+
+def start_bench_service(
+    root: Path, env: dict[str, str], target: str, name: str, workers: int
+) -> tuple[subprocess.Popen, str]:
+    """A comparison service from benchmarks/ (floor_service, batchable_service) with `workers`."""
+    port = free_port()
+    env = {
+        **env,
+        "BENTOML_CONFIG_OVERRIDES": json.dumps({"services": {name: {"workers": workers}}}),
+    }
+    bentoml = str(BIN / "bentoml")
+    here = str(Path(__file__).resolve().parent)
+    argv = [bentoml, "serve", target, "--working-dir", here, "--host", "127.0.0.1"]
+    return _launch([*argv, "--port", str(port)], env, root, port, name)
+
+
+def _launch(
+    argv: list[str], env: dict[str, str], root: Path, port: int, name: str
+) -> tuple[subprocess.Popen, str]:
+    log_path = root / f"{name}.log"
+    out = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=root,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        argv, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"server exited:\n{(root / 'server.log').read_text()[-3000:]}")
+            sys.exit(f"{name} exited:\n{log_path.read_text()[-3000:]}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                 return proc, url
         time.sleep(0.5)
     stop_server(proc)
-    sys.exit(f"server not ready in 120 s:\n{(root / 'server.log').read_text()[-3000:]}")
+    sys.exit(f"{name} not ready in 180 s:\n{log_path.read_text()[-3000:]}")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -197,8 +225,12 @@ def sequential(client: httpx.Client, path: str, bodies: list[bytes], n: int) -> 
 
 async def concurrent(
     url: str, path: str, bodies: list[bytes], n: int, clients: int
-) -> tuple[list[float], float]:
+) -> tuple[list[float], float, int]:
+    """n requests from `clients` concurrent clients in this one process: latencies of the 200s,
+    wall time, and how many answers were not 200 (counted, not raised: a dispatcher's 503 is a
+    result)."""
     lat: list[float] = []
+    errors = 0
     counter = iter(range(n))
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -207,17 +239,92 @@ async def concurrent(
     ) as client:
 
         async def worker() -> None:
+            nonlocal errors
             for i in counter:
                 t = time.perf_counter()
                 r = await client.post(path, content=bodies[i % len(bodies)])
-                lat.append(time.perf_counter() - t)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{path} answered {r.status_code}: {r.text[:300]}")
+                if r.status_code == 200:
+                    lat.append(time.perf_counter() - t)
+                else:
+                    errors += 1
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - start
-    return lat, wall
+    return lat, wall, errors
+
+
+def batchable_bodies(bodies: list[bytes]) -> list[bytes]:
+    """The same persons for benchmarks/batchable_service.py: each item carries its as_of."""
+    out = []
+    for b in bodies:
+        req = json.loads(b)
+        out.append(json.dumps({"persons": [{**p, "as_of": req["as_of"]} for p in req["persons"]]}))
+    return [o.encode() for o in out]
+
+
+def compare(
+    services: dict[str, str],
+    loads: dict[str, tuple[int, dict[str, list[bytes]]]],
+    clients: int,
+    rounds: int,
+) -> dict[tuple[str, str], list[dict]]:
+    """Every load on every service that has bodies for it, alternating services round by round so
+    that the machine's other work falls on all of them alike."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for k in range(rounds):
+        for load, (n, per_service) in loads.items():
+            order = list(per_service) if k % 2 == 0 else list(reversed(per_service))
+            for name in order:
+                log(f"round {k + 1}/{rounds}: {load} on {name}")
+                lat, wall, errors = asyncio.run(
+                    concurrent(services[name], "/score", per_service[name], n, clients)
+                )
+                persons = json.loads(per_service[name][0])["persons"]
+                runs.setdefault((load, name), []).append(
+                    {
+                        "rate": len(lat) * len(persons) / wall,
+                        "p50": pct(lat, 50) if lat else float("nan"),
+                        "p99": pct(lat, 99) if lat else float("nan"),
+                        "errors": errors,
+                        "lat": lat,
+                    }
+                )
+    return runs
+
+
+def comparison_rows(runs: dict[tuple[str, str], list[dict]]) -> tuple[list[dict], list[str]]:
+    rows, lines = [], []
+    for (load, name), rs in runs.items():
+        lat = [x for r in rs for x in r["lat"]]
+        rows.append(
+            row(
+                f"{load}: {name}",
+                lat,
+                statistics.median(r["rate"] for r in rs),
+                f"median of {len(rs)} rounds; {sum(r['errors'] for r in rs)} non-200",
+            )
+        )
+
+    def ratio(load: str, a: str, b: str, key: str) -> str:
+        if (load, a) not in runs or (load, b) not in runs:
+            return "-"
+        per_round = [x[key] / y[key] for x, y in zip(runs[(load, a)], runs[(load, b)], strict=True)]
+        spread = f"{min(per_round):.2f}..{max(per_round):.2f}"
+        return f"{statistics.median(per_round):.2f} (rounds {spread})"
+
+    single = next((load for load, _ in runs if "1 person" in load), None)
+    if single:
+        lines.append(
+            f"ours / floor, {single}: throughput {ratio(single, 'ours', 'floor', 'rate')} "
+            f"(target >= 0.90), p99 {ratio(single, 'ours', 'floor', 'p99')} (target <= 1.5)"
+        )
+    for load in dict.fromkeys(load for load, _ in runs):
+        lines.append(
+            f"hand-written BatchScorer / BentoML batchable, {load}: throughput "
+            f"{ratio(load, 'ours', 'batchable', 'rate')}, p99 {ratio(load, 'ours', 'batchable', 'p99')}"
+        )
+    return rows, lines
 
 
 def floors(env: dict[str, str], requests: list[dict], n: int) -> list[dict]:
@@ -267,6 +374,9 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=3000, help="persons in the simulated world")
     ap.add_argument("--keep", type=Path, help="prepare/reuse the world in this directory")
     ap.add_argument("--json", type=Path, help="also write the table as JSON here")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of the floor/batchable comparison"
+    )
     args = ap.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="service-bench-"))
@@ -311,7 +421,9 @@ def main() -> None:
 
     log(f"starting the server with {args.workers} worker(s)")
     proc, url = start_server(root, env, args.workers)
-    rows = []
+    rows: list[dict] = []
+    others: list[subprocess.Popen] = []
+    ratio_lines: list[str] = []
     try:
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
@@ -331,24 +443,47 @@ def main() -> None:
             log("/badge 1,000 ids sequential x100")
             lat = sequential(client, "/badge", [badge_body], 100)
             rows.append(row("/badge 1,000 ids, sequential", lat, None, "900 hits, 100 misses"))
-        log(f"/score 1 person, {args.concurrency} concurrent clients")
-        n = max(args.requests, 1000)
-        lat, wall = asyncio.run(concurrent(url, "/score", single_bodies, n, args.concurrency))
-        rows.append(row(f"/score 1 person, {args.concurrency} clients", lat, n / wall))
-        log(f"/score {args.batch} persons, {args.concurrency} clients")
+        single_load = f"/score 1 person, {args.concurrency} clients"
+        batch_load = f"/score {args.batch} persons, {args.concurrency} clients"
         n_batches = 4 * len(batch_bodies) * max(1, args.concurrency // len(batch_bodies))
-        lat, wall = asyncio.run(
-            concurrent(url, "/score", batch_bodies, n_batches, args.concurrency)
+        log("starting the floor (trivial BentoML + LightGBM) and the batchable variant")
+        floor_proc, floor_url = start_bench_service(
+            root, env, "floor_service:Floor", "floor", args.workers
         )
-        rows.append(
-            row(
-                f"/score {args.batch} persons, {args.concurrency} clients",
-                lat,
-                n_batches * args.batch / wall,
-            )
+        others.append(floor_proc)
+        batchable_proc, batchable_url = start_bench_service(
+            root, env, "batchable_service:Batchable", "commuter_badge_batchable", args.workers
         )
+        others.append(batchable_proc)
+        services = {"ours": url, "floor": floor_url, "batchable": batchable_url}
+        loads = {
+            single_load: (
+                max(args.requests, 1000),
+                {
+                    "ours": single_bodies,
+                    "floor": single_bodies,
+                    "batchable": batchable_bodies(single_bodies),
+                },
+            ),
+            batch_load: (
+                n_batches,
+                {
+                    "ours": batch_bodies,
+                    "floor": batch_bodies,
+                    "batchable": batchable_bodies(batch_bodies),
+                },
+            ),
+        }
+        for name, u in services.items():  # warm every worker before measuring
+            asyncio.run(concurrent(u, "/score", loads[single_load][1][name], 100, args.concurrency))
+        compared, ratio_lines = comparison_rows(
+            compare(services, loads, args.concurrency, args.rounds)
+        )
+        rows += compared
     finally:
         stop_server(proc)
+        for p in others:
+            stop_server(p)
     log("in-process floors")
     rows += floors(env, singles, 300)
 
@@ -364,8 +499,11 @@ def main() -> None:
             f"{fmt(r['p50_ms'], 8, '.1f')} {fmt(r['p99_ms'], 8, '.1f')} "
             f"{fmt(r['persons_per_s'], 10, '.0f')}  {r['note']}"
         )
+    print()
+    for line in ratio_lines:
+        print(line)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "ratios": ratio_lines}, indent=2))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 
