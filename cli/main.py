@@ -11,6 +11,7 @@ from commuter_badge.cli import (  # noqa: F401  (registers commands)
     data,
     lifecycle,
     modelling,
+    reviews,
     serve,
 )
 from commuter_badge.cli.app import app

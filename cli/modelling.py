@@ -154,6 +154,11 @@ def train(
         f"labels w/o trips  {result.labels_without_trips:,} "
         f"({result.labels_without_trips_share:.1%} of labels: no crossing in the window, not used)"
     )
+    if len(result.labels_by_file) > 1 or result.labels_from_reviews:
+        out.print(
+            f"labels by file    {', '.join(f'{Path(f).name} {n:,}' for f, n in result.labels_by_file)} "
+            f"({result.labels_from_reviews:,} from reviews)"
+        )
     if result.tuned:
         out.print("tuned             " + ", ".join(f"{k}={v:.4g}" for k, v in result.tuned.items()))
     failed = [k for k, v in result.gates.items() if str(v) == "False"]
@@ -273,4 +278,24 @@ def score(
     out.print(
         f"{counts} (model v{loaded.version or '?'}, threshold {loaded.threshold:.4f}, {engine}) "
         f"-> {out_file}{published} ({time.perf_counter() - start:.1f} s)"
+    )
+    if scored is not None:
+        report_overrides(scored, settings.reviews_url)
+
+
+def report_overrides(scored, reviews_url: str) -> None:
+    """How many of the batch's decisions /badge answers from a review instead (contract §5)."""
+    from commuter_badge.serving.reviews import open_existing, overridden
+
+    store = open_existing(reviews_url)
+    if store is None:
+        out.print("0 decisions overridden by reviews in force (no review store)")
+        return
+    try:
+        n, flipped = overridden(dict(zip(scored["person_id"], scored["badge"], strict=True)), store)
+    finally:
+        store.close()
+    out.print(
+        f"{n:,} decision{'s' if n != 1 else ''} overridden by reviews in force "
+        f"({flipped:,} with the other answer); /badge answers them from the review"
     )

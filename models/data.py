@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import build_features
@@ -34,6 +35,9 @@ class Labelled:
     window_days: int = DEFAULT_WINDOW_DAYS
     n_labels: int = 0  # distinct labelled persons over all label files
     warnings: tuple[str, ...] = ()  # coverage warnings, already logged
+    # Per label file, how many of the final labels it gave (after later files overrode it).
+    labels_by_file: tuple[tuple[str, int], ...] = ()
+    labels_from_reviews: int = 0  # of those, from `commuter reviews export` files
 
     @property
     def labels_without_trips_share(self) -> float:
@@ -60,12 +64,32 @@ def truth_beside(labels: Path) -> Path | None:
     return p if p.is_file() else None
 
 
+REVIEW_MARK = "case_id"  # the column `commuter reviews export` writes and month labels lack
+
+
+def is_review_export(path: Path) -> bool:
+    """A label file exported from the review store (it names each label's review)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return REVIEW_MARK in pq.read_schema(path).names
+    return REVIEW_MARK in pd.read_csv(path, nrows=0).columns
+
+
 def read_label_files(labels: str | Path | list) -> tuple[pd.DataFrame, list[Path]]:
     """All label files, later ones overriding earlier ones for the same person."""
+    y, paths, _ = counted_label_files(labels)
+    return y, paths
+
+
+def counted_label_files(
+    labels: str | Path | list,
+) -> tuple[pd.DataFrame, list[Path], list[int]]:
+    """As `read_label_files`, with how many of the final labels each file gave."""
     paths = [Path(p) for p in (labels if isinstance(labels, (list, tuple)) else [labels])]
-    frames = [read_labels(p) for p in paths]
+    frames = [read_labels(p).assign(_file=i) for i, p in enumerate(paths)]
     y = pd.concat(frames, ignore_index=True).drop_duplicates("person_id", keep="last")
-    return y.reset_index(drop=True), paths
+    kept = y["_file"].value_counts()
+    counts = [int(kept.get(i, 0)) for i in range(len(paths))]
+    return y.drop(columns="_file").reset_index(drop=True), paths, counts
 
 
 def labelled_features(
@@ -78,7 +102,10 @@ def labelled_features(
     for text in coverage.warnings:
         log.warning("%s", text)
     features = build_features(trips, as_of, window_days)
-    y, label_paths = read_label_files(labels)
+    y, label_paths, per_file = counted_label_files(labels)
+    for path, n in zip(label_paths, per_file, strict=True):
+        kind = "reviews" if is_review_export(path) else "labels"
+        log.info("%s: %d of the %d labels used (%s)", path.name, n, len(y), kind)
     frame = features.merge(y, on="person_id", how="inner", validate="one_to_one")
     if frame.empty:
         raise NoLabelledPersonsError(
@@ -104,4 +131,8 @@ def labelled_features(
         window_days=window_days,
         n_labels=len(y),
         warnings=coverage.warnings,
+        labels_by_file=tuple((str(p), n) for p, n in zip(label_paths, per_file, strict=True)),
+        labels_from_reviews=sum(
+            n for p, n in zip(label_paths, per_file, strict=True) if is_review_export(p)
+        ),
     )

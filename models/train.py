@@ -70,6 +70,8 @@ class TrainResult:
     labels_without_trips_share: float = 0.0
     warnings: tuple[str, ...] = ()
     tuned: dict = field(default_factory=dict)
+    labels_from_reviews: int = 0
+    labels_by_file: tuple[tuple[str, int], ...] = ()
 
 
 def _log_trial(number: int, params: dict, value: float, seconds: float, rounds: int) -> None:
@@ -164,6 +166,10 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
                 "labels_without_trips": labelled.labels_without_trips,
                 "labels_without_trips_share": round(labelled.labels_without_trips_share, 6),
                 "persons_without_label": labelled.persons_without_label,
+                "labels_from_reviews": labelled.labels_from_reviews,  # reviews exported as labels
+                "labels_by_file": ", ".join(
+                    f"{Path(f).name}={n}" for f, n in labelled.labels_by_file
+                )[:500],
                 "tune_trials": tune,
                 "duckdb_memory_cap": memory_cap(),  # features were built under this cap
             }
@@ -284,6 +290,8 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         labels_without_trips_share=labelled.labels_without_trips_share,
         warnings=labelled.warnings,
         tuned=tuned,
+        labels_from_reviews=labelled.labels_from_reviews,
+        labels_by_file=labelled.labels_by_file,
     )
 
 

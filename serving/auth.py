@@ -4,7 +4,9 @@ One ASGI middleware, installed with `add_asgi_middleware`, so that every route, 
 BentoML adds itself, goes through the same door:
 
 1. health, readiness, metrics and the OpenAPI page/JSON are open; everything else needs
-   `Authorization: Bearer <token>` with a token from COMMUTER_API_TOKENS (else 401);
+   `Authorization: Bearer <token>` with a token from COMMUTER_API_TOKENS (else 401); /reviews
+   takes reviewer tokens from COMMUTER_REVIEWER_TOKENS instead, and each role's token gets 403
+   on the other role's endpoints;
 2. an API body larger than the cap is refused (413) without reading the rest of it;
 3. an API body is validated against its request model (serving/schemas.py): not JSON 400, over a
    limit 413, any malformed field 422, each with a JSON body naming the field.
@@ -37,6 +39,14 @@ OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/livez", "/metrics", "/", "/docs.json", "/schema.json"}
 )
 OPEN_PREFIXES = ("/static_content/", "/assets/")
+# Two roles: the badge issuer (COMMUTER_API_TOKENS) on /score and /badge, reviewers
+# (COMMUTER_REVIEWER_TOKENS) on /reviews and /reviews/{person_id}; the other role's token gets 403.
+ISSUER, REVIEWER = "issuer", "reviewer"
+REVIEW_PATH = "/reviews"
+ROLE_PATHS = {
+    ISSUER: "issuer tokens (COMMUTER_API_TOKENS) are for /score and /badge",
+    REVIEWER: "reviewer tokens (COMMUTER_REVIEWER_TOKENS) are for /reviews",
+}
 # Bodies above this size are validated in a worker thread so the event loop keeps answering probes.
 _THREAD_VALIDATION_BYTES = 1024 * 1024
 
@@ -48,6 +58,10 @@ def token_matches(presented: str, tokens: Iterable[str]) -> bool:
     for token in tokens:
         found |= hmac.compare_digest(given, token.encode("utf-8", "surrogateescape"))
     return found
+
+
+def is_review_path(path: str) -> bool:
+    return path == REVIEW_PATH or path.startswith(REVIEW_PATH + "/")
 
 
 def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -69,6 +83,7 @@ class RequestGuard:
         *,
         validators: Mapping[str, type[BaseModel]],
         tokens: Iterable[str] | None = None,
+        reviewer_tokens: Iterable[str] | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         if tokens is None:
@@ -78,6 +93,11 @@ class RequestGuard:
         self.app = app
         self.validators = dict(validators)
         self.tokens = tuple(tokens)
+        if reviewer_tokens is None:
+            from commuter_badge.settings import load_settings
+
+            reviewer_tokens = load_settings().reviewer_tokens
+        self.reviewer_tokens = tuple(reviewer_tokens)
         self.max_body_bytes = max_body_bytes
         if not self.tokens:
             logger.warning(
@@ -94,7 +114,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope["headers"])
-        if token is None or not token_matches(token, self.tokens):
+        roles = self._roles(token)
+        if not roles:
             await self._reply(
                 scope,
                 receive,
@@ -105,6 +126,19 @@ class RequestGuard:
                     "message": "send Authorization: Bearer <token> with a valid token",
                 },
                 headers={"WWW-Authenticate": "Bearer"},
+            )
+            return
+        needed = REVIEWER if is_review_path(path) else ISSUER
+        if needed not in roles:
+            await self._reply(
+                scope,
+                receive,
+                send,
+                403,
+                {
+                    "error": "forbidden",
+                    "message": f"this token is not a {needed} token; {ROLE_PATHS[needed]}",
+                },
             )
             return
         model = self.validators.get(path) if scope["method"] == "POST" else None
@@ -124,6 +158,14 @@ class RequestGuard:
             await self._reply(scope, receive, send, status, detail)
             return
         await self.app(_as_json(scope), _replay(body, receive), send)
+
+    def _roles(self, token: str | None) -> set[str]:
+        """Which roles a token has; both lists are always compared (no early exit)."""
+        if token is None:
+            return set()
+        issuer = token_matches(token, self.tokens)
+        reviewer = token_matches(token, self.reviewer_tokens)
+        return {r for r, ok in ((ISSUER, issuer), (REVIEWER, reviewer)) if ok}
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None after answering 400/413 (bad or too large Content-Length)."""

@@ -29,7 +29,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -59,6 +59,9 @@ EVIDENCE_CODES: dict[str, str] = {
 MAX_REASON = 500
 MAX_REVIEWER = 128
 GENESIS = "0" * 64  # prev_hash of the first review
+# `commuter reviews export`: labels (person_id, is_commuter, as_of) plus where each came from; a
+# label file with a case_id column is counted as labels from reviews by `commuter train`.
+REVIEW_LABEL_COLUMNS = ("person_id", "is_commuter", "as_of", "case_id", "valid_until")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_PARAMS = 5_000  # ids per IN (...) query
 
@@ -480,6 +483,20 @@ class ReviewStore:
         return ChainReport(ok=False, n_reviews=n, head_hash="", problem=problem)
 
 
-def overridden(scored_ids: Iterable[str], store: ReviewStore, today: dt.date | None = None) -> int:
-    """How many of a batch's persons a review in force overrides in /badge."""
-    return len(store.in_force(scored_ids, today))
+def open_existing(url: str) -> ReviewStore | None:
+    """The store for reading, or None when it is a SQLite file that does not exist (no reviews):
+    commands that only read never create one."""
+    path = _sqlite_file(store_url(url))
+    if path is not None and not path.exists():
+        return None
+    return ReviewStore(url)
+
+
+def overridden(
+    scored: Mapping[str, bool], store: ReviewStore, today: dt.date | None = None
+) -> tuple[int, int]:
+    """Of a batch's persons (id -> badge): how many a review in force overrides in /badge, and
+    how many of those it turns the other way."""
+    found = store.in_force(scored, today)
+    flipped = sum((r.decision == "grant") != bool(scored[pid]) for pid, r in found.items())
+    return len(found), flipped

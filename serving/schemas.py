@@ -127,6 +127,23 @@ class BadgeFound(BaseModel):
     commuter_probability: float
     as_of: dt.date
     model_version: str
+    source: Literal["model"] = Field("model", description="the batch decision stands")
+
+
+class BadgeReviewed(BaseModel):
+    """A review in force decided (contract §5): it wins over the batch decision, if any."""
+
+    person_id: str
+    found: Literal[True] = True
+    badge: bool = Field(description="true for a grant, false for a revoke")
+    source: Literal["review"] = "review"
+    case_id: str = Field(description="the review that decided (GET /reviews/{person_id})")
+    valid_until: dt.date = Field(description="last day the review is in force")
+    as_of: dt.date = Field(description="the batch decision's as_of, else the review's")
+    commuter_probability: float | None = Field(
+        description="the batch decision's probability; null when the person has none"
+    )
+    model_version: str | None = Field(description="the batch decision's model; null without one")
 
 
 class BadgeMissing(BaseModel):
@@ -135,7 +152,7 @@ class BadgeMissing(BaseModel):
 
 
 class BadgeResponse(BaseModel):
-    results: list[BadgeFound | BadgeMissing] = Field(
+    results: list[BadgeFound | BadgeReviewed | BadgeMissing] = Field(
         description="one per requested id, in request order"
     )
 

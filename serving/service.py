@@ -29,6 +29,7 @@ from typing import Any
 import anyio.to_thread
 import bentoml
 import duckdb
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse
 
 from commuter_badge.features.read import connect
@@ -37,12 +38,13 @@ from commuter_badge.features.workdays import CalendarRangeError, use_calendar
 from commuter_badge.serving.auth import RequestGuard
 from commuter_badge.serving.bento import bundled_model
 from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
+from commuter_badge.serving.precedence import badge_answers
 from commuter_badge.serving.readiness import ReadyzCalendar
+from commuter_badge.serving.review_routes import ReviewRoutes, show_counts
+from commuter_badge.serving.reviews import ReviewRequest, ReviewStore, ReviewStoreError
 from commuter_badge.serving.schemas import (
     REASONS_PER_PERSON,
     AsOf,
-    BadgeFound,
-    BadgeMissing,
     BadgeRequest,
     BadgeResponse,
     PersonIds,
@@ -251,6 +253,18 @@ def model_to_serve(pinned: str | None) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _open_reviews(url: str) -> tuple[ReviewStore | None, str]:
+    """The review store (migrated on open), or None and why; /readyz says why."""
+    try:
+        store = ReviewStore(url)
+        show_counts(store)
+    except (ReviewStoreError, SQLAlchemyError) as exc:
+        problem_text = str(exc).splitlines()[0]
+        logger.warning("review store not available: %s", problem_text)
+        return None, problem_text
+    return store, ""
+
+
 def _unavailable(what: str, message: str) -> JSONResponse:
     return JSONResponse(
         {"error": what, "message": message}, status_code=503, headers={"Retry-After": "10"}
@@ -276,6 +290,7 @@ class CommuterBadge:
         # the worker: `commuter serve` checks it first); /readyz reports it.
         logger.info("working-day calendar: %s", use_calendar(settings.calendar).info())
         self.store = DecisionStore(settings.decisions_path)
+        self.reviews, self.reviews_problem = _open_reviews(settings.reviews_url)
         self._model: Any = None
         self._model_problem = "the model has not been loaded yet"
         self._model_uri, self._model_version = model_to_serve(settings.model_version)
@@ -315,12 +330,15 @@ class CommuterBadge:
         return None if self._model is None else str(self._model.version)
 
     def __is_ready__(self) -> bool:
-        return self._load_model() is not None and self.store.ready
+        # Without the review store a revoke it holds would be missed: not ready.
+        return self._load_model() is not None and self.store.ready and self.reviews is not None
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         self.scorer.close()
         self.store.close()
+        if self.reviews is not None:
+            self.reviews.close()
 
     @bentoml.api(route="/score")
     async def score(self, as_of: AsOf, persons: Persons) -> ScoreResponse:
@@ -362,34 +380,29 @@ class CommuterBadge:
 
     @bentoml.api(route="/badge")
     def badge(self, person_ids: PersonIds) -> BadgeResponse:
-        """The latest batch decision per id, in request order; `found: false` for unknown ids."""
+        """Per id, in request order: a review in force (`source: review`), else the latest batch
+        decision (`source: model`), else `found: false`."""
         if not self.store.ready:
             return _unavailable("decision store not available", self.store.problem)
         try:
             found = self.store.lookup(list(person_ids))
         except DecisionStoreError as exc:  # replaced by an unreadable file since `ready`
             return _unavailable("decision store not available", str(exc))
-        results: list[BadgeFound | BadgeMissing] = []
-        for pid in person_ids:
-            row = found.get(pid)
-            if row is None:
-                results.append(BadgeMissing.model_construct(person_id=pid, found=False))
-            else:
-                results.append(
-                    BadgeFound.model_construct(
-                        person_id=pid,
-                        found=True,
-                        badge=row["badge"],
-                        commuter_probability=row["commuter_probability"],
-                        as_of=row["as_of"],
-                        model_version=row["model_version"],
-                    )
-                )
-        return BadgeResponse.model_construct(results=results)
+        if self.reviews is None:
+            return _unavailable("review store not available", self.reviews_problem)
+        try:  # a review in force wins over the batch decision (serving/precedence.py)
+            reviewed = self.reviews.in_force(person_ids)
+        except SQLAlchemyError as exc:
+            logger.warning("review store lookup failed: %s", exc.__class__.__name__)
+            return _unavailable("review store not available", "the review store did not answer")
+        return BadgeResponse.model_construct(results=badge_answers(person_ids, found, reviewed))
 
 
 CommuterBadge.add_asgi_middleware(
-    RequestGuard, validators={"/score": ScoreRequest, "/badge": BadgeRequest}
+    RequestGuard,
+    validators={"/score": ScoreRequest, "/badge": BadgeRequest, "/reviews": ReviewRequest},
 )
 # A ready /readyz answers JSON naming the working-day calendar (serving/readiness.py).
 CommuterBadge.add_asgi_middleware(ReadyzCalendar)
+# Inside the guard (reviewer tokens checked, bodies validated): /reviews and /reviews/{person_id}.
+CommuterBadge.add_asgi_middleware(ReviewRoutes)

@@ -1,0 +1,138 @@
+"""`POST /reviews` and `GET /reviews/{person_id}`: the reviewers' side of the service (contract §3).
+
+An ASGI middleware inside the request guard (serving/auth.py), which has already checked that the
+token is a reviewer's (COMMUTER_REVIEWER_TOKENS; issuer tokens get 403) and validated a POST body
+against `ReviewRequest`, answering 4xx naming the field. BentoML's `@bentoml.api` routes take no
+path parameters and answer 200 only, so these two are answered here: 201 with the case id, and a
+person's reviews oldest first. The store calls run in a thread (an append may wait for SQLite's
+write lock). Neither bodies nor tokens are logged; /metrics counts recorded reviews by decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.to_thread
+import bentoml
+import sqlalchemy as sa
+from starlette.responses import JSONResponse
+
+from commuter_badge.features.schema import MAX_ID_LENGTH
+from commuter_badge.serving.auth import REVIEW_PATH, is_review_path
+from commuter_badge.serving.reviews import DECISIONS, ReviewRequest, ReviewStore, local_today
+from commuter_badge.serving.schemas import problem
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+RECORDED = bentoml.metrics.Counter(
+    name="commuter_reviews_recorded",
+    documentation="Reviews recorded through POST /reviews, by decision",
+    labelnames=["decision"],
+)
+# Reviews in the store by decision, as each worker last saw it (at start and after each POST);
+# the largest over workers is the latest count.
+STORED = bentoml.metrics.Gauge(
+    name="commuter_reviews_stored",
+    documentation="Reviews in the review store by decision (latest count a worker saw)",
+    labelnames=["decision"],
+    multiprocess_mode="max",
+)
+
+
+def show_counts(store: ReviewStore) -> None:
+    counts = store.counts()
+    for decision in DECISIONS:
+        STORED.labels(decision=decision).set(counts[decision])
+
+
+def _store() -> ReviewStore | None:
+    return getattr(bentoml.get_current_service(), "reviews", None)
+
+
+class ReviewRoutes:
+    """ASGI middleware answering /reviews and /reviews/{person_id}; other paths pass through."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_review_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        response = await self._answer(scope, receive)
+        await response(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive) -> JSONResponse:
+        path, method = scope["path"], scope["method"]
+        store = _store()
+        if store is None:
+            why = getattr(bentoml.get_current_service(), "reviews_problem", "not opened")
+            return _unavailable(why)
+        try:
+            if path == REVIEW_PATH:
+                if method != "POST":
+                    return _not_allowed("POST")
+                return await self._record(store, await _body(receive))
+            if method not in ("GET", "HEAD"):
+                return _not_allowed("GET")
+            return await self._history(store, path[len(REVIEW_PATH) + 1 :])
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning("review store error: %s", exc.__class__.__name__)
+            return _unavailable("the review store did not answer; try again")
+
+    @staticmethod
+    async def _record(store: ReviewStore, body: bytes) -> JSONResponse:
+        review = ReviewRequest.model_validate_json(body)  # the guard validated it already
+        stored = await anyio.to_thread.run_sync(store.add, review)
+        RECORDED.labels(decision=stored.decision).inc()
+        await anyio.to_thread.run_sync(show_counts, store)
+        return JSONResponse(
+            {"case_id": stored.case_id, "recorded_at": stored.recorded_at}, status_code=201
+        )
+
+    @staticmethod
+    async def _history(store: ReviewStore, person_id: str) -> JSONResponse:
+        if not person_id.strip() or len(person_id) > MAX_ID_LENGTH:
+            return JSONResponse(
+                problem(
+                    "invalid request",
+                    "person_id",
+                    f"the path needs a person_id of 1 to {MAX_ID_LENGTH} characters",
+                ),
+                status_code=422,
+            )
+        history = await anyio.to_thread.run_sync(store.history, person_id)
+        today = local_today()
+        return JSONResponse({"person_id": person_id, "reviews": [r.public(today) for r in history]})
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _not_allowed(allow: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": "method not allowed", "message": f"use {allow} on this path"},
+        status_code=405,
+        headers={"Allow": allow},
+    )
+
+
+def _unavailable(why: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": "review store not available", "message": why},
+        status_code=503,
+        headers={"Retry-After": "10"},
+    )

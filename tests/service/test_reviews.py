@@ -1,0 +1,263 @@
+"""The manual route over real HTTP: a `commuter serve` with two workers, reviewer tokens and a review
+store (SQLite, and PostgreSQL on a real cluster), against the session's simulated world.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from commuter_badge.serving.reviews import ReviewStore, a_year_after, local_today
+from tests.postgres import fresh_database, postgres_cluster
+from tests.service.conftest import (
+    BIN,
+    TOKENS,
+    Server,
+    World,
+    start_server,
+    stop_server,
+    wait_until,
+)
+
+pytestmark = pytest.mark.service
+
+REVIEWER_TOKENS = ("reviewer-token-gamma", "reviewer-token-delta")
+TODAY = local_today()
+REASON = "residence and employment proof checked at the community office"
+
+
+def review(person_id: str, decision: str = "grant", **extra) -> dict:
+    return {
+        "person_id": person_id,
+        "decision": decision,
+        "reason": REASON,
+        "evidence": ["residence_permit", "employment_contract"],
+        "reviewer": "xianghe-community-07",
+        "valid_until": (TODAY + dt.timedelta(days=60)).isoformat(),
+        **extra,
+    }
+
+
+def reviewed_env(world: World, root: Path, reviews_url: str) -> dict[str, str]:
+    return {
+        **world.env,
+        "COMMUTER_REVIEWER_TOKENS": ",".join(REVIEWER_TOKENS),
+        "COMMUTER_REVIEWS": reviews_url,
+    }
+
+
+@pytest.fixture(scope="module")
+def reviews_db(world: World) -> Path:
+    return world.root / "reviews-http.db"
+
+
+@pytest.fixture(scope="module")
+def reviewed(world: World, reviews_db: Path) -> Iterator[Server]:
+    env = reviewed_env(world, world.root, f"sqlite:///{reviews_db}")
+    srv = start_server(env, world.root, workers=2)
+    try:
+        wait_until(srv, "/readyz", 200)
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+@pytest.fixture
+def reviewer(reviewed: Server) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {REVIEWER_TOKENS[1]}"}
+    with httpx.Client(base_url=reviewed.url, headers=headers, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def issuer(reviewed: Server) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {TOKENS[0]}"}
+    with httpx.Client(base_url=reviewed.url, headers=headers, timeout=60) as c:
+        yield c
+
+
+def badge_of(issuer: httpx.Client, *ids: str) -> list[dict]:
+    r = issuer.post("/badge", json={"person_ids": list(ids)})
+    assert r.status_code == 200, r.text
+    return r.json()["results"]
+
+
+# --- who may do what ----------------------------------------------------------------------------
+
+
+def test_review_endpoints_need_a_reviewer_token(reviewed: Server, issuer: httpx.Client):
+    body = review("p-auth")
+    r = httpx.post(reviewed.url + "/reviews", json=body, timeout=30)
+    assert r.status_code == 401, "no token"
+    r = httpx.get(reviewed.url + "/reviews/p-auth", timeout=30)
+    assert r.status_code == 401, "no token"
+    r = httpx.post(
+        reviewed.url + "/reviews", json=body, headers={"Authorization": "Bearer nope"}, timeout=30
+    )
+    assert r.status_code == 401, "unknown token"
+    r = issuer.post("/reviews", json=body)
+    assert r.status_code == 403, "an issuer token may not record reviews"
+    assert r.json()["error"] == "forbidden"
+    assert issuer.get("/reviews/p-auth").status_code == 403, "nor read them"
+
+
+def test_reviewer_token_is_not_an_issuer_token(reviewer: httpx.Client):
+    r = reviewer.post("/badge", json={"person_ids": ["p1"]})
+    assert r.status_code == 403, r.text
+
+
+# --- recording and reading ------------------------------------------------------------------------
+
+
+def test_post_returns_201_and_get_lists_oldest_first(reviewer: httpx.Client):
+    first = reviewer.post("/reviews", json=review("p-hist", "grant"))
+    assert first.status_code == 201, first.text
+    assert set(first.json()) == {"case_id", "recorded_at"}
+    second = reviewer.post("/reviews", json=review("p-hist", "revoke", evidence=["other"]))
+    assert second.status_code == 201, second.text
+    r = reviewer.get("/reviews/p-hist")
+    assert r.status_code == 200, r.text
+    cases = [x["case_id"] for x in r.json()["reviews"]]
+    assert cases == [first.json()["case_id"], second.json()["case_id"]], "oldest first"
+    assert [x["decision"] for x in r.json()["reviews"]] == ["grant", "revoke"]
+    assert reviewer.get("/reviews/nobody-reviewed").json()["reviews"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"decision": "approve"}, "decision"),
+        ({"evidence": ["passport_scan"]}, "evidence[0]"),
+        ({"reason": "x" * 501}, "reason"),
+        ({"reviewer": ""}, "reviewer"),
+        ({"valid_until": (TODAY - dt.timedelta(days=1)).isoformat()}, "valid_until"),
+        ({"valid_until": (a_year_after(TODAY) + dt.timedelta(days=1)).isoformat()}, "valid_until"),
+        ({"valid_until": "soon"}, "valid_until"),
+        ({"scan": "data:image/png;base64,AAAA"}, "scan"),
+    ],
+)
+def test_bad_review_gets_4xx_naming_the_field(reviewer: httpx.Client, change, field):
+    r = reviewer.post("/reviews", json=review("p-bad", **change))
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["field"] == field, r.json()
+
+
+def test_wrong_method_and_body_are_json_errors(reviewer: httpx.Client):
+    assert reviewer.get("/reviews").status_code == 405
+    assert reviewer.delete("/reviews/p-hist").status_code == 405
+    r = reviewer.post(
+        "/reviews", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert r.json()["field"] == "body"
+
+
+# --- precedence in /badge -------------------------------------------------------------------------
+
+
+def test_reviews_win_over_the_batch_and_say_so(
+    world: World, reviewer: httpx.Client, issuer: httpx.Client
+):
+    no_badge = world.batch.loc[~world.batch["badge"], "person_id"].iloc[0]
+    holder = world.batch.loc[world.batch["badge"], "person_id"].iloc[0]
+    untouched = world.batch.loc[~world.batch["badge"], "person_id"].iloc[1]
+    unscored = "missed-commuter-without-crossings"
+    before = {r["person_id"]: r for r in badge_of(issuer, no_badge, holder, untouched, unscored)}
+    assert before[no_badge]["source"] == "model"
+    assert before[unscored]["found"] is False
+    granted = reviewer.post("/reviews", json=review(no_badge, "grant")).json()["case_id"]
+    revoked = reviewer.post("/reviews", json=review(holder, "revoke")).json()["case_id"]
+    reviewer.post("/reviews", json=review(unscored, "grant"))
+    for _ in range(4):  # both workers answer the same
+        after = {r["person_id"]: r for r in badge_of(issuer, no_badge, holder, untouched, unscored)}
+        assert after[no_badge]["badge"] is True
+        assert after[no_badge]["source"] == "review"
+        assert after[no_badge]["case_id"] == granted
+        assert after[no_badge]["valid_until"] == (TODAY + dt.timedelta(days=60)).isoformat()
+        assert after[no_badge]["commuter_probability"] == before[no_badge]["commuter_probability"]
+        assert after[holder]["badge"] is False
+        assert after[holder]["case_id"] == revoked
+        assert after[untouched] == before[untouched], "no review, the model's answer"
+        assert after[unscored]["found"] is True, "a review without a batch decision is found"
+        assert after[unscored]["source"] == "review"
+        assert after[unscored]["model_version"] is None
+
+
+def test_a_correction_supersedes_and_a_new_batch_hides_nothing(
+    world: World, reviewer: httpx.Client, issuer: httpx.Client, reviewed: Server
+):
+    pid = world.batch.loc[~world.batch["badge"], "person_id"].iloc[5]
+    reviewer.post("/reviews", json=review(pid, "grant"))
+    correction = reviewer.post("/reviews", json=review(pid, "revoke", evidence=["other"])).json()
+    assert badge_of(issuer, pid)[0]["case_id"] == correction["case_id"], "the latest wins"
+    assert badge_of(issuer, pid)[0]["badge"] is False
+    scores = world.root / "rescored.parquet"
+    done = subprocess.run(
+        [str(BIN / "commuter"), "score", "--trips", str(world.root / "world" / "trips.parquet"),
+         "--as-of", "2021-10-20", "--out", str(scores)],
+        env=reviewed.env, cwd=world.root, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"\d+ decisions? overridden by reviews in force", done.stdout), done.stdout
+    answer = badge_of(issuer, pid)[0]
+    assert answer["source"] == "review", "a republished batch never hides a valid review"
+    assert answer["case_id"] == correction["case_id"]
+
+
+def test_metrics_count_reviews_by_decision(reviewer: httpx.Client, reviewed: Server):
+    reviewer.post("/reviews", json=review("p-metrics", "revoke"))
+    text = httpx.get(reviewed.url + "/metrics", timeout=30).text
+    grants = re.search(r'commuter_reviews_recorded_total\{decision="grant"[^}]*\} (\S+)', text)
+    revokes = re.search(r'commuter_reviews_recorded_total\{decision="revoke"[^}]*\} (\S+)', text)
+    assert revokes, text[-2000:]
+    assert float(revokes.group(1)) >= 1
+    assert grants is None or float(grants.group(1)) >= 0
+    assert re.search(r'commuter_reviews_stored\{decision="revoke"[^}]*\} [1-9]', text), "stored"
+
+
+def test_store_is_owner_only_chained_and_nothing_leaks_to_the_log(
+    reviewer: httpx.Client, reviewed: Server, reviews_db: Path
+):
+    reviewer.post("/reviews", json=review("p-private", "grant"))
+    for p in reviews_db.parent.glob(reviews_db.name + "*"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    report = ReviewStore(f"sqlite:///{reviews_db}").verify()
+    assert report.ok, report.problem
+    logs = reviewed.logs()
+    assert REASON not in logs, "review bodies are never logged"
+    for token in (*REVIEWER_TOKENS, *TOKENS):
+        assert token not in logs, "tokens are never logged"
+
+
+# --- PostgreSQL behind the service ----------------------------------------------------------------
+
+
+def test_service_on_postgresql(world: World, tmp_path: Path):
+    with postgres_cluster() as pg:
+        url = fresh_database(pg, "reviews_service")
+        srv = start_server(reviewed_env(world, tmp_path, url), world.root, workers=2)
+        try:
+            wait_until(srv, "/readyz", 200)
+            headers = {"Authorization": f"Bearer {REVIEWER_TOKENS[0]}"}
+            pid = world.batch.loc[~world.batch["badge"], "person_id"].iloc[7]
+            r = httpx.post(srv.url + "/reviews", json=review(pid), headers=headers, timeout=30)
+            assert r.status_code == 201, r.text
+            issuer_headers = {"Authorization": f"Bearer {TOKENS[0]}"}
+            answer = httpx.post(
+                srv.url + "/badge", json={"person_ids": [pid]}, headers=issuer_headers, timeout=30
+            ).json()["results"][0]
+            assert answer["source"] == "review"
+            assert answer["case_id"] == r.json()["case_id"]
+            assert (
+                pg.psql("SELECT count(*) FROM pg_database WHERE datname='reviews_service'") == "1"
+            )
+        finally:
+            stop_server(srv)
+        assert ReviewStore(url).verify().ok
