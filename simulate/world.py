@@ -70,7 +70,7 @@ def simulate_world(
 
     `progress(done, total)` is called after each archetype and once more when the tables are
     assembled (total = number of archetypes + 1). Raises CalendarRangeError outside the years the
-    calendar knows (2004-2026).
+    working-day calendar covers (chinesecalendar's, plus a schedule file's: `use_calendar`).
     """
     settings = settings or WorldSettings()
     check_arguments(persons, window_days, seed, label_noise)
