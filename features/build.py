@@ -240,8 +240,16 @@ def build_features(
             with _said(con, files, plan, spill):
                 tables.append(_run(con, "trips", window, files=True))
     table = pa.concat_tables(tables)
-    # each part is in id order; together they are put in id order as the single query would
-    return to_frame(table.sort_by("person_id") if len(tables) > 1 else table)
+    try:
+        # each part is in id order; together they are put in id order as the single query would
+        return to_frame(table.sort_by("person_id") if len(tables) > 1 else table)
+    except MemoryError:
+        # DuckDB's memory is released by now; the table and its pandas copy are what is left
+        raise FeatureMemoryError(
+            f"the feature table of {table.num_rows:,} persons needs about "
+            f"{_readable(3 * table.nbytes)} of memory beside DuckDB's (this machine has "
+            f"{_readable(machine_memory())}); free memory or split the trips by person"
+        ) from None
 
 
 def write_features(

@@ -196,3 +196,14 @@ def test_window_is_kept_by_partitions(world):
         build_features(world, day, 20, partitions=1),
         "20-day window",
     )
+
+
+def test_a_table_too_big_for_memory_says_how_much_it_needs(world, monkeypatch):
+    # given a machine that cannot hold the pandas copy of the feature table
+    def no_room(table):
+        raise MemoryError
+
+    monkeypatch.setattr(fb, "to_frame", no_room)
+    # when / then the error says how many persons and how much memory the table needs
+    with pytest.raises(FeatureMemoryError, match=r"feature table of [0-9,]+ persons needs about"):
+        build_features(world, AS_OF)
