@@ -115,6 +115,13 @@ class WorkingCalendar:
                 out[day.year].append(day)
         return dict(sorted(out.items()))
 
+    def overridden_years(self) -> list[int]:
+        """The library's years the file speaks for (cheap: /readyz asks on every probe)."""
+        if self.schedule is None:
+            return []
+        listed = {d.year for d in self.schedule.days}
+        return sorted((listed | self.schedule.years) & LIBRARY_YEARS)
+
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this calendar on a model: library version, file digest, years, and a
         digest of each year's working days (so a calendar that only adds years is no change)."""
@@ -146,7 +153,7 @@ class WorkingCalendar:
             "file_digest": self.schedule.digest if self.schedule else None,
             "file_years": year_ranges(self.schedule.years) if self.schedule else "none",
             "years": year_ranges(self.years),
-            "overridden_years": sorted(self.overrides()),
+            "overridden_years": self.overridden_years(),
         }
 
 

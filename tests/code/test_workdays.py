@@ -270,3 +270,4 @@ def test_the_file_wins_exactly_on_its_year(schedule):
             assert got is library, f"{day}: outside the file's year, expected the library"
         day += dt.timedelta(days=1)
     assert calendar.overrides() == {year: differ}, "override report differs from the days changed"
+    assert calendar.overridden_years() == [year], "the years reported by /readyz"
