@@ -126,7 +126,8 @@ def free_port() -> int:
 
 
 def train_small_store(directory: Path, persons: int) -> None:
-    """A simulated month trained with the real pipeline into directory/mlflow.db."""
+    """A simulated month trained with the real pipeline into directory/mlflow.db; its artifacts
+    go to directory/mlruns (MLflow puts them under the working directory of the first run)."""
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{directory / 'mlflow.db'}"
     from commuter_badge.models import registry
     from commuter_badge.models.train import TrainConfig, train
@@ -134,7 +135,12 @@ def train_small_store(directory: Path, persons: int) -> None:
 
     registry.configure(os.environ["MLFLOW_TRACKING_URI"])
     paths = write_world(simulate_world(persons, AS_OF, seed=3), directory / "world")
-    train(paths["trips"], paths["labels"], AS_OF, TrainConfig(num_threads=1))
+    before = Path.cwd()
+    os.chdir(directory)
+    try:
+        train(paths["trips"], paths["labels"], AS_OF, TrainConfig(num_threads=1))
+    finally:
+        os.chdir(before)
 
 
 def route_values(uri: str) -> dict[str, str]:
