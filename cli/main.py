@@ -6,6 +6,8 @@ and one line here.
 
 from __future__ import annotations
 
+import os
+
 from commuter_badge.cli import (  # noqa: F401  (registers commands)
     compare,
     data,
@@ -15,6 +17,13 @@ from commuter_badge.cli import (  # noqa: F401  (registers commands)
     serve,
 )
 from commuter_badge.cli.app import app
+
+
+@app.callback()
+def _owner_only() -> None:
+    # Before every command: each store and output it creates (MLflow's database and artifact
+    # folders, DuckDB files, the decision and review stores) is readable by its owner only.
+    os.umask(0o077)
 
 
 def main() -> None:

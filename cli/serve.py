@@ -19,7 +19,14 @@ from commuter_badge.cli.app import (
 def serve(
     port: Annotated[int, typer.Option("--port", help="HTTP port.", min=1, max=65535)] = 3000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1)] = 2,
-    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "0.0.0.0",  # noqa: S104
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Interface to bind; default COMMUTER_HOST, else 127.0.0.1 (loopback only).",
+            show_default=False,
+        ),
+    ] = None,
     calendar: CalendarFile = None,
 ) -> None:
     """Start the BentoML service on the champion model and the latest published decisions."""

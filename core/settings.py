@@ -26,6 +26,8 @@ MAX_WINDOW_DAYS = 62
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_DECISIONS = "decisions.duckdb"
 DEFAULT_REVIEWS = "sqlite:///reviews.db"
+# Loopback unless told otherwise: put a TLS-terminating proxy in front for other hosts (README).
+DEFAULT_HOST = "127.0.0.1"
 
 Tokens = Annotated[tuple[str, ...], NoDecode]
 
@@ -49,6 +51,7 @@ class Settings(BaseSettings):
     # The registry version a service's workers load; `commuter serve` sets it to the champion it
     # found at start, so a restarted worker loads that version, not whatever the alias says now.
     model_version: str | None = Field(None, validation_alias="COMMUTER_MODEL_VERSION")
+    host: str = Field(DEFAULT_HOST, validation_alias="COMMUTER_HOST")
 
     @field_validator("api_tokens", "reviewer_tokens", mode="before")
     @classmethod
@@ -57,7 +60,7 @@ class Settings(BaseSettings):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
 
-    @field_validator("tracking_uri", "decisions_path", "reviews_url", mode="before")
+    @field_validator("tracking_uri", "decisions_path", "reviews_url", "host", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object, info) -> object:
         # An empty variable (`COMMUTER_DECISIONS=`) means "not set", as it did before.

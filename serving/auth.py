@@ -9,7 +9,11 @@ BentoML adds itself, goes through the same door:
    on the other role's endpoints;
 2. an API body larger than the cap is refused (413) without reading the rest of it;
 3. an API body is validated against its request model (serving/schemas.py): not JSON 400, over a
-   limit 413, any malformed field 422, each with a JSON body naming the field.
+   limit 413, any malformed field 422, each with a JSON body naming the field;
+4. every error answered behind it (Starlette's 404 and 405, BentoML's 500 and readiness 503) is
+   rewritten into the one error body (`schemas.ErrorBody`), so every error is JSON;
+5. `/docs.json` and `/` are answered from serving/openapi.py: the document with auth and every
+   status declared, and a page that loads nothing from outside.
 
 Only valid requests reach BentoML, whose own validation path would log the failing input. Tokens
 are compared in constant time and never logged; neither are bodies.
@@ -18,14 +22,17 @@ are compared in constant time and never logged; neither are bodies.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from http import HTTPStatus
 from typing import Any
 
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 
+from commuter_badge.serving import access_log, openapi
 from commuter_badge.serving.schemas import MAX_BODY_BYTES, problem, validation_problem
 
 logger = logging.getLogger(__name__)
@@ -85,6 +92,8 @@ class RequestGuard:
         tokens: Iterable[str] | None = None,
         reviewer_tokens: Iterable[str] | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        openapi_spec: Callable[[], Mapping[str, Any]] | None = None,
+        readiness: Callable[[], list[str]] | None = None,
     ) -> None:
         if tokens is None:
             from commuter_badge.settings import load_settings
@@ -99,6 +108,10 @@ class RequestGuard:
             reviewer_tokens = load_settings().reviewer_tokens
         self.reviewer_tokens = tuple(reviewer_tokens)
         self.max_body_bytes = max_body_bytes
+        self.openapi_spec = openapi_spec
+        self.readiness = readiness
+        self._document: bytes | None = None
+        access_log.sample_unauthorized()
         if not self.tokens:
             logger.warning(
                 "COMMUTER_API_TOKENS is empty: every authenticated endpoint will answer 401 "
@@ -110,6 +123,10 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
+        send = _JsonErrors(scope, send, self.readiness)
+        if scope["method"] in ("GET", "HEAD") and path in openapi.OPEN_DOC_PATHS:
+            await self._docs(scope, receive, send)
+            return
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
@@ -167,6 +184,18 @@ class RequestGuard:
         reviewer = token_matches(token, self.reviewer_tokens)
         return {r for r, ok in ((ISSUER, issuer), (REVIEWER, reviewer)) if ok}
 
+    async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/":
+            await HTMLResponse(openapi.INDEX_PAGE)(scope, receive, send)
+            return
+        if self.openapi_spec is None:
+            await self.app(scope, receive, send)
+            return
+        if self._document is None:  # built once per worker: the routes never change at runtime
+            doc = openapi.document(self.openapi_spec(), protected=self.validators)
+            self._document = json.dumps(doc).encode()
+        await _RawJSON(self._document)(scope, receive, send)
+
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None after answering 400/413 (bad or too large Content-Length)."""
         for name, value in scope["headers"]:
@@ -220,6 +249,103 @@ class RequestGuard:
         headers: dict[str, str] | None = None,
     ) -> None:
         await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+
+
+class _RawJSON(JSONResponse):
+    """A JSON response from bytes already serialised."""
+
+    def render(self, content: Any) -> bytes:
+        return content
+
+
+def _json_error(
+    status: int, content: bytes, content_type: str, missing: list[str] | None
+) -> dict[str, Any] | None:
+    """The project's error body for an error answered behind the guard, or None to keep it.
+
+    `missing` is what readiness lacks, for a 503 from /readyz (else None).
+    """
+    if missing is not None:
+        return {
+            "error": "not ready",
+            "message": "; ".join(missing) or "the service is starting",
+            "missing": missing,
+        }
+    phrase = HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else ""
+    found: Any = None
+    if content_type.startswith("application/json"):
+        try:
+            found = json.loads(content)
+        except ValueError:
+            found = None
+        if isinstance(found, dict) and isinstance(found.get("error"), str):
+            if isinstance(found.get("message"), str):
+                return None  # already ours
+            return {**found, "message": found["error"]} if status < 500 else _hidden(phrase)
+    if status >= 500:
+        return _hidden(phrase)  # BentoML's text can carry exception details: never show them
+    if status == 404:
+        return {"error": "not found", "message": "no such path; the API is listed at /docs.json"}
+    if status == 405:
+        return {"error": "method not allowed", "message": "see the Allow header for this path"}
+    text = content.decode("utf-8", "replace").strip()
+    return {"error": phrase or "error", "message": text[:200] or phrase or "error"}
+
+
+def _hidden(phrase: str) -> dict[str, str]:
+    return {"error": phrase or "server error", "message": "the server log has the details"}
+
+
+class _JsonErrors:
+    """Wraps `send`: an error response that is not the project's error body is rewritten into it.
+
+    Error bodies are small, so the whole body is held until the last chunk and then replaced;
+    headers the client needs (Allow, Retry-After, WWW-Authenticate) are kept.
+    """
+
+    _DROP = (b"content-length", b"content-type")
+
+    def __init__(self, scope: Scope, send: Send, readiness: Callable[[], list[str]] | None) -> None:
+        self.scope, self.send, self.readiness = scope, send, readiness
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] >= 400 and self.scope.get("method") != "HEAD":
+                self.start = message
+                return
+        elif message["type"] == "http.response.body" and self.start is not None:
+            self.chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            await self._finish()
+            return
+        await self.send(message)
+
+    async def _finish(self) -> None:
+        start, content = self.start, b"".join(self.chunks)
+        headers = start.get("headers", [])
+        content_type = next((v for k, v in headers if k == b"content-type"), b"").decode("latin-1")
+        missing = None
+        if self.scope["path"] == "/readyz" and start["status"] == 503:
+            # The model lookup behind it may touch the registry: keep it off the event loop.
+            missing = await anyio.to_thread.run_sync(self.readiness) if self.readiness else []
+        body = _json_error(start["status"], content, content_type, missing)
+        if body is None:
+            await self.send(start)
+            await self.send({"type": "http.response.body", "body": content})
+            return
+        kept = [(k, v) for k, v in headers if k not in self._DROP]
+        payload = json.dumps(body).encode()
+        kept += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        if start["status"] == 503 and not any(k == b"retry-after" for k, _ in kept):
+            kept.append((b"retry-after", b"10"))
+        await self.send({**start, "headers": kept})
+        await self.send({"type": "http.response.body", "body": payload})
 
 
 def _as_json(scope: Scope) -> Scope:

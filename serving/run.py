@@ -10,6 +10,12 @@ settings resolve relative to the caller's directory (the decision store, a SQLit
 are made absolute first: the service reads the same stores `commuter score` writes. So is the
 holiday schedule file (`--calendar` / COMMUTER_CALENDAR), which every worker loads at its start.
 
+Each server gets its own BentoML home, `<BENTOML_HOME or ./.bentoml>/commuter_badge-<port>`:
+BentoML keeps its Prometheus multiprocess files in `<home>/prometheus_multiproc_dir` and wipes
+that directory at start, so two services sharing a home (the default `~/bentoml`) lost each
+other's counts. The server runs with umask 077: those files, like every store and output of the
+project, are readable by their owner only. The host defaults to loopback (COMMUTER_HOST).
+
 The champion alias is resolved to a version number once, here, and passed to the workers as
 COMMUTER_MODEL_VERSION: a worker BentoML restarts loads the same version as its siblings, whatever
 the alias says by then. A new champion is served after a restart (or a rolling restart).
@@ -25,6 +31,7 @@ from pathlib import Path
 
 from commuter_badge.models import registry
 from commuter_badge.serving.service import SERVICE_NAME
+from commuter_badge.settings import DEFAULT_HOST, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SERVICE_TARGET = "commuter_badge.serving.service:CommuterBadge"
@@ -40,6 +47,15 @@ def absolute_tracking_uri(uri: str, cwd: Path | None = None) -> str:
     return uri
 
 
+def service_home(port: int, env: dict[str, str], cwd: Path | None = None) -> Path:
+    """This server's own BentoML home (and so its own Prometheus directory), owner-only."""
+    base = Path(env.get("BENTOML_HOME") or (cwd or Path.cwd()) / ".bentoml").expanduser()
+    home = (base / f"{SERVICE_NAME}-{int(port)}").absolute()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
+    return home
+
+
 def pinned_model_version(given: str | None, tracking_uri: str) -> str | None:
     """The one version every worker of this server loads, also after a restart: `given`
     (COMMUTER_MODEL_VERSION) or the champion now; None without a champion (the workers then
@@ -51,7 +67,10 @@ def pinned_model_version(given: str | None, tracking_uri: str) -> str | None:
 
 
 def server_env(
-    workers: int, base: dict[str, str] | None = None, calendar: str | Path | None = None
+    workers: int,
+    base: dict[str, str] | None = None,
+    calendar: str | Path | None = None,
+    port: int | None = None,
 ) -> dict[str, str]:
     """The environment for the server: the caller's, with absolute stores and the worker count."""
     from commuter_badge.settings import load_settings
@@ -64,6 +83,8 @@ def server_env(
     env["MLFLOW_TRACKING_URI"] = absolute_tracking_uri(settings.tracking_uri)
     if version := pinned_model_version(settings.model_version, env["MLFLOW_TRACKING_URI"]):
         env["COMMUTER_MODEL_VERSION"] = version
+    if port is not None:
+        env["BENTOML_HOME"] = str(service_home(port, env))
     overrides = json.loads(env.get("BENTOML_CONFIG_OVERRIDES") or "{}")
     overrides.setdefault("services", {}).setdefault(SERVICE_NAME, {})["workers"] = int(workers)
     env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
@@ -74,7 +95,7 @@ def server_env(
     return env
 
 
-def command(port: int = 3000, host: str = "0.0.0.0") -> list[str]:  # noqa: S104
+def command(port: int = 3000, host: str = DEFAULT_HOST) -> list[str]:
     """The `bentoml serve` command line (the worker count travels in the environment)."""
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which(
         "bentoml"
@@ -96,14 +117,17 @@ def command(port: int = 3000, host: str = "0.0.0.0") -> list[str]:  # noqa: S104
 def serve(
     port: int = 3000,
     workers: int = 1,
-    host: str = "0.0.0.0",  # noqa: S104
+    host: str | None = None,
     calendar: str | Path | None = None,
 ) -> None:
     """Replace this process with the BentoML server on `host:port` with `workers` processes;
-    `calendar` (default COMMUTER_CALENDAR) is the holiday schedule file the workers load."""
+    `calendar` (default COMMUTER_CALENDAR) is the holiday schedule file the workers load;
+    `host` None means COMMUTER_HOST, by default 127.0.0.1."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1 (got {workers})")
     if not 0 < port < 65536:
         raise ValueError(f"port must be between 1 and 65535 (got {port})")
-    argv = command(port, host)
-    os.execvpe(argv[0], argv, server_env(workers, calendar=calendar))  # noqa: S606 - argv is ours, no shell
+    argv = command(port, host or load_settings().host)
+    env = server_env(workers, calendar=calendar, port=port)
+    os.umask(0o077)  # inherited across exec: the server's metrics files and logs, owner-only
+    os.execvpe(argv[0], argv, env)  # noqa: S606 - argv is ours, no shell

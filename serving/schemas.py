@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from commuter_badge.features.schema import DIRECTIONS, MODES
 
@@ -158,6 +159,35 @@ class BadgeResponse(BaseModel):
 
 
 # --- errors -------------------------------------------------------------------------------------
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="a field path with list indices, e.g. persons[0].trips[3].ts")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one body of every error the service answers (4xx and 5xx), as the README's table says.
+
+    `field` names the offending field of an input error (`body` for the body as a whole); a 422
+    also lists up to 20 failing fields in `errors` and counts them all in `n_errors`. Absent keys
+    are omitted, never null. Submitted values are never echoed.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="the kind of problem, e.g. 'invalid request', 'unauthorized'")
+    message: str = Field(description="what went wrong and what to do, in one line")
+    field: str | SkipJsonSchema[None] = Field(
+        None, description="the offending field of an input error, e.g. as_of, persons[2].person_id"
+    )
+    errors: list[FieldError] | SkipJsonSchema[None] = Field(
+        None, description="422 only: the failing fields, at most 20"
+    )
+    n_errors: int | SkipJsonSchema[None] = Field(
+        None, description="422 only: how many fields failed in all"
+    )
+
 
 # pydantic error types that mean "too much" rather than "malformed": answered 413, not 422.
 _TOO_LARGE = {"too_long"}

@@ -38,6 +38,8 @@ from commuter_badge.features.workdays import CalendarRangeError, use_calendar
 from commuter_badge.serving.auth import RequestGuard
 from commuter_badge.serving.bento import bundled_model
 from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
+from commuter_badge.serving.http_errors import json_protocol_errors
+from commuter_badge.serving.metrics import bound_endpoint_labels
 from commuter_badge.serving.precedence import badge_answers
 from commuter_badge.serving.readiness import ReadyzCalendar
 from commuter_badge.serving.review_routes import ReviewRoutes, show_counts
@@ -329,9 +331,19 @@ class CommuterBadge:
         """The registry version this worker serves; /readyz and every /score answer say it."""
         return None if self._model is None else str(self._model.version)
 
+    def readiness_problems(self) -> list[str]:
+        """What keeps the worker from being ready, one line each; empty when ready."""
+        problems = []
+        if self._load_model() is None:
+            problems.append(self._model_problem)
+        if not self.store.ready:
+            problems.append(f"no decision store: {self.store.problem}")
+        if self.reviews is None:  # a revoke it holds must not be missed
+            problems.append(f"no review store: {self.reviews_problem}")
+        return problems
+
     def __is_ready__(self) -> bool:
-        # Without the review store a revoke it holds would be missed: not ready.
-        return self._load_model() is not None and self.store.ready and self.reviews is not None
+        return not self.readiness_problems()
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
@@ -398,9 +410,15 @@ class CommuterBadge:
         return BadgeResponse.model_construct(results=badge_answers(person_ids, found, reviewed))
 
 
+# Before BentoML builds the app: metrics label endpoints from a fixed set (serving/metrics.py),
+# and requests uvicorn cannot parse are refused in JSON too (serving/http_errors.py).
+bound_endpoint_labels()
+json_protocol_errors()
 CommuterBadge.add_asgi_middleware(
     RequestGuard,
     validators={"/score": ScoreRequest, "/badge": BadgeRequest, "/reviews": ReviewRequest},
+    openapi_spec=lambda: CommuterBadge.openapi_spec.asdict(),
+    readiness=lambda: bentoml.get_current_service().readiness_problems(),
 )
 # A ready /readyz answers JSON naming the working-day calendar (serving/readiness.py).
 CommuterBadge.add_asgi_middleware(ReadyzCalendar)
