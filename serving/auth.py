@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, JSONResponse
 
 from commuter_badge.serving import access_log, openapi
+from commuter_badge.serving.admission import PARSED_STATE_KEY, validate_in_pieces
 from commuter_badge.serving.schemas import MAX_BODY_BYTES, problem, validation_problem
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,10 @@ class RequestGuard:
             return
         try:
             if len(body) > _THREAD_VALIDATION_BYTES:
-                await anyio.to_thread.run_sync(model.model_validate_json, body)
+                # In pieces, so the event loop gets the GIL between persons; the parsed request is
+                # kept for the service, which then need not parse it again (serving/admission.py).
+                parsed = await anyio.to_thread.run_sync(validate_in_pieces, model, body)
+                scope.setdefault("state", {})[PARSED_STATE_KEY] = parsed
             else:
                 model.model_validate_json(body)
         except ValidationError as exc:

@@ -35,6 +35,12 @@ from starlette.responses import JSONResponse
 from commuter_badge.features.read import connect
 from commuter_badge.features.sql import Window
 from commuter_badge.features.workdays import CalendarRangeError, use_calendar
+from commuter_badge.serving.admission import (
+    InflightLimit,
+    ParseOffLoop,
+    calm_garbage_collector,
+    parsed_request,
+)
 from commuter_badge.serving.auth import RequestGuard
 from commuter_badge.serving.bento import bundled_model
 from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
@@ -255,6 +261,13 @@ def model_to_serve(pinned: str | None) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _refused(ctx: bentoml.Context, response: JSONResponse) -> JSONResponse:
+    """An error answer from an API that takes `ctx`: BentoML then sets the status from
+    `ctx.response` (200 unless told), so tell it ours."""
+    ctx.response.status_code = response.status_code
+    return response
+
+
 def _open_reviews(url: str) -> tuple[ReviewStore | None, str]:
     """The review store (migrated on open), or None and why; /readyz says why."""
     try:
@@ -302,6 +315,7 @@ class CommuterBadge:
         if not self.store.ready:
             logger.warning("decision store not available: %s", self.store.problem)
         self.scorer = BatchScorer()
+        calm_garbage_collector()  # full collections stalled probes for seconds (admission.py)
 
     def _load_model(self) -> Any:
         """The pinned version (model_to_serve); without one, look again every MODEL_RETRY_SECONDS."""
@@ -353,30 +367,37 @@ class CommuterBadge:
             self.reviews.close()
 
     @bentoml.api(route="/score")
-    async def score(self, as_of: AsOf, persons: Persons) -> ScoreResponse:
+    async def score(self, as_of: AsOf, persons: Persons, ctx: bentoml.Context) -> ScoreResponse:
         """Commuter probability, badge decision and top reasons for each person, in request order.
 
         Features use the person's crossings in the 28 days before `as_of` (Asia/Shanghai time).
         A person without crossings in that window gets probability 0.0 and no badge.
         """
+        if (parsed := parsed_request(ctx.request.state)) is not None:
+            persons = parsed.persons  # a large body, parsed off the event loop (admission.py)
         seen: dict[str, int] = {}
         for i, p in enumerate(persons):
             if p.person_id in seen:
-                return JSONResponse(
-                    problem(
-                        "invalid request",
-                        f"persons[{i}].person_id",
-                        f"person_id repeats persons[{seen[p.person_id]}].person_id; "
-                        "send each person once",
+                return _refused(
+                    ctx,
+                    JSONResponse(
+                        problem(
+                            "invalid request",
+                            f"persons[{i}].person_id",
+                            f"person_id repeats persons[{seen[p.person_id]}].person_id; "
+                            "send each person once",
+                        ),
+                        status_code=422,
                     ),
-                    status_code=422,
                 )
             seen[p.person_id] = i
         model = self._model or await anyio.to_thread.run_sync(self._load_model)
         if model is None:
-            return _unavailable("model not loaded", self._model_problem)
+            return _refused(ctx, _unavailable("model not loaded", self._model_problem))
         if (why := calendar_problem(as_of, model.meta.window_days)) is not None:
-            return JSONResponse(problem("invalid request", "as_of", why), status_code=422)
+            return _refused(
+                ctx, JSONResponse(problem("invalid request", "as_of", why), status_code=422)
+            )
         results = await self.scorer.score(model, as_of, persons) if persons else []
         return ScoreResponse.model_construct(
             model_version=str(model.version),
@@ -414,6 +435,8 @@ class CommuterBadge:
 # and requests uvicorn cannot parse are refused in JSON too (serving/http_errors.py).
 bound_endpoint_labels()
 json_protocol_errors()
+# Outermost: a worker refuses (503) bodies beyond its in-flight budget before reading them.
+CommuterBadge.add_asgi_middleware(InflightLimit)
 CommuterBadge.add_asgi_middleware(
     RequestGuard,
     validators={"/score": ScoreRequest, "/badge": BadgeRequest, "/reviews": ReviewRequest},
@@ -424,3 +447,9 @@ CommuterBadge.add_asgi_middleware(
 CommuterBadge.add_asgi_middleware(ReadyzCalendar)
 # Inside the guard (reviewer tokens checked, bodies validated): /reviews and /reviews/{person_id}.
 CommuterBadge.add_asgi_middleware(ReviewRoutes)
+# Inside the guard: large /score bodies are parsed in a thread, not on the event loop.
+CommuterBadge.add_asgi_middleware(
+    ParseOffLoop,
+    models={"/score": ScoreRequest},
+    stub=lambda r: {"as_of": r.as_of.isoformat(), "persons": []},
+)
