@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy.engine import URL, Engine, make_url
 
@@ -298,7 +299,7 @@ class ReviewStore:
             self._migrate()
             if self.path is not None:
                 _owner_only(self.path)  # the -wal and -shm files exist now
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, CommandError, OSError) as exc:
             raise ReviewStoreError(
                 f"review store {self.url.render_as_string(hide_password=True)} cannot be opened: "
                 f"{str(exc).splitlines()[0]} (COMMUTER_REVIEWS sets it)"
