@@ -25,9 +25,15 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
 @clean_errors
 def compare(
     first: Annotated[
-        str, typer.Argument(help="Run id, or model version: 3, v3, models:/commuter-badge/3.")
+        str,
+        typer.Argument(
+            metavar="RUN_OR_VERSION",
+            help="Run id, or model version: 3, v3, models:/commuter-badge/3.",
+        ),
     ],
-    second: Annotated[str, typer.Argument(help="The other run id or model version.")],
+    second: Annotated[
+        str, typer.Argument(metavar="RUN_OR_VERSION", help="The other run id or model version.")
+    ],
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Also write the comparison (.md or .html).")
     ] = None,
