@@ -171,12 +171,12 @@ def _resource_errors(plan: BatchPlan, spill: Path) -> Iterator[None]:
     try:
         yield
     except duckdb.OutOfMemoryException:
-        need = _readable(plan.crossings * BYTES_PER_CROSSING)
+        cap = cap_bytes(plan.cap)
         raise FeatureMemoryError(
-            f"features ran out of memory at the DuckDB cap of {_readable(cap_bytes(plan.cap))} "
-            f"for about {plan.crossings:,} crossings; raise {MEMORY_SETTING} (e.g. "
-            f"{MEMORY_SETTING}=8GB; one pass over this input holds about {need}; this machine "
-            f"has {_readable(machine_memory())}) or free memory; nothing was written"
+            f"features ran out of memory at the DuckDB cap of {_readable(cap)} "
+            f"(about {plan.crossings:,} crossings in {plan.partitions} partition(s)); raise "
+            f"{MEMORY_SETTING} (e.g. {MEMORY_SETTING}={max(1, 2 * cap // 10**6)}MB; this "
+            f"machine has {_readable(machine_memory())}) or free memory; nothing was written"
         ) from None
     except duckdb.Error as exc:
         text = str(exc).lower()
