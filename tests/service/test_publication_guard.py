@@ -71,7 +71,8 @@ def test_refused_score_leaves_store_and_badge_answers_untouched(
     )
     assert done.returncode != 0, f"published anyway:\n{done.stdout}"
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and match in last, "one error line naming the cause"
+    assert last.startswith("error: "), "one error line"
+    assert match in last, "naming the cause"
     assert fingerprint(world.decisions_path) == before, "the refused publication changed the store"
     assert not out.exists(), "no scores file written for a refused publication"
     time.sleep(1.2)  # past the store's recheck interval: a change would be visible now
