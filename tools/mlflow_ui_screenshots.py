@@ -127,17 +127,17 @@ def free_port() -> int:
 
 def train_small_store(directory: Path, persons: int) -> None:
     """A simulated month trained with the real pipeline into directory/mlflow.db; its artifacts
-    go to directory/mlruns (MLflow puts them under the working directory of the first run)."""
+    go to directory/mlruns (MLflow roots them at the working directory when the store opens)."""
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{directory / 'mlflow.db'}"
     from commuter_badge.models import registry
     from commuter_badge.models.train import TrainConfig, train
     from commuter_badge.simulate.world import simulate_world, write_world
 
-    registry.configure(os.environ["MLFLOW_TRACKING_URI"])
-    paths = write_world(simulate_world(persons, AS_OF, seed=3), directory / "world")
     before = Path.cwd()
     os.chdir(directory)
     try:
+        registry.configure(os.environ["MLFLOW_TRACKING_URI"])
+        paths = write_world(simulate_world(persons, AS_OF, seed=3), directory / "world")
         train(paths["trips"], paths["labels"], AS_OF, TrainConfig(num_threads=1))
     finally:
         os.chdir(before)
