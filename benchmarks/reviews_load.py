@@ -177,7 +177,7 @@ def main() -> None:
     figures["write_sqlite"] = write_latency(f"sqlite:///{sqlite_dir / 'r.db'}", args.latency_n)
     shutil.rmtree(sqlite_dir, ignore_errors=True)
     try:
-        with postgres_cluster() as pg:
+        with postgres_cluster(fsync=True) as pg:
             pg_url = fresh_database(pg, "latency")
             figures["write_postgresql"] = write_latency(pg_url, args.latency_n)
     except BaseException as exc:  # noqa: BLE001 - pytest's Skipped when no server is installed
@@ -185,7 +185,8 @@ def main() -> None:
 
     env = bench_env(root)
     reviews_db = root / "reviews.db"
-    reviews_db.unlink(missing_ok=True)
+    for stale in (reviews_db, Path(f"{reviews_db}-wal"), Path(f"{reviews_db}-shm")):
+        stale.unlink(missing_ok=True)
     env.update(
         {"COMMUTER_REVIEWER_TOKENS": REVIEWER_TOKEN, "COMMUTER_REVIEWS": f"sqlite:///{reviews_db}"}
     )

@@ -11,6 +11,7 @@ write lock). Neither bodies nor tokens are logged; /metrics counts recorded revi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,8 +47,21 @@ STORED = bentoml.metrics.Gauge(
 )
 
 
+COUNTS_EVERY_SECONDS = 5.0  # the stored-reviews gauge is refreshed at most this often
+_counted_at = float("-inf")
+
+
 def show_counts(store: ReviewStore) -> None:
-    counts = store.counts()
+    """Refresh the stored-reviews gauge (at most every COUNTS_EVERY_SECONDS; never fails)."""
+    global _counted_at
+    if time.monotonic() - _counted_at < COUNTS_EVERY_SECONDS:
+        return
+    _counted_at = time.monotonic()
+    try:
+        counts = store.counts()
+    except sa.exc.SQLAlchemyError as exc:  # a gauge must never fail a recorded review
+        logger.warning("counting reviews failed: %s", exc.__class__.__name__)
+        return
     for decision in DECISIONS:
         STORED.labels(decision=decision).set(counts[decision])
 

@@ -291,6 +291,7 @@ class ReviewStore:
         self.url = store_url(url)
         self.backend = self.url.get_backend_name()
         self.path = _sqlite_file(self.url)
+        self._lock = threading.Lock()
         try:
             if self.path is not None:
                 _owner_only(self.path)
@@ -304,13 +305,19 @@ class ReviewStore:
                 f"review store {self.url.render_as_string(hide_password=True)} cannot be opened: "
                 f"{str(exc).splitlines()[0]} (COMMUTER_REVIEWS sets it)"
             ) from None
-        self._lock = threading.Lock()
 
     def _engine(self, *, write: bool) -> Engine:
         if self.backend != "sqlite":
-            return sa.create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+            return sa.create_engine(
+                self.url, pool_pre_ping=True, pool_size=4, max_overflow=16, pool_timeout=60
+            )
         engine = sa.create_engine(
-            self.url, connect_args={"timeout": 60, "check_same_thread": False}
+            self.url,
+            connect_args={"timeout": 60, "check_same_thread": False},
+            # Readers: one per request thread; the writer needs one (appends are serialised).
+            pool_size=2 if write else 8,
+            max_overflow=2 if write else 32,
+            pool_timeout=60,
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -347,7 +354,9 @@ class ReviewStore:
     def add(self, review: ReviewRequest, *, now: dt.datetime | None = None) -> Review:
         """Append one review at the head of the chain; returns it as stored."""
         now = now or dt.datetime.now(dt.UTC)
-        with self._writer.begin() as con:
+        # One appender per process at a time: the others wait here, in order, instead of polling
+        # SQLite's busy handler (which made 50 concurrent appenders slow and some time out).
+        with self._lock, self._writer.begin() as con:
             head = con.execute(
                 sa.select(head_table.c.seq, head_table.c.hash)
                 .where(head_table.c.id == 1)

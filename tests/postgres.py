@@ -74,7 +74,8 @@ class Postgres:
 
 
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[Postgres]:
+def postgres_cluster(*, fsync: bool = False) -> Iterator[Postgres]:
+    """Tests run without fsync (speed); benchmarks ask for it, as a real server runs."""
     bindir = postgres_bin()
     if bindir is None:
         pytest.skip(
@@ -97,7 +98,9 @@ def postgres_cluster() -> Iterator[Postgres]:
     if done.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"initdb failed: {done.stderr[-2000:]}")
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
+    if not fsync:
+        options += " -c fsync=off"
     done = subprocess.run(
         [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
          str(root / "server.log"), "-w", "-t", "60", "start"], **run,

@@ -8,12 +8,14 @@ import datetime as dt
 import re
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from commuter_badge.serving.review_routes import COUNTS_EVERY_SECONDS
 from commuter_badge.serving.reviews import ReviewStore, a_year_after, local_today
 from tests.postgres import fresh_database, postgres_cluster
 from tests.service.conftest import (
@@ -212,6 +214,8 @@ def test_a_correction_supersedes_and_a_new_batch_hides_nothing(
 
 
 def test_metrics_count_reviews_by_decision(reviewer: httpx.Client, reviewed: Server):
+    reviewer.post("/reviews", json=review("p-metrics", "revoke"))
+    time.sleep(COUNTS_EVERY_SECONDS + 0.5)  # the stored gauge is refreshed at most this often
     reviewer.post("/reviews", json=review("p-metrics", "revoke"))
     text = httpx.get(reviewed.url + "/metrics", timeout=30).text
     grants = re.search(r'commuter_reviews_recorded_total\{decision="grant"[^}]*\} (\S+)', text)
