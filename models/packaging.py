@@ -31,9 +31,11 @@ MODEL_PACKAGES = ("commuter_badge", "commuter_badge.features", "commuter_badge.m
 
 # Distributions the model packages import when the pyfunc loads and predicts (tests/model check
 # this list against what a load and predict really import). pyarrow and duckdb compute features,
-# chinesecalendar the working days, scipy and scikit-learn sit under calibration.
+# chinesecalendar the working days, scipy and scikit-learn sit under calibration. Loading a pyfunc
+# needs MLflow's client only (mlflow-skinny, the `mlflow` package without the tracking server,
+# UI and their dependencies); the service adds full mlflow (serving/bento.py).
 RUNTIME_DISTRIBUTIONS = (
-    "mlflow",
+    "mlflow-skinny",
     "lightgbm",
     "numpy",
     "pandas",

@@ -6,7 +6,7 @@
     DIR/commuter_badge/...                          the service's packages, as installed
     DIR/commuter_badge/serving/bundled_model/model  the version's MLflow model directory
     DIR/commuter_badge/serving/bundled_model/bundle.json   which version that is, and from where
-    DIR/requirements.txt                            the version's pinned requirements
+    DIR/requirements.txt                            the version's pinned requirements, mlflow
 
 Inside a Bento the service finds `bundled_model/` next to this module and serves that version
 (`bundled_model()`), without a tracking store; in the checkout the directory never exists, so
@@ -23,6 +23,7 @@ import json
 import subprocess
 import sys
 import time
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import mlflow
@@ -72,9 +73,12 @@ def stage(out: Path, model_uri: str | None = None) -> dict:
     if local != target / "model":  # MLflow puts a models:/ download straight into dst_path
         raise BentoError(f"model version {version} was downloaded to {local}, not {target}/model")
     model = registry.load_model(str(local), version=version)  # refuses other features
-    # The version's own pinned requirements; `bentoml build` adds its own bentoml pin.
-    requirements = (local / "requirements.txt").read_text()
-    atomic_write(out / "requirements.txt", lambda p: p.write_text(requirements))
+    # The version's own pinned requirements, and full mlflow: the service opens a tracking store
+    # and the reviews store (SQLAlchemy, Alembic). `bentoml build` adds its own bentoml pin.
+    requirements = (local / "requirements.txt").read_text().split()
+    if not any(r.startswith("mlflow==") for r in requirements):
+        requirements.append(f"mlflow=={installed_version('mlflow')}")
+    atomic_write(out / "requirements.txt", lambda p: p.write_text("\n".join(requirements) + "\n"))
     info = {
         "name": MODEL_NAME,
         "version": version,

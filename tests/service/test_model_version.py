@@ -83,6 +83,8 @@ def readyz_version(server: Server) -> str:
 
 
 def test_a_restarted_worker_serves_the_version_the_service_started_with(world, tmp_path):
+    """The alias moves, a worker is killed and restarted by BentoML: every answer still names the
+    version the service started with; restarting the service serves the new champion."""
     shutil.copy(world.root / "mlflow.db", tmp_path / "mlflow.db")  # artifacts stay where they are
     env = {**world.env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     pinned = world.model_version
@@ -118,6 +120,13 @@ def test_a_restarted_worker_serves_the_version_the_service_started_with(world, t
         answers += [readyz_version(srv) for _ in range(8)]
         assert set(answers) == {pinned}, f"answers named {answers}; pinned {pinned}"
         assert psutil.pid_exists(restarted), "the restarted worker died again"
+    finally:
+        stop_server(srv)
+    # A restart of the service is what picks up the new champion.
+    srv = start_server(env, tmp_path, workers=1)
+    try:
+        wait_until(srv, "/readyz", 200)
+        assert readyz_version(srv) == newer
     finally:
         stop_server(srv)
 
