@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
+from commuter_badge.features.schema import MAX_ID_LENGTH
+from commuter_badge.serving.reviews import ReviewRequest
 from commuter_badge.serving.schemas import ErrorBody
 
 SECURITY_SCHEME = "bearerAuth"
@@ -45,6 +47,7 @@ _REASONS = {
 }
 # What each protected API operation can answer besides 200.
 API_ERRORS = (400, 401, 403, 413, 422, 500, 503)
+REVIEW_PATH = "/reviews"  # answered by serving/review_routes.py, not by a BentoML API
 _BENTOML_ERRORS = ("InvalidArgument", "NotFound", "InternalServerError", "TaskStatusResponse")
 
 
@@ -141,7 +144,12 @@ def document(spec: Mapping[str, Any], protected: Iterable[str]) -> dict[str, Any
             "description": "one of the tokens in COMMUTER_API_TOKENS",
         }
     }
+    if REVIEW_PATH in protected:
+        schemas.update(_as_openapi30(_components(ReviewRequest)))
+        doc.setdefault("paths", {}).update(_review_paths())
     for path, operations in doc.get("paths", {}).items():
+        if path.startswith(REVIEW_PATH):
+            continue  # described whole by _review_paths
         for operation in operations.values():
             if path in protected:
                 operation["security"] = [{SECURITY_SCHEME: []}]
@@ -157,6 +165,92 @@ def document(spec: Mapping[str, Any], protected: Iterable[str]) -> dict[str, Any
                 operation["security"] = []
                 operation["responses"] = copy.deepcopy(_OPEN_RESPONSES[path])
     return _named_as_ours(doc)
+
+
+def _components(model: type) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {model.__name__: schema, **schema.pop("$defs", {})}
+
+
+def _as_openapi30(schema: Any) -> Any:
+    """JSON Schema's `anyOf [X, {type: null}]` as OpenAPI 3.0's `X` with `nullable: true`."""
+    if isinstance(schema, list):
+        return [_as_openapi30(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _as_openapi30(v) for k, v in schema.items()}
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        del out["anyOf"]
+        out.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+        out["nullable"] = True
+        if out.get("default", 0) is None:
+            del out["default"]
+    return out
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _review_paths() -> dict[str, Any]:
+    """POST /reviews and GET /reviews/{person_id}, which BentoML does not know about."""
+    security = [{SECURITY_SCHEME: []}]
+    recorded = {
+        "type": "object",
+        "required": ["case_id", "recorded_at"],
+        "properties": {"case_id": {"type": "string"}, "recorded_at": {"type": "string"}},
+    }
+    history = {
+        "type": "object",
+        "required": ["person_id", "reviews"],
+        "properties": {
+            "person_id": {"type": "string"},
+            "reviews": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    return {
+        REVIEW_PATH: {
+            "post": {
+                "operationId": "commuter_badge__reviews",
+                "x-bentoml-name": "reviews",
+                "description": "Record a manual decision (reviewer tokens only).",
+                "security": security,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ReviewRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json("Recorded: the case id and when", recorded),
+                    **{str(s): error_response(s) for s in API_ERRORS},
+                },
+            }
+        },
+        REVIEW_PATH + "/{person_id}": {
+            "get": {
+                "operationId": "commuter_badge__review_history",
+                "description": "A person's reviews, oldest first (reviewer tokens only).",
+                "security": security,
+                "parameters": [
+                    {
+                        "name": "person_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                    }
+                ],
+                "responses": {
+                    "200": _json("The person's reviews, oldest first", history),
+                    **{str(s): error_response(s) for s in (401, 403, 422, 500, 503)},
+                },
+            }
+        },
+    }
 
 
 def _request_by_reference(operation: dict[str, Any], schemas: dict[str, Any]) -> None:

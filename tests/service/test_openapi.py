@@ -45,6 +45,8 @@ def test_bearer_scheme_is_declared_on_every_protected_operation_and_no_open_one(
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer"), scheme
     for path in PROTECTED:
         assert doc["paths"][path]["post"]["security"] == [{name: []}], f"{path} needs the token"
+    for path, method in (("/reviews", "post"), ("/reviews/{person_id}", "get")):
+        assert doc["paths"][path][method]["security"] == [{name: []}], f"{path} needs the token"
     for path in OPEN:
         assert not doc["paths"][path]["get"].get("security"), f"{path} stays open"
     assert not doc.get("security"), "no global requirement: health and metrics stay open"
