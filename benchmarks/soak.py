@@ -130,10 +130,10 @@ async def republisher(
 ) -> None:
     """`commuter score` every `every` seconds, the real command, while traffic runs."""
     trips = str(root / "world" / "trips.parquet")
-    k = 0
-    while time.perf_counter() + every < deadline:
-        await asyncio.sleep(every)
+    start, k = time.perf_counter(), 0
+    while start + (k + 1) * every < deadline:  # at every, 2 * every, ... from the start
         k += 1
+        await asyncio.sleep(max(0.0, start + k * every - time.perf_counter()))
         out = root / f"scores-republish-{k}.parquet"
         t = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
