@@ -187,10 +187,10 @@ def _reliability_panel(ax, bins: pd.DataFrame, label: str) -> None:
 
 def calibration(y, proba, raw_proba=None, caption: Caption = Caption(), n_bins: int = 15) -> Figure:
     """Reliability diagram: calibrated probability and, beside it, the raw booster's sigmoid."""
-    panels = [("calibrated", proba)] + (
-        [("raw booster", raw_proba)] if raw_proba is not None else []
-    )
-    fig = Figure(figsize=(5.5 * len(panels), 5.5))
+    # The rule baseline's score is a share of working days, not a calibrated probability.
+    first = "rule score" if caption.model.startswith("rule baseline") else "calibrated"
+    panels = [(first, proba)] + ([("raw booster", raw_proba)] if raw_proba is not None else [])
+    fig = Figure(figsize=(max(7.0, 5.5 * len(panels)), 5.5))
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
     for ax, (label, scores) in zip(axes, panels, strict=True):
         bins = reliability_bins(y, scores, n_bins)
