@@ -171,8 +171,10 @@ def log_drivers(booster, frame: pd.DataFrame, caption: Caption, prefix: str = "v
     contrib, x = contributions(booster, frame)
     mean_abs = dict(zip(FEATURE_NAMES, map(float, np.abs(contrib).mean(axis=0)), strict=True))
     mlflow.log_dict(mean_abs, f"{prefix}shap_mean_abs.json")
+    # Split gain is a property of the trees, not of any persons: its title carries no n.
     mlflow.log_figure(
-        figures.importance(FEATURE_NAMES, gains, caption), "figures/feature_importance.png"
+        figures.importance(FEATURE_NAMES, gains, Caption(caption.model, caption.as_of)),
+        "figures/feature_importance.png",
     )
     shap_caption = Caption(caption.model, caption.as_of, len(x), caption.population)
     mlflow.log_figure(
