@@ -77,3 +77,30 @@ def test_refused_score_leaves_store_and_badge_answers_untouched(
     assert not out.exists(), "no scores file written for a refused publication"
     time.sleep(1.2)  # past the store's recheck interval: a change would be visible now
     assert badge_answers(client, ids) == before_answers, "/badge answers changed"
+
+
+def test_score_publishes_before_it_writes_the_output(world, tmp_path):
+    """DuckDB engine: the store is replaced first, the scores file second, so when writing the
+    output fails (here: its directory is a file) the store is already the new publication."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    before = world.decisions_path.stat().st_ino
+    done = subprocess.run(
+        [
+            str(BIN / "commuter"),
+            "score",
+            "--trips",
+            str(world.root / "world" / "trips.parquet"),
+            "--as-of",
+            "2021-10-20",
+            "--out",
+            str(blocker / "scores.parquet"),
+        ],
+        env=world.env,
+        cwd=world.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0, "writing under a file cannot succeed"
+    assert world.decisions_path.stat().st_ino != before, "published before writing the output"
