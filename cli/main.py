@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from commuter_badge.cli import (  # noqa: F401  (registers commands)
+    audit,
     compare,
     data,
     lifecycle,
