@@ -14,6 +14,7 @@ from commuter_badge.cli import (  # noqa: F401  (registers commands)
     data,
     lifecycle,
     modelling,
+    monitoring,
     reviews,
     serve,
 )

@@ -174,8 +174,15 @@ def evaluate(
     as_of: AsOf,
     model: ModelUri = CHAMPION_URI,
     calendar: CalendarFile = None,
+    fail_on_breach: Annotated[
+        bool,
+        typer.Option("--fail-on-breach", help="Exit 3 when the FPR here is above the target."),
+    ] = False,
 ) -> None:
-    """Metrics of a registered model on other labelled data, logged to MLflow as an evaluation run."""
+    """Metrics of a registered model on other labelled data, logged to MLflow as an evaluation run.
+
+    Also compared with the version's own training metrics (printed and logged as deltas), and
+    flagged on the version (`evaluation.fpr_breach`) when the FPR is above the target."""
     from commuter_badge.models.evaluate import evaluate as run_evaluation
 
     day = parse_date(as_of)
@@ -188,6 +195,24 @@ def evaluate(
         f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
         f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}"
     )
+    if "eval_true_fpr" in m:
+        out.print(
+            f"vs truth   recall {m['eval_true_recall']:.4f}  FPR {m['eval_true_fpr']:.4%} "
+            "(simulated world)"
+        )
+    if result["deltas"]:
+        out.print(
+            "vs training "
+            + "  ".join(f"{k.split('.', 1)[1]} {v:+.4g}" for k, v in result["deltas"].items())
+            + "  (eval - validation at training)"
+        )
+    if result["breach"]:
+        err.print(
+            f"FPR BREACH: {m['eval_fpr']:.4%} on these labels is above the target "
+            f"{result['target_fpr']:.2%} (tagged evaluation.fpr_breach on the version)"
+        )
+        if fail_on_breach:
+            raise typer.Exit(3)
 
 
 @app.command()

@@ -43,6 +43,7 @@ from commuter_badge.models.fitting import (  # noqa: F401  (the names callers im
     split,
 )
 from commuter_badge.models.gates import Outcome
+from commuter_badge.models.reference import log_reference
 from commuter_badge.models.report import log_drivers, log_figures, log_review
 from commuter_badge.settings import MODEL_NAME
 
@@ -232,6 +233,8 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
             certificate=info,
         )
         log_drivers(model.booster, val, caption)
+        # What `commuter monitor` judges later months against (models/reference.py).
+        log_reference(val, model.threshold)
 
         progress("promotion gates")
         move = promotion.judge(version, persons, promote=promote, how="train")

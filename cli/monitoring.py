@@ -1,0 +1,129 @@
+"""`commuter monitor` and `commuter recertify`: guarding the FPR promise between months.
+
+monitor judges an unlabelled month against the model's training reference (models/monitor.py);
+recertify chooses calibration and threshold again on a newer labelled month
+(models/recertify.py). Both log to MLflow and leave their outcome on the model version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from commuter_badge.atomic import atomic_write
+from commuter_badge.cli.app import (
+    AsOf,
+    CalendarFile,
+    ModelUri,
+    Trips,
+    app,
+    apply_calendar,
+    clean_errors,
+    err,
+    out,
+    parse_date,
+    status,
+    update_status,
+)
+from commuter_badge.cli.modelling import LabelFiles
+from commuter_badge.settings import CHAMPION_URI
+
+ALARM_EXIT = 3  # contract §2: `monitor --fail-on-alarm` on alarm
+
+
+@app.command()
+@clean_errors
+def monitor(
+    trips: Trips,
+    as_of: AsOf,
+    model: ModelUri = CHAMPION_URI,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write the report as JSON (contract §5).", dir_okay=False),
+    ] = None,
+    fail_on_alarm: Annotated[
+        bool, typer.Option("--fail-on-alarm", help=f"Exit {ALARM_EXIT} when the monitor alarms.")
+    ] = False,
+    calendar: CalendarFile = None,
+) -> None:
+    """An unlabelled month against the model's training reference: drift per feature, score
+    shift, badge share, estimated FPR and recall; logged as a `monitor` run."""
+    from commuter_badge.models.monitor_run import run_monitor
+
+    day = parse_date(as_of)
+    apply_calendar(calendar)
+    with status("monitoring"):
+        result, run_id = run_monitor(trips, day, model)
+    if report is not None:
+        text = json.dumps(result.report(), indent=2, allow_nan=True)
+        atomic_write(report, lambda p: Path(p).write_text(text))
+    out.print(f"run id          {run_id}  (model {model}, version {result.model_version})")
+    out.print(
+        f"estimated       FPR {result.estimated_fpr:.3%} (target {result.target_fpr:.2%})  "
+        f"recall {result.estimated_recall:.3f}  (assumes calibration intact; see README)"
+    )
+    out.print(
+        f"badge share     {result.badge_share:.2%} (reference {result.reference_badge_share:.2%})"
+        f"  score PSI {result.score_psi:.3f}  n={result.n:,}"
+    )
+    top = sorted(result.features, key=lambda f: -f["psi"])[:3]
+    out.print("largest drift   " + ", ".join(f"{f['name']} PSI {f['psi']:.3f}" for f in top))
+    if result.alarm:
+        err.print(f"ALARM: {len(result.alarm_reasons)} reason(s)")
+        for reason in result.alarm_reasons:
+            err.print(f"  - {reason}")
+        if fail_on_alarm:
+            raise typer.Exit(ALARM_EXIT)
+    else:
+        out.print("alarm           none")
+
+
+@app.command()
+@clean_errors
+def recertify(
+    trips: Trips,
+    labels: LabelFiles,
+    as_of: AsOf,
+    model: ModelUri = CHAMPION_URI,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the month's person split.")] = 0,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote/--no-promote", help="--no-promote registers without touching the alias."
+        ),
+    ] = True,
+    calendar: CalendarFile = None,
+) -> None:
+    """The model's trees, calibration and threshold chosen again on a newer labelled month;
+    registered as a new version and promoted only if the gates pass."""
+    from commuter_badge.models.recertify import recertify as run_recertify
+
+    day = parse_date(as_of)
+    apply_calendar(calendar)
+    with status("recertifying") as spinner:
+        result = run_recertify(
+            trips,
+            list(labels),
+            day,
+            model,
+            seed=seed,
+            promote=promote,
+            progress=lambda s: update_status(spinner, s),
+        )
+    m = result.metrics
+    out.print(f"run id            {result.run_id}")
+    out.print(
+        f"model version     {result.version} (recertified from v{result.from_version}; "
+        f"{'promoted to champion' if result.promoted else 'NOT promoted'})"
+    )
+    out.print(f"promotion         {result.decision}")
+    out.print(f"threshold         {result.threshold:.6f} (was {result.previous_threshold:.6f})")
+    out.print(f"FPR bound         {result.certified_fpr_upper:.4%} certified")
+    out.print(
+        f"validation        recall {m['val_recall']:.4f}  FPR {m['val_fpr']:.4%} "
+        f"(upper95 {m['val_fpr_upper95']:.4%})"
+    )
+    out.print("gates             " + ", ".join(f"{k} {v}" for k, v in result.gates.items()))

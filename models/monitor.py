@@ -1,0 +1,263 @@
+"""Judging an unlabelled month against a model's training reference (pure; no MLflow).
+
+What is compared (the reference is models/reference.py's, from the validation persons):
+- each feature's distribution: PSI over the reference's decile bins (missing values a bin of their
+  own) and the two-sample Kolmogorov–Smirnov test on capped samples (scipy `ks_2samp`);
+- the calibrated scores' distribution: PSI and KS the same way;
+- the share of persons given a badge against the reference's;
+- the FPR and recall the month should have if the calibration still holds: confidence-based
+  performance estimation (CBPE, as NannyML does). As there, p is the model's score calibrated once
+  more on the reference persons' labels (an isotonic curve stored with the reference: the model's
+  own Platt curve is too coarse in the top tail where the badge is decided). Each person with
+  probability p counts as p of a commuter and 1 - p of a non-commuter, so
+      expected false positives = sum of (1 - p) over badge holders,
+      expected non-commuters   = sum of (1 - p) over everyone,
+      estimated FPR    = expected FP / expected non-commuters,
+      estimated recall = sum of p over badge holders / sum of p over everyone.
+  This assumes the calibration is intact under the shift: P(commuter | features) is the same as in
+  training and only the mix of features moved (covariate shift). New kinds of people the model
+  never saw break that assumption, and then the estimate is too low. The labels are noisy, so
+  what is estimated is the FPR against labels like the training ones (README: how far it was off in
+  simulation); the drift figures are what flag such a month.
+An alarm is raised with one reason per crossed threshold (`Thresholds`, chosen by simulation in
+benchmarks/monitor_bench.py; the README gives their false-alarm and detection rates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ks_2samp
+
+from commuter_badge.features.definitions import DESCRIPTIONS, FEATURE_NAMES
+from commuter_badge.models.reference import SAMPLE_CAP, bin_counts, capped_sample, score_histogram
+
+PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
+# Day counts from the window's edges move with the weekday of as_of: a weekly pattern seen from a
+# Saturday and from a Monday is the same population, yet these two features' PSI is ~0.8 between
+# two months of one simulated population (and between two independent ones). They are reported
+# but raise no alarm on their own (benchmarks/monitor_bench.py).
+CALENDAR_PHASE = frozenset({"days_since_first", "days_since_last"})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When the monitor alarms (any one suffices); see benchmarks/monitor_bench.py."""
+
+    feature_psi: float = 0.25  # any feature's PSI above this
+    score_psi: float = 0.10  # the score distribution's PSI above this
+    badge_share_ratio: float = 1.25  # badge share over (or under 1/x of) the reference's
+    estimated_fpr_over_target: float = 1.0  # estimated FPR above this multiple of the target
+
+
+def psi(expected: list[int] | np.ndarray, actual: list[int] | np.ndarray) -> float:
+    """Population stability index of two count vectors over the same bins."""
+    e = np.asarray(expected, dtype="float64")
+    a = np.asarray(actual, dtype="float64")
+    if e.sum() == 0 or a.sum() == 0:
+        return float("nan")
+    e = np.maximum(e / e.sum(), PSI_FLOOR)
+    a = np.maximum(a / a.sum(), PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def ks(reference_sample: list[float], values: np.ndarray, rng: np.random.Generator) -> tuple:
+    """KS statistic and p-value, the month capped to the reference's sample size."""
+    current = capped_sample(values, rng, SAMPLE_CAP)
+    if not reference_sample or not current:
+        return float("nan"), float("nan")
+    test = ks_2samp(reference_sample, current)
+    return float(test.statistic), float(test.pvalue)
+
+
+def distribution_drift(entry: dict, values: np.ndarray, rng: np.random.Generator) -> dict:
+    counts = bin_counts(values, entry["edges"])
+    statistic, pvalue = ks(entry["sample"], values, rng)
+    n_ref, n_cur = sum(entry["counts"]), max(len(values), 1)
+    return {
+        "psi": psi(entry["counts"], counts),
+        "ks_statistic": statistic,
+        "ks_pvalue": pvalue,
+        "missing_share": counts[-1] / n_cur,
+        "reference_missing_share": entry["counts"][-1] / n_ref if n_ref else float("nan"),
+    }
+
+
+def label_rate(reference: dict, proba: np.ndarray) -> np.ndarray:
+    """P(commuter label | score) by the reference's isotonic curve (models/reference.py)."""
+    curve = reference["label_rate"]
+    return np.interp(np.asarray(proba, dtype="float64"), curve["x"], curve["y"])
+
+
+def cbpe(p: np.ndarray, badge: np.ndarray) -> dict[str, float]:
+    """Estimated FPR and recall from calibrated probabilities `p` alone (module docstring)."""
+    p, badge = np.asarray(p, dtype="float64"), np.asarray(badge, dtype=bool)
+    negatives, positives = float((1 - p).sum()), float(p.sum())
+    return {
+        "estimated_fpr": float((1 - p)[badge].sum()) / negatives if negatives else float("nan"),
+        "estimated_recall": float(p[badge].sum()) / positives if positives else float("nan"),
+        "expected_false_positives": float((1 - p)[badge].sum()),
+        "expected_noncommuters": negatives,
+        "expected_commuters": positives,
+    }
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    as_of: str
+    model_version: str
+    n: int
+    reference_n: int
+    target_fpr: float
+    threshold: float
+    estimated_fpr: float
+    estimated_recall: float
+    badge_share: float
+    reference_badge_share: float
+    score_psi: float
+    score_ks_statistic: float
+    score_ks_pvalue: float
+    features: list[dict]
+    alarm: bool
+    alarm_reasons: list[str]
+    thresholds: dict
+    estimates: dict = field(default_factory=dict)
+    assumptions: str = (
+        "estimated FPR and recall assume the calibration still holds (covariate shift only: "
+        "P(commuter | features) as in training); new kinds of behaviour break it and the "
+        "estimate then runs low"
+    )
+    score_histogram: list[int] = field(default_factory=list)
+    reference_score_histogram: list[int] = field(default_factory=list)
+
+    def report(self) -> dict:
+        """The `--report` JSON (contract §5 fields first)."""
+        out = asdict(self)
+        head = (
+            "alarm",
+            "alarm_reasons",
+            "estimated_fpr",
+            "estimated_recall",
+            "badge_share",
+            "reference_badge_share",
+            "features",
+        )
+        return {**{k: out[k] for k in head}, **{k: v for k, v in out.items() if k not in head}}
+
+    def metrics(self) -> dict[str, float]:
+        """Flat figures for MLflow (per-feature PSI under `psi.<feature>`)."""
+        m = {
+            "estimated_fpr": self.estimated_fpr,
+            "estimated_recall": self.estimated_recall,
+            "estimated_fpr_per10k": self.estimated_fpr * 1e4,
+            "badge_share": self.badge_share,
+            "reference_badge_share": self.reference_badge_share,
+            "score_psi": self.score_psi,
+            "score_ks_statistic": self.score_ks_statistic,
+            "n_persons": float(self.n),
+            "alarm": float(self.alarm),
+            "n_alarm_reasons": float(len(self.alarm_reasons)),
+            "max_feature_psi": max(
+                (f["psi"] for f in self.features if f["alarms"]), default=float("nan")
+            ),
+            **{k: float(v) for k, v in self.estimates.items()},
+        }
+        for f in self.features:
+            m[f"psi.{f['name']}"] = f["psi"]
+            m[f"ks.{f['name']}"] = f["ks_statistic"]
+        return m
+
+
+def alarm_reasons(
+    features: list[dict],
+    score_psi: float,
+    badge_share: float,
+    reference_badge_share: float,
+    estimated_fpr: float,
+    target_fpr: float,
+    t: Thresholds,
+) -> list[str]:
+    reasons = []
+    limit = t.estimated_fpr_over_target * target_fpr
+    if estimated_fpr > limit:
+        reasons.append(
+            f"estimated FPR {estimated_fpr:.3%} is above {limit:.3%} ({t.estimated_fpr_over_target:g}"
+            f" x the {target_fpr:.2%} target)"
+        )
+    if score_psi > t.score_psi:
+        reasons.append(f"score distribution shifted: PSI {score_psi:.3f} > {t.score_psi:g}")
+    ratio = badge_share / reference_badge_share if reference_badge_share > 0 else float("inf")
+    if ratio > t.badge_share_ratio or ratio < 1 / t.badge_share_ratio:
+        reasons.append(
+            f"badge share {badge_share:.2%} against {reference_badge_share:.2%} in the reference "
+            f"(x{ratio:.2f}, limit x{t.badge_share_ratio:g} either way)"
+        )
+    for f in sorted(features, key=lambda f: -f["psi"]):
+        if f["alarms"] and f["psi"] > t.feature_psi:
+            reasons.append(
+                f"feature {f['name']} ({f['description']}) drifted: PSI {f['psi']:.3f} > "
+                f"{t.feature_psi:g}"
+            )
+    return reasons
+
+
+def monitor(
+    reference: dict,
+    frame: pd.DataFrame,
+    proba: np.ndarray,
+    *,
+    threshold: float,
+    target_fpr: float,
+    as_of: str = "",
+    model_version: str = "",
+    thresholds: Thresholds | None = None,
+    seed: int = 0,
+) -> MonitorResult:
+    """The month `frame` (features) with its calibrated `proba`, judged against `reference`."""
+    t = thresholds or Thresholds()
+    rng = np.random.default_rng(seed)
+    features = []
+    for name in FEATURE_NAMES:
+        drift = distribution_drift(
+            reference["features"][name], frame[name].to_numpy(dtype="float64"), rng
+        )
+        features.append(
+            {
+                "name": name,
+                "description": DESCRIPTIONS[name],
+                **drift,
+                "alarms": name not in CALENDAR_PHASE,
+            }
+        )
+    proba = np.asarray(proba, dtype="float64")
+    scores = distribution_drift(reference["scores"], proba, rng)
+    estimates = cbpe(label_rate(reference, proba), proba >= threshold)
+    badge_share = float(np.mean(proba >= threshold)) if len(proba) else float("nan")
+    ref_share = float(reference["badge_share"])
+    reasons = alarm_reasons(
+        features, scores["psi"], badge_share, ref_share, estimates["estimated_fpr"], target_fpr, t
+    )
+    return MonitorResult(
+        as_of=as_of,
+        model_version=model_version,
+        n=len(frame),
+        reference_n=int(reference["n"]),
+        target_fpr=target_fpr,
+        threshold=threshold,
+        estimated_fpr=estimates["estimated_fpr"],
+        estimated_recall=estimates["estimated_recall"],
+        badge_share=badge_share,
+        reference_badge_share=ref_share,
+        score_psi=scores["psi"],
+        score_ks_statistic=scores["ks_statistic"],
+        score_ks_pvalue=scores["ks_pvalue"],
+        features=features,
+        alarm=bool(reasons),
+        alarm_reasons=reasons,
+        thresholds=asdict(t),
+        estimates={k: v for k, v in estimates.items() if k.startswith("expected_")},
+        score_histogram=score_histogram(proba),
+        reference_score_histogram=list(reference["scores"]["histogram"]),
+    )

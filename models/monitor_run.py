@@ -1,0 +1,150 @@
+"""`commuter monitor` as an MLflow run of kind `monitor`, its outcome as tags on the judged version.
+
+The judging itself is pure (models/monitor.py); this shell loads the model and its reference,
+builds the month's features, logs metrics, the report and two figures (PSI per feature; the
+month's score histogram over the reference's), and tags the version: `monitor.alarm`,
+`monitor.run_id`, `monitor.as_of`, `monitor.estimated_fpr`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from matplotlib.figure import Figure
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from commuter_badge.features.build import build_features
+from commuter_badge.features.coverage import check_coverage
+from commuter_badge.features.workdays import calendar_params
+from commuter_badge.models import registry
+from commuter_badge.models.calendar_check import warn_calendar_mismatch
+from commuter_badge.models.monitor import MonitorResult, Thresholds, monitor
+from commuter_badge.models.reference import SCORE_BINS, load_reference
+from commuter_badge.settings import MODEL_NAME
+
+
+def drift_figure(result: MonitorResult, limit: float) -> Figure:
+    """PSI per feature, largest first, with the alarm line. Built on Figure, never pyplot, so it
+    renders with Agg on a server without display (as models/figures.py does)."""
+    rows = sorted(result.features, key=lambda f: f["psi"])
+    fig = Figure(figsize=(7, 0.25 * len(rows) + 1.5))
+    ax = fig.subplots()
+    values = [f["psi"] for f in rows]
+    colours = ["tab:red" if v > limit else "tab:blue" for v in values]
+    ax.barh([f["name"] for f in rows], values, color=colours)
+    ax.axvline(limit, ls="--", color="grey", label=f"alarm above PSI {limit:g}")
+    ax.set(xlabel="PSI against the training reference")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(
+        f"Feature drift · v{result.model_version or '?'} · as_of {result.as_of} · "
+        f"n = {result.n:,} persons",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def score_figure(result: MonitorResult) -> Figure:
+    """The month's score histogram over the reference's (shares, log scale), threshold marked."""
+    edges = np.linspace(0, 1, SCORE_BINS + 1)
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    for counts, label in (
+        (result.reference_score_histogram, f"training reference (n = {result.reference_n:,})"),
+        (result.score_histogram, f"as_of {result.as_of} (n = {result.n:,})"),
+    ):
+        c = np.asarray(counts, dtype="float64")
+        share = c / c.sum() if c.sum() else c
+        ax.stairs(np.maximum(share, 1e-5), edges, label=label, fill=False, linewidth=1.5)
+    ax.axvline(result.threshold, color="red", ls="--", label=f"threshold {result.threshold:.3f}")
+    ax.set(yscale="log", xlabel="commuter probability", ylabel="share of persons (log)")
+    ax.set_title(
+        f"Scores: month against reference · v{result.model_version or '?'} · PSI "
+        f"{result.score_psi:.3f}",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _tag_version(version: str, result: MonitorResult, run_id: str) -> None:
+    tags = {
+        "monitor.alarm": str(result.alarm),
+        "monitor.run_id": run_id,
+        "monitor.as_of": result.as_of,
+        "monitor.estimated_fpr": f"{result.estimated_fpr:.6g}",
+        "monitor.estimated_recall": f"{result.estimated_recall:.6g}",
+        "monitor.alarm_reasons": "; ".join(result.alarm_reasons)[:4900] or "none",
+    }
+    client = MlflowClient()
+    try:
+        for key, value in tags.items():
+            client.set_model_version_tag(MODEL_NAME, version, key, value)
+    except MlflowException:
+        pass  # a model given by run or path URI: the run still holds the outcome
+
+
+def run_monitor(
+    trips: str | Path,
+    as_of: dt.date,
+    model_uri: str | None,
+    thresholds: Thresholds | None = None,
+) -> tuple[MonitorResult, str]:
+    """Judge the month at `trips` for `as_of`; returns the result and the monitor run's id."""
+    registry.configure()
+    registry.experiment_id()
+    model = registry.load_model(model_uri)
+    run_id = model.meta.run_id
+    if not run_id and model.version:
+        run_id = MlflowClient().get_model_version(MODEL_NAME, model.version).run_id
+    reference = load_reference(run_id, model.version)
+    window = model.meta.window_days
+    check_coverage(trips, as_of, window)
+    features = build_features(trips, as_of, window)
+    proba = model.predict_proba(features)
+    t = thresholds or Thresholds()
+    result = monitor(
+        reference,
+        features,
+        proba,
+        threshold=model.threshold,
+        target_fpr=model.target_fpr,
+        as_of=as_of.isoformat(),
+        model_version=model.version,
+        thresholds=t,
+    )
+    name = f"monitor v{model.version or '?'} as_of={as_of}"
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.set_tags(
+            {
+                "kind": "monitor",
+                "as_of": as_of.isoformat(),
+                "model_uri": model_uri or "",
+                "model_version": model.version,
+                "alarm": str(result.alarm),
+                **calendar_params(),
+            }
+        )
+        warn_calendar_mismatch(model.meta)
+        mlflow.log_params(
+            {
+                "trips": str(trips),
+                "as_of": as_of.isoformat(),
+                "window_days": window,
+                "assumptions": result.assumptions,
+                **{f"threshold.{k}": v for k, v in result.thresholds.items()},
+            }
+        )
+        mlflow.log_metrics({k: v for k, v in result.metrics().items() if np.isfinite(v)})
+        mlflow.log_dict(result.report(), "monitor/report.json")
+        mlflow.log_figure(drift_figure(result, t.feature_psi), "monitor/feature_drift.png")
+        mlflow.log_figure(score_figure(result), "monitor/score_histograms.png")
+    if model.version:
+        _tag_version(model.version, result, run.info.run_id)
+    return result, run.info.run_id

@@ -1,0 +1,266 @@
+"""`commuter recertify`: the champion's trees, with calibration and threshold chosen again on a
+newer labelled month, registered as a new version and promoted through the same gates as training.
+
+Why: a month can shift the score distribution (models/monitor.py says when) without the ranking
+going wrong; refitting the two Platt numbers and the Neyman–Pearson threshold on the new month
+restores the certificate for that month without retraining. The new month is split by person
+(models/split.py, keyed hash) into its own calibration half and validation half: calibration
+and threshold are chosen on the first, every val_* figure and the promotion gates use the second,
+so the certificate and the evidence about it come from different persons, as in training.
+The version's `as_of` is the new month's (the certificate is for it); `trees_as_of` records the
+month the trees were fitted on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.features.workdays import calendar_fingerprint, calendar_params
+from commuter_badge.models import card, promotion, registry
+from commuter_badge.models.bundle import CommuterModel
+from commuter_badge.models.calendar_check import warn_calendar_mismatch
+from commuter_badge.models.calibration import PlattCalibrator
+from commuter_badge.models.config import TrainConfig
+from commuter_badge.models.data import Labelled, labelled_features
+from commuter_badge.models.figures import Caption
+from commuter_badge.models.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
+from commuter_badge.models.gates import decide
+from commuter_badge.models.metrics import at_threshold
+from commuter_badge.models.reference import log_reference
+from commuter_badge.models.report import log_figures, log_review, review_metrics
+from commuter_badge.models.split import assign
+from commuter_badge.models.threshold import NeymanPearsonThreshold
+from commuter_badge.models.train import _log_validation_persons, _version_tags
+from commuter_badge.settings import MODEL_NAME
+
+PARTS = {"calibration": 0.5, "validation": 0.5}  # the newer month's own split
+
+
+def recalibrate(model: CommuterModel, data: Labelled, config: TrainConfig) -> Fitted:
+    """The same trees, Platt calibration and threshold refitted on `data` (pure apart from LightGBM).
+
+    `config` carries the policy (target FPR, confidence, window) and the split's seed."""
+    if data.as_of is None:
+        raise ValueError("labelled data without as_of; build it with labelled_features")
+    frame = data.frame.copy()
+    frame["part"] = assign(frame["person_id"], config.seed, PARTS)
+    for name in PARTS:
+        part = frame[frame["part"] == name]
+        if part["is_commuter"].nunique() < 2:
+            raise OneClassError(
+                f"cannot recertify: the {name} half has only one class ({len(part)} persons): "
+                f"{one_class_cause(frame, name, part)}"
+            )
+    cal = frame[frame["part"] == "calibration"]
+    y_cal = cal["is_commuter"].to_numpy()
+    margin = model.margin(cal)
+    calibrator = PlattCalibrator().fit(margin, y_cal)
+    selector = NeymanPearsonThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
+    selector.fit(calibrator.predict(margin), y_cal)
+    meta = dataclasses.replace(
+        model.meta,
+        threshold=selector.threshold_,
+        target_fpr=config.target_fpr,
+        calib_a=calibrator.a_,
+        calib_b=calibrator.b_,
+        trained_as_of=data.as_of.isoformat(),
+        run_id="",
+        calendar=calendar_fingerprint(),
+        extra={
+            **model.meta.extra,
+            "recertified_from": model.version,
+            "trees_as_of": model.meta.extra.get("trees_as_of", model.meta.trained_as_of),
+        },
+    )
+    new = CommuterModel(model.booster, meta)
+    certificate = {
+        "best_iteration": model.booster.best_iteration,
+        "cal_fpr": selector.fpr_,
+        "cal_fpr_upper95": selector.fpr_upper_,
+        "cal_negatives": selector.n_negatives_,
+    }
+    val = frame[frame["part"] == "validation"].copy()
+    val["proba"] = new.predict_proba(val)
+    val["badge"] = new.decide(val["proba"].to_numpy())
+    metrics, slices = review_metrics("val_", val, new.threshold, config.target_fpr, certificate)
+    truth: dict[str, float] = {}
+    if "true_commuter" in val and val["true_commuter"].notna().all():
+        m = at_threshold(val["true_commuter"].to_numpy(), val["proba"].to_numpy(), new.threshold)
+        truth = {"val_true_fpr": m["fpr"], "val_true_recall": m["recall"]}
+    fitted = Fitted(
+        model=new,
+        config=config,
+        as_of=data.as_of,
+        data=frame,
+        certificate=certificate,
+        val=val,
+        raw_proba=1 / (1 + np.exp(-new.margin(val))),
+        metrics=metrics,
+        slices=slices,
+        truth_metrics=truth,
+        gates=None,  # type: ignore[arg-type]  # set just below
+        baseline=fit_baseline(frame, config),
+    )
+    return dataclasses.replace(fitted, gates=decide(fitted.candidate(), None))
+
+
+@dataclasses.dataclass(frozen=True)
+class RecertifyResult:
+    run_id: str
+    version: str
+    from_version: str
+    threshold: float
+    previous_threshold: float
+    certified_fpr_upper: float
+    metrics: dict[str, float]
+    promoted: bool
+    decision: str
+    gates: dict
+
+
+def policy_of(model: CommuterModel, seed: int) -> TrainConfig:
+    """The champion's policy (from its version tags), as the config recalibration runs under."""
+    tags: dict = {}
+    if model.version:
+        tags = dict(MlflowClient().get_model_version(MODEL_NAME, model.version).tags)
+    policy = promotion.version_policy(tags)
+    confidence = policy.confidence if policy else TrainConfig().confidence
+    return TrainConfig(
+        target_fpr=model.target_fpr,
+        confidence=confidence,
+        window_days=model.meta.window_days,
+        seed=seed,
+    )
+
+
+def recertify(
+    trips: str | Path,
+    labels: str | Path | list,
+    as_of: dt.date,
+    model_uri: str | None,
+    *,
+    seed: int = 0,
+    promote: bool = True,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RecertifyResult:
+    """Recalibrate the model at `model_uri` on the month, log a run, register, judge by the gates."""
+    registry.configure()
+    registry.experiment_id()
+    registry.ensure_registered_model()
+    old = registry.load_model(model_uri)
+    config = policy_of(old, seed)
+    progress("building features")
+    labelled = labelled_features(trips, labels, as_of, config.window_days)
+    progress("recalibrating")
+    fitted = recalibrate(old, labelled, config)
+    val, info = fitted.val, fitted.certificate
+    with mlflow.start_run(run_name=f"recertify v{old.version or '?'} as_of={as_of}") as run:
+        mlflow.set_tags(
+            {
+                "kind": "model",
+                "recertified_from": old.version,
+                "as_of": as_of.isoformat(),
+                "input_digest": labelled.digest,
+                **calendar_params(),
+            }
+        )
+        warn_calendar_mismatch(old.meta)
+        mlflow.log_params(
+            {
+                "trips": str(trips),
+                "labels": str(labels),
+                "as_of": as_of.isoformat(),
+                "recertified_from": old.version,
+                "trees_as_of": fitted.model.meta.extra["trees_as_of"],
+                "previous_threshold": old.threshold,
+                "split": ", ".join(f"{k}={v}" for k, v in PARTS.items()),
+                **{f"n_{k}": int(v) for k, v in fitted.data["part"].value_counts().items()},
+                **config.model_dump(),
+            }
+        )
+        mlflow.log_metrics({k: float(v) for k, v in info.items()})
+        metrics = log_review(
+            "val_",
+            val,
+            fitted.model.threshold,
+            config.target_fpr,
+            figures_too=False,
+            certificate=info,
+        )
+        if fitted.truth_metrics:
+            mlflow.log_metrics(fitted.truth_metrics)
+        persons = _log_validation_persons(val)
+        progress("registering")
+        model = CommuterModel(
+            fitted.model.booster,
+            dataclasses.replace(fitted.model.meta, run_id=run.info.run_id),
+        )
+        example = val[["person_id", *FEATURE_NAMES]].head(200)
+        version = str(registry.log_model(model, example).registered_model_version)
+        client = MlflowClient()
+        tags = _version_tags(fitted, labelled, run.info.run_id)
+        tags.update(
+            {"recertified_from": old.version, "trees_as_of": model.meta.extra["trees_as_of"]}
+        )
+        for key, value in {**tags, **calendar_params()}.items():
+            client.set_model_version_tag(MODEL_NAME, version, key, value)
+        caption = Caption(f"v{version}", as_of.isoformat(), len(val), "validation persons")
+        log_figures(
+            "val_",
+            val,
+            model.threshold,
+            config.target_fpr,
+            caption=caption,
+            raw_proba=fitted.raw_proba,
+            certificate=info,
+        )
+        log_reference(val, model.threshold)
+        progress("promotion gates")
+        move = promotion.judge(version, persons, promote=promote, how="recertify")
+        mlflow.set_tags({f"gate.{k}": str(v) for k, v in move.decision.gates.items()})
+        mlflow.set_tags(
+            {"promoted": str(move.moved), "promotion_decision": move.summary()[: promotion.MAX_TAG]}
+        )
+        mlflow.log_metrics({k: float(v) for k, v in move.decision.figures.items()})
+        mlflow.log_text(
+            card.model_card(
+                version=version,
+                as_of=as_of,
+                config=config.model_dump(),
+                metrics=metrics,
+                certificate=info,
+                slices=fitted.slices,
+                val=val,
+                importance=dict(
+                    zip(
+                        FEATURE_NAMES,
+                        map(float, model.booster.feature_importance("gain")),
+                        strict=True,
+                    )
+                ),
+                digest=labelled.digest,
+                code=tags,
+                decision=f"recertified from v{old.version}: {move.summary()}",
+            ),
+            "model_card.md",
+        )
+    return RecertifyResult(
+        run_id=run.info.run_id,
+        version=version,
+        from_version=old.version,
+        threshold=model.threshold,
+        previous_threshold=old.threshold,
+        certified_fpr_upper=info["cal_fpr_upper95"],
+        metrics=metrics,
+        promoted=move.moved,
+        decision=move.summary(),
+        gates={k: str(v) for k, v in move.decision.gates.items()},
+    )

@@ -1,0 +1,96 @@
+"""The monitor's pure parts: PSI, CBPE estimates, the reference, the alarm reasons."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.models.monitor import Thresholds, cbpe, monitor, psi
+from commuter_badge.models.reference import (
+    NoReferenceError,
+    bin_counts,
+    bin_edges,
+    build_reference,
+    load_reference,
+)
+
+
+def frame(n: int, rng: np.random.Generator, shift: float = 0.0) -> pd.DataFrame:
+    data = {name: rng.poisson(5 + shift, n).astype("float64") for name in FEATURE_NAMES}
+    data["workday_coverage"] = rng.beta(2 + shift, 2, n)
+    out = pd.DataFrame(data)
+    out["proba"] = 1 / (1 + np.exp(-(out["workday_coverage"] * 8 - 4)))
+    out["is_commuter"] = rng.random(n) < out["proba"]
+    out["badge"] = out["proba"] >= 0.8
+    return out
+
+
+@given(st.lists(st.integers(0, 500), min_size=2, max_size=12))
+def test_psi_of_a_distribution_with_itself_is_zero(counts):
+    if sum(counts) == 0:
+        return
+    assert psi(counts, counts) == pytest.approx(0.0, abs=1e-12), "identical bins: no drift"
+    doubled = [2 * c for c in counts]
+    assert psi(counts, doubled) == pytest.approx(0.0, abs=1e-12), "PSI compares shares, not counts"
+
+
+@given(st.lists(st.floats(-1e6, 1e6) | st.just(float("nan")), min_size=1, max_size=200))
+def test_bin_counts_count_every_value_once(values):
+    values = np.asarray(values, dtype="float64")
+    counts = bin_counts(values, bin_edges(values))
+    assert sum(counts) == len(values), "each value in exactly one bin (missing ones last)"
+    assert counts[-1] == int(np.isnan(values).sum()), "the last bin holds the missing values"
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.integers(0, 10_000))
+def test_cbpe_recovers_fpr_and_recall_when_calibrated(seed):
+    """Labels drawn from the probabilities themselves: the estimate is close to the realised rates."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.5, 0.5, 50_000)
+    y = rng.random(len(p)) < p
+    badge = p >= 0.9
+    est = cbpe(p, badge)
+    assert est["estimated_fpr"] == pytest.approx(badge[~y].mean(), abs=0.004), est
+    assert est["estimated_recall"] == pytest.approx(badge[y].mean(), abs=0.01), est
+
+
+def test_monitor_quiet_on_the_same_population_and_loud_on_a_shifted_one():
+    rng = np.random.default_rng(3)
+    reference = build_reference(frame(8_000, rng), threshold=0.8)
+    same, moved = frame(8_000, rng), frame(8_000, rng, shift=3.0)
+    quiet = monitor(reference, same, same["proba"], threshold=0.8, target_fpr=0.2)
+    loud = monitor(reference, moved, moved["proba"], threshold=0.8, target_fpr=0.2)
+    assert not quiet.alarm, f"same population, yet alarmed: {quiet.alarm_reasons}"
+    assert loud.alarm, "every feature moved, yet no alarm"
+    assert any("drifted" in r for r in loud.alarm_reasons), loud.alarm_reasons
+    names = [f["name"] for f in loud.report()["features"]]
+    assert names == list(FEATURE_NAMES), "one entry per model feature, in the model's order"
+    assert all("description" in f and f["psi"] >= 0 for f in loud.features)
+
+
+def test_alarm_reasons_name_the_estimated_fpr_over_target():
+    rng = np.random.default_rng(4)
+    ref_frame = frame(4_000, rng)
+    reference = build_reference(ref_frame, threshold=0.8)
+    result = monitor(
+        reference,
+        ref_frame,
+        ref_frame["proba"],
+        threshold=0.8,
+        target_fpr=1e-4,
+        thresholds=Thresholds(),
+    )
+    assert any(r.startswith("estimated FPR") for r in result.alarm_reasons), result.alarm_reasons
+
+
+def test_a_run_without_reference_says_so():
+    with mlflow.start_run() as run:
+        pass
+    with pytest.raises(NoReferenceError, match="has no training reference.*retrain or recertify"):
+        load_reference(run.info.run_id, "7")

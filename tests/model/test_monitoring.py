@@ -1,0 +1,193 @@
+"""Between months through the real commands: monitor, recertify and evaluate on a real store.
+
+A model is trained (`train`, which stores the reference) on the first month of a simulated
+sequence; the next month comes unshifted, and shifted by new kinds of behaviour (UNSEEN_KINDS:
+accompanying a relative's treatment, patient carers, drive-for-hire, ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from commuter_badge.cli.main import app
+from commuter_badge.settings import MODEL_NAME
+
+FIRST, NEXT = dt.date(2021, 11, 20), dt.date(2021, 12, 20)  # windows without public holidays
+SECTION_5 = (
+    "alarm",
+    "alarm_reasons",
+    "estimated_fpr",
+    "estimated_recall",
+    "badge_share",
+    "reference_badge_share",
+    "features",
+)
+
+
+@pytest.fixture(scope="module")
+def months(tmp_path_factory):
+    """Trained on month one (its own store); month two unshifted and shifted."""
+    from commuter_badge.models import registry
+    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.simulate import UNSEEN_KINDS, DriftSettings, simulate_months, write_months
+
+    root = tmp_path_factory.mktemp("months")
+    base = write_months(simulate_months(12_000, [FIRST, NEXT], 5), root / "base")
+    drift = DriftSettings(new_kinds=UNSEEN_KINDS)
+    shifted = write_months(simulate_months(12_000, [FIRST, NEXT], 5, drift=drift), root / "shift")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    old, cwd = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.chdir(root)  # artifacts under root/mlruns
+    try:
+        registry.configure(uri)
+        result = train(base[FIRST]["trips"], base[FIRST]["labels"], FIRST, TrainConfig(seed=0))
+    finally:
+        os.chdir(cwd)
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+    return {
+        "root": root,
+        "db": root / "mlflow.db",
+        "version": result.version,
+        "unshifted": base[NEXT],
+        "shifted": shifted[NEXT],
+    }
+
+
+@pytest.fixture
+def store(months, tmp_path, monkeypatch):
+    """A private copy of the trained store's registry (artifacts are only ever added to)."""
+    db = tmp_path / "store.db"
+    shutil.copy(months["db"], db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def version_tags(version: str) -> dict:
+    return dict(MlflowClient().get_model_version(MODEL_NAME, version).tags)
+
+
+def test_monitor_is_quiet_on_an_unshifted_next_month(months, store, tmp_path):
+    # Given the champion and its next month with no drift,
+    report = tmp_path / "report.json"
+    # when the monitor judges it with --fail-on-alarm,
+    res = run(
+        "monitor", "--trips", months["unshifted"]["trips"], "--as-of", NEXT,
+        "--report", report, "--fail-on-alarm",
+    )  # fmt: skip
+    # then it exits 0 without alarm, the report holds every §5 field,
+    assert res.exit_code == 0, res.output
+    data = json.loads(report.read_text())
+    assert not set(SECTION_5) - set(data), f"report lacks {set(SECTION_5) - set(data)}"
+    assert data["alarm"] is False, f"unshifted month alarmed: {data['alarm_reasons']}"
+    assert data["alarm_reasons"] == []
+    assert all({"name", "psi"} <= set(f) for f in data["features"]), "each feature: name and psi"
+    assert 0 <= data["estimated_fpr"] <= 0.01, "estimated FPR within the 1% target"
+    assert oct(report.stat().st_mode & 0o777) == "0o600", "report readable by owner only"
+    # and the version carries the outcome.
+    tags = version_tags(months["version"])
+    assert tags["monitor.alarm"] == "False", tags
+    assert tags["monitor.as_of"] == NEXT.isoformat()
+    run_ = MlflowClient().get_run(tags["monitor.run_id"])
+    assert run_.data.tags["kind"] == "monitor", "a run of kind monitor"
+    assert "psi.workdays_active" in run_.data.metrics, "per-feature PSI logged"
+    assert float(tags["monitor.estimated_fpr"]) == pytest.approx(data["estimated_fpr"], rel=1e-4)
+    files = {a.path for a in MlflowClient().list_artifacts(run_.info.run_id, "monitor")}
+    assert {"monitor/feature_drift.png", "monitor/score_histograms.png"} <= files, files
+
+
+def test_monitor_alarms_on_a_shifted_month_and_exits_3(months, store, tmp_path):
+    # Given a next month where new kinds of behaviour appeared,
+    report = tmp_path / "report.json"
+    # when the monitor judges it with --fail-on-alarm,
+    res = run(
+        "monitor", "--trips", months["shifted"]["trips"], "--as-of", NEXT,
+        "--report", report, "--fail-on-alarm",
+    )  # fmt: skip
+    # then it alarms, with reasons, and exits 3;
+    assert res.exit_code == 3, res.output
+    data = json.loads(report.read_text())
+    assert data["alarm"] is True, data
+    assert data["alarm_reasons"], "an alarm says why"
+    assert version_tags(months["version"])["monitor.alarm"] == "True"
+    # without --fail-on-alarm the same month exits 0.
+    res = run("monitor", "--trips", months["shifted"]["trips"], "--as-of", NEXT)
+    assert res.exit_code == 0, res.output
+    assert "ALARM" in res.output
+
+
+def test_evaluate_flags_the_breach_compares_with_training_and_logs_truth(months, store):
+    # Given the shifted month's labels (its FPR is known to exceed the target),
+    shifted = months["shifted"]
+    # when evaluate runs with --fail-on-breach,
+    res = run(
+        "evaluate", "--trips", shifted["trips"], "--labels", shifted["labels"],
+        "--as-of", NEXT, "--fail-on-breach",
+    )  # fmt: skip
+    tags = version_tags(months["version"])
+    metrics = MlflowClient().get_run(tags["evaluation.run_id"]).data.metrics
+    # then the breach is tagged and the exit code is 3,
+    assert tags["evaluation.fpr_breach"] == str(metrics["eval_fpr"] > 0.01)
+    assert tags["evaluation.fpr_breach"] == "True", f"eval FPR {metrics['eval_fpr']:.4%}"
+    assert res.exit_code == 3, res.output
+    # the deltas against training and the truth-based metrics are logged.
+    assert "delta_vs_training.fpr" in metrics, sorted(metrics)
+    assert "eval_true_fpr" in metrics, sorted(metrics)
+    train_run = MlflowClient().get_run(tags["run_id"]).data.metrics
+    assert metrics["delta_vs_training.fpr"] == pytest.approx(
+        metrics["eval_fpr"] - train_run["val_fpr"]
+    )
+    assert "vs training" in res.output
+
+
+def test_recertify_keeps_the_trees_and_registers_a_gated_version(months, store):
+    from commuter_badge.models import registry
+
+    # Given the champion trained on month one,
+    old = registry.load_model(f"models:/{MODEL_NAME}/{months['version']}")
+    unshifted = months["unshifted"]
+    # when it is recertified on month two's labels,
+    res = run(
+        "recertify", "--trips", unshifted["trips"], "--labels", unshifted["labels"],
+        "--as-of", NEXT,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    new_version = str(int(months["version"]) + 1)
+    new = registry.load_model(f"models:/{MODEL_NAME}/{new_version}")
+    # then the trees are the same, calibration and threshold chosen again,
+    assert new.booster.model_to_string() == old.booster.model_to_string(), "same trees"
+    assert (new.meta.calib_a, new.meta.calib_b) != (old.meta.calib_a, old.meta.calib_b)
+    # the version says where it came from and went through every gate,
+    tags = version_tags(new_version)
+    assert tags["recertified_from"] == months["version"]
+    assert tags["as_of"] == NEXT.isoformat(), "the certificate is for the new month"
+    assert tags["trees_as_of"] == FIRST.isoformat(), "the trees are month one's"
+    gates = {k: v for k, v in tags.items() if k.startswith("gate.")}
+    assert len(gates) == 5, gates
+    assert set(gates.values()) <= {"True", "False", "skipped"}, gates
+    assert gates["gate.certificate_holds"] == "True", gates
+    assert float(tags["cal_fpr_upper95"]) <= 0.01
+    # and it carries a reference, so the next month can be monitored against it.
+    promoted = tags["gates_passed"] == "True"
+    assert (registry.champion_version() == new_version) == promoted
+    res = run("monitor", "--trips", unshifted["trips"], "--as-of", NEXT, "--model",
+              f"models:/{MODEL_NAME}/{new_version}")  # fmt: skip
+    assert res.exit_code == 0, res.output
