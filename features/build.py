@@ -33,7 +33,6 @@ from commuter_badge.atomic import atomic_write
 from commuter_badge.errors import CommuterError, UserError
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES
 from commuter_badge.features.read import (
-    SUFFIXES,
     connect,
     discover,
     register_trips,
@@ -56,8 +55,10 @@ MEMORY_SETTING = "COMMUTER_DUCKDB_MEMORY"
 # DuckDB working memory per input crossing when one query holds a whole month: 7.3 GB peak for
 # 75.6M crossings (issue 18). A partition is sized to need at most half the cap by that measure.
 BYTES_PER_CROSSING = 100
-# A CSV crossing is about 80 bytes of text; Parquet files say their row count.
+# A CSV crossing is about 80 bytes of text (counted as 40 to err towards more partitions), gzip
+# packs such text about 8 to 1; Parquet files say their row count.
 CSV_BYTES_PER_CROSSING = 40
+GZIP_RATIO = 8
 MAX_PARTITIONS = 256
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
@@ -101,13 +102,14 @@ def crossings_in(files: Iterable[Path]) -> int:
     """Crossings at `files`, for sizing partitions: Parquet footers' row counts, CSV by size."""
     total = 0
     for f in files:
-        if SUFFIXES[f.suffix.lower()] == "parquet":
+        if f.name.lower().endswith((".parquet", ".pq")):
             try:
                 total += pq.ParquetFile(f).metadata.num_rows
             except (OSError, pa.ArrowException):
                 total += f.stat().st_size // CSV_BYTES_PER_CROSSING  # unreadable: reported later
         else:
-            total += f.stat().st_size // CSV_BYTES_PER_CROSSING
+            packed = GZIP_RATIO if f.name.lower().endswith(".gz") else 1
+            total += f.stat().st_size * packed // CSV_BYTES_PER_CROSSING
     return total
 
 
