@@ -60,7 +60,7 @@ BYTES_PER_CROSSING = 100
 CSV_BYTES_PER_CROSSING = 40
 GZIP_RATIO = 8
 MAX_PARTITIONS = 256
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 
 

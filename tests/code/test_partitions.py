@@ -146,7 +146,7 @@ def test_default_cap_is_half_the_machine_and_is_said(monkeypatch):
     assert MEMORY_SETTING in plan.describe(), plan.describe()
 
 
-@pytest.mark.parametrize("text", ["lots", "12 parsecs", "-1GB", ""])
+@pytest.mark.parametrize("text", ["lots", "12 parsecs", "-1GB", "", "3200"])
 def test_a_bad_cap_names_the_setting(text):
     with pytest.raises(UserError, match=MEMORY_SETTING):
         cap_bytes(text)
