@@ -207,3 +207,15 @@ def test_a_table_too_big_for_memory_says_how_much_it_needs(world, monkeypatch):
     # when / then the error says how many persons and how much memory the table needs
     with pytest.raises(FeatureMemoryError, match=r"feature table of [0-9,]+ persons needs about"):
         build_features(world, AS_OF)
+
+
+def test_the_summary_line_says_the_cap_it_ran_with(world, tmp_path, monkeypatch):
+    # given a cap set by the setting
+    monkeypatch.setenv(MEMORY_SETTING, "3200MB")
+    # when `commuter features` runs
+    result = CliRunner().invoke(
+        app, ["features", "--trips", str(world), "--as-of", str(AS_OF), "--out", "f.parquet"]
+    )
+    # then its one-line summary names the cap and the setting
+    assert result.exit_code == 0, result.stderr
+    assert f"DuckDB memory cap 3.2 GB ({MEMORY_SETTING})" in result.stdout, result.stdout
