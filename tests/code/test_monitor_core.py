@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.models import registry
 from commuter_badge.models.monitor import Thresholds, cbpe, monitor, psi
 from commuter_badge.models.reference import (
     NoReferenceError,
@@ -90,7 +91,8 @@ def test_alarm_reasons_name_the_estimated_fpr_over_target():
 
 
 def test_a_run_without_reference_says_so():
-    with mlflow.start_run() as run:
+    registry.configure()
+    with mlflow.start_run(experiment_id=registry.experiment_id()) as run:
         pass
     with pytest.raises(NoReferenceError, match="has no training reference.*retrain or recertify"):
         load_reference(run.info.run_id, "7")
