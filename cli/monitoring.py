@@ -58,7 +58,7 @@ def monitor(
     with status("monitoring"):
         result, run_id = run_monitor(trips, day, model)
     if report is not None:
-        text = json.dumps(result.report(), indent=2, allow_nan=True)
+        text = json.dumps(result.report(), indent=2, allow_nan=False)
         atomic_write(report, lambda p: Path(p).write_text(text))
     out.print(f"run id          {run_id}  (model {model}, version {result.model_version})")
     out.print(

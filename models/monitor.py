@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.stats import ks_2samp
 
 from commuter_badge.features.definitions import DESCRIPTIONS, FEATURE_NAMES
-from commuter_badge.models.reference import SAMPLE_CAP, bin_counts, capped_sample, score_histogram
+from commuter_badge.models.reference import SAMPLE_CAP, bin_counts, score_histogram
 
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
 # Day counts from the window's edges move with the weekday of as_of: a weekly pattern seen from a
@@ -78,18 +78,19 @@ def score_psi(reference_histogram: list[int], histogram: list[int]) -> float:
     return psi(a, b)
 
 
-def ks(reference_sample: list[float], values: np.ndarray, rng: np.random.Generator) -> tuple:
-    """KS statistic and p-value, the month capped to the reference's sample size."""
-    current = capped_sample(values, rng, SAMPLE_CAP)
-    if not reference_sample or not current:
+def ks(reference_sample: list[float], sample: np.ndarray) -> tuple:
+    """KS statistic and p-value of the reference's sample against the month's (finite values)."""
+    current = sample[np.isfinite(sample)]
+    if not reference_sample or not len(current):
         return float("nan"), float("nan")
-    test = ks_2samp(reference_sample, current)
+    test = ks_2samp(reference_sample, current, method="asymp")  # exact is slow at n = 5,000
     return float(test.statistic), float(test.pvalue)
 
 
-def distribution_drift(entry: dict, values: np.ndarray, rng: np.random.Generator) -> dict:
+def distribution_drift(entry: dict, values: np.ndarray, rows: np.ndarray) -> dict:
+    """PSI over the reference's bins; KS on the month's persons `rows` (a capped sample)."""
     counts = bin_counts(values, entry["edges"])
-    statistic, pvalue = ks(entry["sample"], values, rng)
+    statistic, pvalue = ks(entry["sample"], values[rows])
     n_ref, n_cur = sum(entry["counts"]), max(len(values), 1)
     return {
         "psi": psi(entry["counts"], counts),
@@ -159,7 +160,8 @@ class MonitorResult:
             "reference_badge_share",
             "features",
         )
-        return {**{k: out[k] for k in head}, **{k: v for k, v in out.items() if k not in head}}
+        ordered = {**{k: out[k] for k in head}, **{k: v for k, v in out.items() if k not in head}}
+        return _json_safe(ordered)
 
     def metrics(self) -> dict[str, float]:
         """Flat figures for MLflow (per-feature PSI under `psi.<feature>`)."""
@@ -183,6 +185,17 @@ class MonitorResult:
             m[f"psi.{f['name']}"] = f["psi"]
             m[f"ks.{f['name']}"] = f["ks_statistic"]
         return m
+
+
+def _json_safe(value):
+    """NaN and infinities as null, so the report is strict JSON for any script."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def alarm_reasons(
@@ -232,11 +245,13 @@ def monitor(
 ) -> MonitorResult:
     """The month `frame` (features) with its calibrated `proba`, judged against `reference`."""
     t = thresholds or Thresholds()
+    # One capped sample of persons for every KS test: the same persons throughout, drawn once.
     rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(frame), min(len(frame), SAMPLE_CAP), replace=False))
     features = []
     for name in FEATURE_NAMES:
         drift = distribution_drift(
-            reference["features"][name], frame[name].to_numpy(dtype="float64"), rng
+            reference["features"][name], frame[name].to_numpy(dtype="float64"), rows
         )
         features.append(
             {
@@ -247,7 +262,7 @@ def monitor(
             }
         )
     proba = np.asarray(proba, dtype="float64")
-    scores = distribution_drift(reference["scores"], proba, rng)
+    scores = distribution_drift(reference["scores"], proba, rows)
     estimates = cbpe(label_rate(reference, proba), proba >= threshold)
     badge_share = float(np.mean(proba >= threshold)) if len(proba) else float("nan")
     ref_share = float(reference["badge_share"])

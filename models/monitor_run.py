@@ -17,10 +17,11 @@ from matplotlib.figure import Figure
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from commuter_badge.features.build import build_features
+from commuter_badge.features.build import build_features, model_matrix
 from commuter_badge.features.coverage import check_coverage
 from commuter_badge.features.workdays import calendar_params
 from commuter_badge.models import registry
+from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.monitor import MonitorResult, Thresholds, monitor
 from commuter_badge.models.reference import SCORE_BINS, load_reference
@@ -73,6 +74,15 @@ def score_figure(result: MonitorResult) -> Figure:
     return fig
 
 
+def month_scores(model: CommuterModel, features) -> np.ndarray:
+    """The month's calibrated probabilities, as `predict_proba` gives them, on every core (the
+    model's own path keeps LightGBM to one thread for the service's sake)."""
+    if len(features) == 0:
+        return np.zeros(0)
+    margin = model.booster.predict(model_matrix(features), raw_score=True)
+    return model.calibrator.predict(margin)
+
+
 def _tag_version(version: str, result: MonitorResult, run_id: str) -> None:
     tags = {
         "monitor.alarm": str(result.alarm),
@@ -107,7 +117,7 @@ def run_monitor(
     window = model.meta.window_days
     check_coverage(trips, as_of, window)
     features = build_features(trips, as_of, window)
-    proba = model.predict_proba(features)
+    proba = month_scores(model, features)
     t = thresholds or Thresholds()
     result = monitor(
         reference,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -73,6 +75,21 @@ def test_monitor_quiet_on_the_same_population_and_loud_on_a_shifted_one():
     names = [f["name"] for f in loud.report()["features"]]
     assert names == list(FEATURE_NAMES), "one entry per model feature, in the model's order"
     assert all("description" in f and f["psi"] >= 0 for f in loud.features)
+
+
+def test_report_is_strict_json_even_with_a_feature_never_seen():
+    rng = np.random.default_rng(5)
+    month = frame(2_000, rng)
+    month[FEATURE_NAMES[0]] = np.nan  # a feature missing for everyone this month
+    result = monitor(
+        build_reference(frame(2_000, rng), 0.8),
+        month,
+        month["proba"],
+        threshold=0.8,
+        target_fpr=0.2,
+    )
+    text = json.dumps(result.report(), allow_nan=False)  # raises on NaN
+    assert json.loads(text)["features"][0]["ks_statistic"] is None, "no values: no KS, null"
 
 
 def test_alarm_reasons_name_the_estimated_fpr_over_target():
