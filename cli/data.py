@@ -100,11 +100,12 @@ def features(
 
         with status("checking coverage"):
             coverage = check_coverage(trips, day, window_days)  # no crossing in the window: error
-        for text in coverage.warnings:
-            err.print(f"warning: {text}")
         plan = BatchPlan.for_path(trips)  # the memory cap and person partitions, said below
         with status("building features"):
             n = write_features(trips, day, out_file, window_days, plan=plan)
+        # After the build: a file with a bad row fails with its one error line, no warnings first.
+        for text in coverage.warnings:
+            err.print(f"warning: {text}", soft_wrap=True)
     elif engine == "spark":
         from commuter_badge.features.spark import write_spark_features
 

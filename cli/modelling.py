@@ -129,7 +129,7 @@ def train(
             config_source=source,
         )
     for text in result.warnings:
-        err.print(f"warning: {text}")
+        err.print(f"warning: {text}", soft_wrap=True)
     m, b = result.metrics, result.baseline_metrics
     out.print(f"run id            {result.run_id}")
     out.print(

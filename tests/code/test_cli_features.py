@@ -25,7 +25,15 @@ def trips_file(tmp_path: Path) -> Path:
     rows = flat_rows(
         [
             ("p1", [trip("2021-11-22", 7), trip("2021-11-22", 18, direction="out")]),
-            ("p2", [trip("2021-11-23", 8, mode="rail", site_id="RL-WUQING", region="")]),
+            (
+                "p2",
+                # p2's crossings span the whole window of as_of 2021-11-26 (first and last day),
+                # so the data covers it and no coverage warning fires.
+                [
+                    trip(day, 8, mode="rail", site_id="RL-WUQING", region="")
+                    for day in ("2021-10-29", "2021-11-23", "2021-11-25")
+                ],
+            ),
         ]
     )
     return write_parquet(tmp_path / "trips.parquet", rows)
