@@ -44,7 +44,7 @@ demo: $(STAMP)
 	$(BIN)/python -m commuter_badge.cli.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
 
 test: $(STAMP) java postgresql chromium lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: $(STAMP)
 	$(BIN)/python tools/import_tree.py build/import-tree
