@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from commuter_badge.features.schema import DIRECTIONS, MODES
+from commuter_badge.features.schema import (
+    COLUMNS_BY_NAME,
+    DIRECTIONS,
+    MAX_ID_LENGTH,
+    MODES,
+    TS_EXAMPLE,
+    TS_RULE,
+)
 
 MAX_PERSONS = 1_000  # per /score request
 MAX_TRIPS = 2_000  # per person
@@ -22,14 +29,13 @@ MAX_BADGE_IDS = 10_000  # per /badge request
 MAX_BODY_BYTES = 16 * 1024 * 1024  # any request body
 REASONS_PER_PERSON = 3
 
-Direction = Literal["in", "out"]
-Mode = Literal["rail", "car", "bus"]
-assert DIRECTIONS == ("in", "out")
-assert MODES == ("rail", "car", "bus")
+# The trip contract's enumerations and length rule (features/schema.py), as request types.
+Direction = Literal[DIRECTIONS]
+Mode = Literal[MODES]
 
 PersonId = Annotated[
     str,
-    StringConstraints(strict=True, min_length=1, max_length=256, pattern=r"\S"),
+    StringConstraints(strict=True, min_length=1, max_length=MAX_ID_LENGTH, pattern=r"\S"),
     Field(description="pseudonymous person key, as in the trip feeds", examples=["p1"]),
 ]
 AsOf = Annotated[
@@ -53,19 +59,23 @@ class Trip(_Request):
         AwareDatetime,
         Field(
             strict=True,
-            description="ISO 8601 instant with a UTC offset, e.g. 2021-11-22T07:04:51+08:00",
-            examples=["2021-11-22T07:04:51+08:00"],
+            description=f"{TS_RULE}, e.g. {TS_EXAMPLE}",
+            examples=[TS_EXAMPLE],
         ),
     ]
     direction: Annotated[Direction, Field(description="entering (in) or leaving (out) Beijing")]
-    mode: Annotated[Mode, Field(description="rail, car or bus")]
+    mode: Annotated[Mode, Field(description=COLUMNS_BY_NAME["mode"].expected)]
     site_id: Annotated[
         str,
-        StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=256),
+        StringConstraints(
+            strict=True, strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH
+        ),
         Field(description="station or checkpoint code", examples=["CK-G1-XIJI"]),
     ]
     region: Annotated[
-        Annotated[str, StringConstraints(strict=True, strip_whitespace=True, max_length=256)]
+        Annotated[
+            str, StringConstraints(strict=True, strip_whitespace=True, max_length=MAX_ID_LENGTH)
+        ]
         | None,
         Field(description="outside region the crossing connects to; may be empty or null"),
     ] = ""
