@@ -168,7 +168,7 @@ class ParseOffLoop:
             if k not in (b"content-length", b"transfer-encoding")
         ]
         headers.append((b"content-length", str(len(stub)).encode()))
-        await self.app({**scope, "headers": headers}, _replay(stub, receive), send)
+        await self.app({**scope, "headers": headers}, replay_body(stub, receive), send)
 
 
 def validate_in_pieces(model: type[BaseModel], body: bytes) -> BaseModel:
@@ -295,7 +295,8 @@ async def _read(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app `body` (already read) once, then the client's messages."""
     sent = False
 
     async def replay() -> Message:

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, JSONResponse
 
 from commuter_badge.serving import access_log, openapi
-from commuter_badge.serving.admission import PARSED_STATE_KEY, validate_in_pieces
+from commuter_badge.serving.admission import PARSED_STATE_KEY, replay_body, validate_in_pieces
 from commuter_badge.serving.schemas import MAX_BODY_BYTES, problem, validation_problem
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class RequestGuard:
             status, detail = validation_problem(exc)
             await self._reply(scope, receive, send, status, detail)
             return
-        await self.app(_as_json(scope), _replay(body, receive), send)
+        await self.app(_as_json(scope), replay_body(body, receive), send)
 
     def _roles(self, token: str | None) -> set[str]:
         """Which roles a token has; both lists are always compared (no early exit)."""
@@ -357,16 +357,3 @@ def _as_json(scope: Scope) -> Scope:
     headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
     headers.append((b"content-type", b"application/json"))
     return {**scope, "headers": headers}
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
