@@ -30,15 +30,18 @@ from commuter_badge.models.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.calibration import PlattCalibrator
 from commuter_badge.models.config import TrainConfig
 from commuter_badge.models.data import Labelled, labelled_features
-from commuter_badge.models.figures import Caption
 from commuter_badge.models.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
 from commuter_badge.models.gates import decide
 from commuter_badge.models.metrics import at_threshold
 from commuter_badge.models.reference import log_reference
-from commuter_badge.models.report import log_figures, log_review, review_metrics
+from commuter_badge.models.report import log_review, review_metrics
 from commuter_badge.models.split import assign
 from commuter_badge.models.threshold import NeymanPearsonThreshold
-from commuter_badge.models.train import _log_validation_persons, _version_tags
+from commuter_badge.models.train import (
+    _log_validation_persons,
+    log_version_figures,
+    register_version,
+)
 from commuter_badge.settings import MODEL_NAME
 
 PARTS = {"calibration": 0.5, "validation": 0.5}  # the newer month's own split
@@ -204,24 +207,9 @@ def recertify(
             dataclasses.replace(fitted.model.meta, run_id=run.info.run_id),
         )
         example = val[["person_id", *FEATURE_NAMES]].head(200)
-        version = str(registry.log_model(model, example).registered_model_version)
-        client = MlflowClient()
-        tags = _version_tags(fitted, labelled, run.info.run_id)
-        tags.update(
-            {"recertified_from": old.version, "trees_as_of": model.meta.extra["trees_as_of"]}
-        )
-        for key, value in {**tags, **calendar_params()}.items():
-            client.set_model_version_tag(MODEL_NAME, version, key, value)
-        caption = Caption(f"v{version}", as_of.isoformat(), len(val), "validation persons")
-        log_figures(
-            "val_",
-            val,
-            model.threshold,
-            config.target_fpr,
-            caption=caption,
-            raw_proba=fitted.raw_proba,
-            certificate=info,
-        )
+        lineage = {"recertified_from": old.version, "trees_as_of": model.meta.extra["trees_as_of"]}
+        version, tags = register_version(model, example, fitted, labelled, run.info.run_id, lineage)
+        log_version_figures(version, as_of, model, fitted, config.target_fpr)
         log_reference(val, model.threshold)
         progress("promotion gates")
         move = promotion.judge(version, persons, promote=promote, how="recertify")

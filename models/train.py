@@ -84,6 +84,42 @@ def _log_trial(number: int, params: dict, value: float, seconds: float, rounds: 
         )
 
 
+def register_version(
+    model: CommuterModel,
+    example: pd.DataFrame,
+    fitted: Fitted,
+    labelled: Labelled,
+    run_id: str,
+    extra_tags: dict[str, str] | None = None,
+) -> tuple[str, dict[str, str]]:
+    """Log `model` in the active run as a new registered version, tagged (contract §4); return
+    the version and its tags."""
+    version = str(registry.log_model(model, example).registered_model_version)
+    client = mlflow.MlflowClient()
+    tags = {**_version_tags(fitted, labelled, run_id), **(extra_tags or {}), **calendar_params()}
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
+    return version, tags
+
+
+def log_version_figures(
+    version: str, as_of: dt.date, model: CommuterModel, fitted: Fitted, target_fpr: float
+) -> Caption:
+    """The validation figures, titled with the version they describe; returns their caption."""
+    val = fitted.val
+    caption = Caption(f"v{version}", as_of.isoformat(), len(val), "validation persons")
+    log_figures(
+        "val_",
+        val,
+        model.threshold,
+        target_fpr,
+        caption=caption,
+        raw_proba=fitted.raw_proba,
+        certificate=fitted.certificate,
+    )
+    return caption
+
+
 def _version_tags(fitted: Fitted, labelled: Labelled, run_id: str) -> dict[str, str]:
     """Contract §4: as_of, policy, certificate, validation recall and FPR, data and code version."""
     m, c = fitted.metrics, fitted.certificate
@@ -216,22 +252,9 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         model = CommuterModel(
             model.booster, dataclasses.replace(model.meta, run_id=run.info.run_id)
         )
-        info_model = registry.log_model(model, frame[frame["part"] == "fit"].head(200))
-        version = str(info_model.registered_model_version)
-        client = mlflow.MlflowClient()
-        tags = _version_tags(fitted, labelled, run.info.run_id)
-        for key, value in {**tags, **calendar_params()}.items():
-            client.set_model_version_tag(MODEL_NAME, version, key, value)
-        caption = Caption(f"v{version}", as_of.isoformat(), len(val), "validation persons")
-        log_figures(
-            "val_",
-            val,
-            model.threshold,
-            config.target_fpr,
-            caption=caption,
-            raw_proba=fitted.raw_proba,
-            certificate=info,
-        )
+        example = frame[frame["part"] == "fit"].head(200)
+        version, tags = register_version(model, example, fitted, labelled, run.info.run_id)
+        caption = log_version_figures(version, as_of, model, fitted, config.target_fpr)
         log_drivers(model.booster, val, caption)
         # What `commuter monitor` judges later months against (models/reference.py).
         log_reference(val, model.threshold)
