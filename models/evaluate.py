@@ -76,7 +76,7 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
                 "labels_without_trips": labelled.labels_without_trips,
             }
         )
-        mlflow.log_input(
+        registry.log_input(
             mlflow.data.from_pandas(
                 frame[["person_id", "is_commuter"]].astype({"person_id": "object"}),
                 source=str(trips),

@@ -151,6 +151,13 @@ def experiment_id() -> str:
     return exp.experiment_id
 
 
+def log_input(dataset, context: str) -> None:
+    """mlflow.log_input under the store lock: MLflow checks for the dataset and then inserts it,
+    so two runs logging the same dataset at once fail on the unique key without the lock."""
+    with store_lock():
+        mlflow.log_input(dataset, context=context)
+
+
 def ensure_registered_model() -> None:
     """Create the registered model with its description (under the lock), or add a missing one."""
     client = MlflowClient()

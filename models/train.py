@@ -211,7 +211,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
                 "duckdb_memory_cap": memory_cap(),  # features were built under this cap
             }
         )
-        mlflow.log_input(
+        registry.log_input(
             mlflow.data.from_pandas(
                 frame[["person_id", *FEATURE_NAMES, "is_commuter"]].astype(
                     {"person_id": "object", **dict.fromkeys(FEATURE_NAMES, "float64")}
