@@ -62,6 +62,44 @@ FEATURES: tuple[Feature, ...] = (
         "working days with the first entry between 05:00 and 10:00",
         "p.morning_entry_workdays",
     ),
+    Feature(
+        "evening_exit_workdays",
+        "frequency",
+        "int",
+        "working days with the last exit between 16:00 and 22:00",
+        "p.evening_exit_workdays",
+    ),
+    # persistence: how steadily across the window, forgiving a week of leave
+    Feature(
+        "active_weeks",
+        "persistence",
+        "int",
+        "calendar weeks (Monday to Sunday) of the window with at least one crossing",
+        "p.active_weeks",
+    ),
+    Feature(
+        "span_workday_coverage",
+        "persistence",
+        "float",
+        "share of working days with a crossing between the person's first and last crossing",
+        _share("p.workdays_active", "p.span_workdays"),
+    ),
+    Feature(
+        "active_week_workday_coverage",
+        "persistence",
+        "float",
+        "share of working days with a crossing in the weeks the person was seen at all "
+        "(a week away does not count against)",
+        _share("p.workdays_active", "p.active_week_workdays"),
+    ),
+    Feature(
+        "core_workday_coverage",
+        "persistence",
+        "float",
+        "share of working days with a crossing, leaving out the working week either side of a "
+        "long holiday (when leave is taken)",
+        _share("p.core_workdays_active", "{n_core_workdays}"),
+    ),
     # regularity
     Feature(
         "entry_hour_mean",
@@ -69,6 +107,20 @@ FEATURES: tuple[Feature, ...] = (
         "float",
         "average hour of the day's first entry",
         "p.entry_hour_mean",
+    ),
+    Feature(
+        "exit_hour_mean",
+        "regularity",
+        "float",
+        "average hour of the day's last exit",
+        "p.exit_hour_mean",
+    ),
+    Feature(
+        "stay_hours_mean",
+        "regularity",
+        "float",
+        "average hours from the day's first entry to its last exit, on days with both",
+        "p.stay_hours_mean",
     ),
     Feature(
         "entry_hour_spread",

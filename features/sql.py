@@ -7,9 +7,10 @@ arithmetic on seconds since the window's first local midnight, because Asia/Shan
 UTC+8 offset.
 
 A person's days in the window are kept as 64-bit masks (bit i = i-th day of the window): active
-days, entry days, exit days. Working days, weekdays and the last week are constant masks from the
-calendar, so every count by kind of day is one `bit_count`, and gaps between entry days and
-Friday-in/Sunday-out weeks are shifts. This keeps the per-day work to one aggregation.
+days, entry days, exit days. Working days, weekdays, calendar weeks, the last week and the working
+days away from long holidays are constant masks from the calendar, so every count by kind of day
+is one `bit_count`, and gaps between entry days and Friday-in/Sunday-out weeks are shifts. This
+keeps the per-day work to one aggregation.
 
 Point-in-time rule: only crossings with as_of - window_days <= local time < as_of are counted
 (reads up to DOUBLE_READ_SECONDS before the window are looked at only to spot double reads).
@@ -42,6 +43,10 @@ COUNT_BITS = 21
 MIN_WINDOW_DAYS = 8
 # Day sets are BIGINT masks; bit 62 would make 1 << i overflow a signed 64-bit integer.
 MAX_WINDOW_DAYS = 62
+# A run of this many days off or more is a long holiday (an ordinary weekend is two); leave that
+# stretches it is taken on the working days next to it: a working week either side is set apart.
+LONG_HOLIDAY_DAYS = 3
+HOLIDAY_EDGE_WORKDAYS = 5
 
 _CTES = """
 WITH w AS{not_materialized} (
@@ -91,8 +96,12 @@ d AS (
          CAST(sum(CASE WHEN last_out_s IS NOT NULL THEN bit ELSE 0 END) AS BIGINT) AS exit_bits,
          CAST(sum(CASE WHEN in_sec >= 18000 AND in_sec < 36000 THEN bit ELSE 0 END)
               AS BIGINT) AS morning_bits,
+         CAST(sum(CASE WHEN out_sec >= 57600 AND out_sec < 79200 THEN bit ELSE 0 END)
+              AS BIGINT) AS evening_bits,
          CAST(sum(CASE WHEN first_in_s < last_out_s THEN bit ELSE 0 END) AS BIGINT)
              AS round_trip_bits,
+         CAST(sum(CASE WHEN first_in_s < last_out_s THEN last_out_s - first_in_s ELSE 0 END)
+              AS BIGINT) AS stay_sum,
          -- seconds of day of the first entry and the last exit: sums and sums of squares,
          -- exact in integers, so every engine and every run gets the same mean and spread
          CAST(sum(in_sec) AS BIGINT) AS in_sum,
@@ -114,11 +123,21 @@ dc AS (
               THEN sqrt(CAST(bit_count(entry_bits) * in_sq - in_sum * in_sum AS DOUBLE))
                    / bit_count(entry_bits) / 3600 END AS entry_hour_std,
          CASE WHEN exit_bits <> 0
+              THEN CAST(out_sum AS DOUBLE) / bit_count(exit_bits) / 3600 END AS exit_hour_mean,
+         CASE WHEN round_trip_bits <> 0
+              THEN CAST(stay_sum AS DOUBLE) / bit_count(round_trip_bits) / 3600 END
+              AS stay_hours_mean,
+         CASE WHEN exit_bits <> 0
               THEN sqrt(CAST(bit_count(exit_bits) * out_sq - out_sum * out_sum AS DOUBLE))
                    / bit_count(exit_bits) / 3600 END AS exit_hour_std,
          bit_count(active_bits & {workday_bits}) AS workdays_active,
          bit_count(active_bits & ~{workday_bits}) AS offdays_active,
          bit_count(morning_bits & {workday_bits}) AS morning_entry_workdays,
+         bit_count(evening_bits & {workday_bits}) AS evening_exit_workdays,
+         bit_count(active_bits & {core_workday_bits}) AS core_workdays_active,
+         {active_weeks} AS active_weeks,
+         -- working days of the weeks with a crossing: a week of leave does not count against
+         bit_count(({active_week_bits}) & {workday_bits}) AS active_week_workdays,
          bit_count(entry_bits & {workday_bits}) AS workday_entries,
          bit_count(round_trip_bits & {workday_bits}) AS workday_round_trips,
          bit_count(active_bits & {recent_bits}) AS recent_active_days,
@@ -131,7 +150,10 @@ dc AS (
 ),
 p AS (
   SELECT dc.*, CASE WHEN gap_key >= 64 THEN 63 - gap_key % 64 END AS gap_mode,
-         CASE WHEN gap_key >= 64 THEN (gap_key - gap_key % 64) / 64 END AS gap_mode_n
+         CASE WHEN gap_key >= 64 THEN (gap_key - gap_key % 64) / 64 END AS gap_mode_n,
+         -- working days from the person's first to last active day (bits first_i .. last_i)
+         bit_count({workday_bits} & ((CAST(1 AS BIGINT) << (last_i + 1))
+                                     - (CAST(1 AS BIGINT) << first_i))) AS span_workdays
   FROM dc
 ),
 names AS (
@@ -235,6 +257,11 @@ class Window:
             "recent_bits": _bits(range(self.window_days - 7, self.window_days)),
             "friday_bits": _bits(i for i, d in enumerate(dows) if d == 4),
         }
+        core = [i for i, w in enumerate(work) if w and i not in holiday_edges(work)]
+        params["core_workday_bits"] = _bits(core)
+        params["n_core_workdays"] = len(core)
+        for k, days in enumerate(calendar_weeks(dows)):
+            params[f"week{k}_bits"] = _bits(days)
         for dow in range(7):
             params[f"dow{dow}_bits"] = _bits(i for i, d in enumerate(dows) if d == dow)
         return params
@@ -242,6 +269,59 @@ class Window:
 
 def _bits(days: Iterable[int]) -> int:
     return sum(1 << i for i in days)
+
+
+def calendar_weeks(dows: list[int]) -> list[list[int]]:
+    """Day indices of each Monday-to-Sunday week the window touches (the first and last may be
+    short): leave is taken by the calendar week, so a week away empties one of these."""
+    weeks: list[list[int]] = []
+    for i, dow in enumerate(dows):
+        if dow == 0 or not weeks:
+            weeks.append([])
+        weeks[-1].append(i)
+    return weeks
+
+
+def _n_weeks(params: dict[str, int]) -> int:
+    return sum(1 for k in params if k.startswith("week") and k.endswith("_bits"))
+
+
+def holiday_edges(work: list[int], *, min_run: int = LONG_HOLIDAY_DAYS) -> set[int]:
+    """Working days within HOLIDAY_EDGE_WORKDAYS working days of a long holiday in the window.
+
+    A long holiday is a run of at least `min_run` consecutive days off (an ordinary weekend is
+    two), read from the working-day flags alone, so an operator's calendar file works unchanged.
+    These are the days commuters stretch a holiday with leave.
+    """
+    edges: set[int] = set()
+    workdays = [i for i, w in enumerate(work) if w]
+    i, n = 0, len(work)
+    while i < n:
+        if work[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and not work[j]:
+            j += 1
+        if j - i >= min_run:
+            before = [d for d in workdays if d < i][-HOLIDAY_EDGE_WORKDAYS:]
+            after = [d for d in workdays if d >= j][:HOLIDAY_EDGE_WORKDAYS]
+            edges.update(before, after)
+        i = j
+    return edges
+
+
+def _active_weeks(n_weeks: int) -> str:
+    return " + ".join(
+        f"CASE WHEN active_bits & {{week{k}_bits}} <> 0 THEN 1 ELSE 0 END" for k in range(n_weeks)
+    )
+
+
+def _active_week_bits(n_weeks: int) -> str:
+    return " + ".join(
+        f"CASE WHEN active_bits & {{week{k}_bits}} <> 0 THEN {{week{k}_bits}} ELSE 0 END"
+        for k in range(n_weeks)
+    )
 
 
 def _window_calendar(start: dt.date, end: dt.date) -> pa.Table:
@@ -300,8 +380,12 @@ def feature_sql(
     # than strings); two ids sharing a hash come out with person_id NULL (CTE `names`), which
     # callers reject.
     person = "nm.person_id"
-    ctes = _CTES.replace("{weekday_counts}", _weekday_counts()).replace(
-        "{gap_keys}", _gap_keys(params["window_days"])
+    days = params["window_days"]
+    ctes = (
+        _CTES.replace("{weekday_counts}", _weekday_counts())
+        .replace("{gap_keys}", _gap_keys(days))
+        .replace("{active_weeks}", _active_weeks(_n_weeks(params)))
+        .replace("{active_week_bits}", _active_week_bits(_n_weeks(params)))
     )
     text = f"{ctes}\nSELECT {person},\n  {select},\n  {context}\n{_FROM}\nORDER BY 1"
     return text.format(

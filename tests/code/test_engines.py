@@ -18,9 +18,13 @@ close_rows = st.lists(raw_trip, max_size=40).map(
 )
 
 
-def run(rows, engine):
+# Window 2022-01-21 .. 2022-02-17: the Spring Festival, its make-up weekend and holiday edges.
+FESTIVAL_AS_OF = dt.date(2022, 2, 18)
+
+
+def run(rows, engine, as_of=NOV_AS_OF):
     persons = [(r["person_id"], [{k: v for k, v in r.items() if k != "person_id"}]) for r in rows]
-    return features_from_trips(persons, NOV_AS_OF, engine=engine)
+    return features_from_trips(persons, as_of, engine=engine)
 
 
 @PROPERTY_SETTINGS
@@ -32,6 +36,18 @@ def test_sqlite_and_duckdb_agree(rows, shift):
     # when the request-time engine and the batch engine run the feature SQL
     # then every feature of every person is the same
     assert_same_features(run(rows, "sqlite"), run(rows, "duckdb"), "sqlite vs duckdb")
+
+
+@PROPERTY_SETTINGS
+@given(rows=close_rows)
+def test_sqlite_and_duckdb_agree_over_the_spring_festival(rows):
+    # given random trips moved into a window holding a long holiday and a make-up weekend
+    shift = FESTIVAL_AS_OF - NOV_AS_OF
+    rows = [{**r, "ts": r["ts"] + shift} for r in rows]
+    # then both engines agree there too (holiday-edge and calendar-week masks included)
+    assert_same_features(
+        run(rows, "sqlite", FESTIVAL_AS_OF), run(rows, "duckdb", FESTIVAL_AS_OF), "festival"
+    )
 
 
 def test_auto_picks_duckdb_for_large_inputs(monkeypatch):
