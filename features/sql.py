@@ -43,6 +43,9 @@ COUNT_BITS = 21
 MIN_WINDOW_DAYS = 8
 # Day sets are BIGINT masks; bit 62 would make 1 << i overflow a signed 64-bit integer.
 MAX_WINDOW_DAYS = 62
+# Clock-time habits (mean and spread of entry and exit hours, stay length) need this many days:
+# the spread of one day is 0, which would read as the most regular person there is.
+MIN_HABIT_DAYS = 3
 # A run of this many days off or more is a long holiday (an ordinary weekend is two); leave that
 # stretches it is taken on the working days next to it: a working week either side is set apart.
 LONG_HOLIDAY_DAYS = 3
@@ -116,18 +119,18 @@ dc AS (
          (counts >> {crossings_shift}) - ((counts >> {entries_shift}) & {count_mask}) AS n_out,
          -- the lowest set bit's index: the bits below it, counted
          bit_count((active_bits & -active_bits) - 1) AS first_i, last_i,
-         CASE WHEN entry_bits <> 0
+         CASE WHEN bit_count(entry_bits) >= {min_habit_days}
               THEN CAST(in_sum AS DOUBLE) / bit_count(entry_bits) / 3600 END AS entry_hour_mean,
          -- population standard deviation, sqrt(n * sum(x^2) - sum(x)^2) / n, in hours
-         CASE WHEN entry_bits <> 0
+         CASE WHEN bit_count(entry_bits) >= {min_habit_days}
               THEN sqrt(CAST(bit_count(entry_bits) * in_sq - in_sum * in_sum AS DOUBLE))
                    / bit_count(entry_bits) / 3600 END AS entry_hour_std,
-         CASE WHEN exit_bits <> 0
+         CASE WHEN bit_count(exit_bits) >= {min_habit_days}
               THEN CAST(out_sum AS DOUBLE) / bit_count(exit_bits) / 3600 END AS exit_hour_mean,
-         CASE WHEN round_trip_bits <> 0
+         CASE WHEN bit_count(round_trip_bits) >= {min_habit_days}
               THEN CAST(stay_sum AS DOUBLE) / bit_count(round_trip_bits) / 3600 END
               AS stay_hours_mean,
-         CASE WHEN exit_bits <> 0
+         CASE WHEN bit_count(exit_bits) >= {min_habit_days}
               THEN sqrt(CAST(bit_count(exit_bits) * out_sq - out_sum * out_sum AS DOUBLE))
                    / bit_count(exit_bits) / 3600 END AS exit_hour_std,
          bit_count(active_bits & {workday_bits}) AS workdays_active,
@@ -401,5 +404,6 @@ def feature_sql(
         entries_shift=COUNT_BITS,
         crossings_shift=2 * COUNT_BITS,
         count_mask=(1 << COUNT_BITS) - 1,
+        min_habit_days=MIN_HABIT_DAYS,
         **params,
     )

@@ -32,7 +32,7 @@ from commuter_badge.models.gates import Candidate, Decision, decide
 from commuter_badge.models.metrics import at_threshold
 from commuter_badge.models.report import review_metrics
 from commuter_badge.models.split import assign
-from commuter_badge.models.threshold import NeymanPearsonThreshold
+from commuter_badge.models.threshold import NeymanPearsonThreshold, label_noise_estimate
 
 BASELINE_FEATURE = "morning_entry_workdays"
 
@@ -93,7 +93,11 @@ def fit_model(
     cal = parts["calibration"]
     margin = booster.predict(model_matrix(cal), raw_score=True)
     calibrator = PlattCalibrator().fit(margin, cal["is_commuter"].to_numpy())
-    selector = NeymanPearsonThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
+    selector = NeymanPearsonThreshold(
+        target_fpr=config.target_fpr,
+        confidence=config.confidence,
+        label_noise=config.label_noise,
+    )
     selector.fit(calibrator.predict(margin), cal["is_commuter"].to_numpy())
     meta = ModelMeta(
         threshold=selector.threshold_,
@@ -109,8 +113,33 @@ def fit_model(
         "cal_fpr": selector.fpr_,
         "cal_fpr_upper95": selector.fpr_upper_,
         "cal_negatives": selector.n_negatives_,
+        "cal_mislabelled_taken_off": selector.mislabelled_taken_off_,
+        "cal_label_noise_estimate": label_noise_estimate(margin, cal["is_commuter"].to_numpy()),
     }
     return CommuterModel(booster, meta), info
+
+
+def noise_floor_warning(data: pd.DataFrame, config: TrainConfig, certificate: dict) -> str | None:
+    """Words for the case where the labels' own errors take most of the FPR budget.
+
+    Commuters labelled 0 count as false positives of a certificate against labels; at the
+    estimated noise they alone make `floor` of the negatives, and a threshold then has to sit above
+    them, inside the commuters' scores."""
+    if config.label_noise > 0:
+        return None
+    cal = data[data["part"] == "calibration"]
+    n_pos, n_neg = int(cal["is_commuter"].sum()), int((cal["is_commuter"] == 0).sum())
+    rho = float(certificate.get("cal_label_noise_estimate", 0.0))
+    floor = rho * n_pos / max(n_neg, 1)
+    if not floor >= config.target_fpr / 2:
+        return None
+    return (
+        f"labels look wrong for about {rho:.2%} of persons; commuters labelled 0 alone would be "
+        f"{floor:.2%} of the certificate's negatives, against a target of {config.target_fpr:.2%}, "
+        "so the threshold has to sit inside the commuters' scores. If an audit of the labels "
+        "gives their error rate, certify against the truth with --param label_noise=RATE "
+        "(README: Label noise)"
+    )
 
 
 def baseline_score(frame: pd.DataFrame, config: TrainConfig) -> np.ndarray:
@@ -121,7 +150,11 @@ def baseline_score(frame: pd.DataFrame, config: TrainConfig) -> np.ndarray:
 def baseline_threshold(cal: pd.DataFrame, config: TrainConfig) -> NeymanPearsonThreshold:
     """The rule 'entered in the morning on at least K working days', K certified the same way."""
     scores = baseline_score(cal, config)
-    selector = NeymanPearsonThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
+    selector = NeymanPearsonThreshold(
+        target_fpr=config.target_fpr,
+        confidence=config.confidence,
+        label_noise=config.label_noise,
+    )
     return selector.fit(scores, cal["is_commuter"].to_numpy())
 
 

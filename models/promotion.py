@@ -75,7 +75,10 @@ def _client() -> MlflowClient:
 def version_policy(tags: dict) -> Policy | None:
     try:
         return Policy(
-            float(tags["target_fpr"]), float(tags["confidence"]), int(tags["window_days"])
+            float(tags["target_fpr"]),
+            float(tags["confidence"]),
+            int(tags["window_days"]),
+            float(tags.get("label_noise", 0.0)),  # versions from before the option: 0
         )
     except (KeyError, ValueError):
         return None

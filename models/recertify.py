@@ -66,7 +66,11 @@ def recalibrate(model: CommuterModel, data: Labelled, config: TrainConfig) -> Fi
     y_cal = cal["is_commuter"].to_numpy()
     margin = model.margin(cal)
     calibrator = PlattCalibrator().fit(margin, y_cal)
-    selector = NeymanPearsonThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
+    selector = NeymanPearsonThreshold(
+        target_fpr=config.target_fpr,
+        confidence=config.confidence,
+        label_noise=config.label_noise,
+    )
     selector.fit(calibrator.predict(margin), y_cal)
     meta = dataclasses.replace(
         model.meta,
@@ -139,6 +143,7 @@ def policy_of(model: CommuterModel, seed: int) -> TrainConfig:
     return TrainConfig(
         target_fpr=model.target_fpr,
         confidence=confidence,
+        label_noise=policy.label_noise if policy else 0.0,
         window_days=model.meta.window_days,
         seed=seed,
     )

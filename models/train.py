@@ -40,6 +40,7 @@ from commuter_badge.models.fitting import (  # noqa: F401  (the names callers im
     fit_and_evaluate,
     fit_booster,
     fit_model,
+    noise_floor_warning,
     split,
 )
 from commuter_badge.models.gates import Outcome
@@ -128,6 +129,7 @@ def _version_tags(fitted: Fitted, labelled: Labelled, run_id: str) -> dict[str, 
         "target_fpr": repr(fitted.config.target_fpr),
         "confidence": repr(fitted.config.confidence),
         "window_days": str(fitted.config.window_days),
+        "label_noise": repr(fitted.config.label_noise),
         "cal_fpr_upper95": repr(float(c["cal_fpr_upper95"])),
         "certificate": f"FPR <= {c['cal_fpr_upper95']:.4%} (one-sided "
         f"{fitted.config.confidence:g} Clopper-Pearson, {int(c['cal_negatives'])} negatives)",
@@ -314,7 +316,9 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         decision=move.summary(),
         labels_without_trips=labelled.labels_without_trips,
         labels_without_trips_share=labelled.labels_without_trips_share,
-        warnings=labelled.warnings,
+        warnings=tuple(
+            w for w in (*labelled.warnings, noise_floor_warning(fitted.data, config, info)) if w
+        ),
         tuned=tuned,
         labels_from_reviews=labelled.labels_from_reviews,
         labels_by_file=labelled.labels_by_file,

@@ -116,3 +116,25 @@ def test_calendar_weeks_start_on_mondays():
     # Friday, Saturday, Sunday, then a full week, then Monday
     dows = [4, 5, 6, 0, 1, 2, 3, 4, 5, 6, 0]
     assert calendar_weeks(dows) == [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9], [10]]
+
+
+def test_clock_habits_need_three_days():
+    # given one visitor seen on two days (in 18:00 Fri 5 Nov, out 18:30 Mon 15 Nov)
+    trips = [trip("2021-11-05", 18, 0, direction="in"), trip("2021-11-15", 18, 30, direction="out")]
+    row = one(features_from_trips([("v", trips)], NOV_AS_OF), "v")
+    # then no clock-time habit is read off one entry and one exit: a spread of one value would be
+    # 0, the most regular reading there is
+    check(
+        row,
+        {
+            "entry_hour_mean": None,
+            "entry_hour_spread": None,
+            "exit_hour_mean": None,
+            "exit_hour_spread": None,
+            "stay_hours_mean": None,
+            "active_weeks": 2,
+        },
+    )
+    # and a commuter seen on three days has them
+    row = one(features_from_trips([("c", _commuter(NOV_WORKDAYS[:3]))], NOV_AS_OF), "c")
+    check(row, {"entry_hour_mean": 7.5, "entry_hour_spread": 0.0, "stay_hours_mean": 10.5})

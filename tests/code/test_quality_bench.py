@@ -37,7 +37,7 @@ def test_every_world_builds_and_differs_from_the_training_world():
     assert "festival_visitor" in set(made["spring_festival"].persons["archetype"])
     assert {w.kind for w in worlds if w.name == "spring_festival"} == {"holiday"}
     default = {a.name: a for a in ARCHETYPES}
-    for seed in bench.PERTURB_SEEDS:
+    for seed in bench.TEST.perturb_seeds:
         perturbed = bench.WorldSettings().perturbed(seed, bench.SPREAD).archetypes
         assert any(a != default[a.name] for a in perturbed), f"perturbed_{seed} equals default"
 
