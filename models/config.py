@@ -22,7 +22,6 @@ from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.models.split import PARTS
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS, MIN_WINDOW_DAYS
 
-
 # Attendance counts and coverages: the score may only rise with them, other features equal.
 MONOTONE_INCREASING: tuple[str, ...] = (
     "workdays_active",
@@ -152,7 +151,11 @@ class TrainConfig(BaseModel):
             "num_threads": self.num_threads,
             "verbosity": -1,
             **(
-                {"monotone_constraints": [int(f in self.monotone_increasing) for f in FEATURE_NAMES]}
+                {
+                    "monotone_constraints": [
+                        int(f in self.monotone_increasing) for f in FEATURE_NAMES
+                    ]
+                }
                 if self.monotone_increasing
                 else {}
             ),
