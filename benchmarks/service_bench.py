@@ -337,6 +337,7 @@ def floors(env: dict[str, str], requests: list[dict], n: int) -> list[dict]:
     from commuter_badge.features.build import features_from_trips, model_matrix
     from commuter_badge.features.read import connect
     from commuter_badge.models import registry
+    from commuter_badge.serving.request_features import request_features
     from commuter_badge.serving.schemas import ScoreRequest
 
     registry.configure(env["MLFLOW_TRACKING_URI"])
@@ -345,12 +346,15 @@ def floors(env: dict[str, str], requests: list[dict], n: int) -> list[dict]:
     parsed = [ScoreRequest.model_validate_json(json.dumps(r)) for r in requests]
     persons = [[(p.person_id, [vars(t) for t in p.trips])] for r in parsed for p in r.persons]
     frames = [features_from_trips(p, AS_OF, model.meta.window_days, con=con) for p in persons]
-    feat, boost, contrib = [], [], []
+    feat, served, boost, contrib = [], [], [], []
     for i in range(n):
         p, frame = persons[i % len(persons)], frames[i % len(frames)]
         t = time.perf_counter()
         features_from_trips(p, AS_OF, model.meta.window_days, con=con)
         feat.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        request_features(p, AS_OF, model.meta.window_days, con)
+        served.append(time.perf_counter() - t)
         x = model_matrix(frame)
         t = time.perf_counter()
         model.booster.predict(x, raw_score=True, num_threads=1)
@@ -364,7 +368,12 @@ def floors(env: dict[str, str], requests: list[dict], n: int) -> list[dict]:
         row(
             "floor: features_from_trips, 1 person",
             feat,
-            note="in-process, request path (SQLite engine)",
+            note="in-process, batch frame (SQLite engine)",
+        ),
+        row(
+            "floor: request_features, 1 person",
+            served,
+            note="in-process, the service's path (SQLite engine, float matrix)",
         ),
     ]
 

@@ -77,14 +77,20 @@ def _sql(window: Window, calendar: WorkingCalendar) -> str:
     return feature_sql("trips", window.params(), hash_fn="hash64")
 
 
-def run(rows: list[tuple], window: Window) -> pa.Table:
-    """Feature rows (as an Arrow table, batch dtypes) for normalised trip tuples."""
+def query(rows: list[tuple], window: Window) -> list[tuple]:
+    """The feature query's rows for normalised trip tuples, as SQLite returns them: person_id,
+    then FEATURES in definition order, then CONTEXT_COLUMNS (the service reads these directly)."""
     con = _connection()
     sql = _sql(window, active_calendar())
     with con:
         con.execute("DELETE FROM trips")
         con.executemany("INSERT INTO trips VALUES (?, ?, ?, ?, ?, ?)", rows)
-        result = con.execute(sql).fetchall()
+        return con.execute(sql).fetchall()
+
+
+def run(rows: list[tuple], window: Window) -> pa.Table:
+    """Feature rows (as an Arrow table, batch dtypes) for normalised trip tuples."""
+    result = query(rows, window)
     columns = list(zip(*result, strict=True)) if result else [[] for _ in range(len(FEATURES) + 3)]
     arrays = {"person_id": pa.array(columns[0], pa.string())}
     for i, f in enumerate(FEATURES, start=1):

@@ -4,10 +4,11 @@ Run it with `commuter serve` (or `bentoml serve serving.service:CommuterBadge`).
 process loads the champion model once, opens the decision store read-only and keeps one DuckDB
 connection and one LightGBM call at a time, single-threaded, so workers scale with cores.
 
-`/score` computes features with `features_from_trips`, the same SQL that batch scoring runs, so a
-person gets the same probability here as from `commuter score`. Requests arriving while a batch is
-being scored are queued and scored together in one feature query (the query has a fixed cost of a
-few tens of milliseconds whatever its size), which is what keeps throughput up under concurrency.
+`/score` computes features with the same SQL that batch scoring runs (`request_features`, read
+straight into the booster's matrix), so a person gets the same probability here as from
+`commuter score`. Requests arriving while a batch is being scored are queued and scored together
+in one feature query (the query has a fixed cost of a few tens of milliseconds whatever its size),
+which is what keeps throughput up under concurrency.
 
 A person without crossings in the window gets probability 0.0, no badge and one reason saying so:
 the model is never asked about someone it has nothing to go on.
@@ -48,6 +49,7 @@ from commuter_badge.serving.http_errors import json_protocol_errors
 from commuter_badge.serving.metrics import bound_endpoint_labels
 from commuter_badge.serving.precedence import badge_answers
 from commuter_badge.serving.readiness import ReadyzCalendar
+from commuter_badge.serving.request_features import request_features
 from commuter_badge.serving.review_routes import ReviewRoutes, show_counts
 from commuter_badge.serving.reviews import ReviewRequest, ReviewStore, ReviewStoreError
 from commuter_badge.serving.schemas import (
@@ -116,17 +118,15 @@ def score_persons(
     Persons are keyed by position inside the query, so equal ids from different requests in one
     batch stay apart; nothing in the feature SQL depends on the id's value.
     """
-    from commuter_badge.features.build import features_from_trips
-
     window_days = model.meta.window_days
     keys = [f"{i:07d}" for i in range(len(persons))]
-    frame = features_from_trips(
-        ((k, (vars(t) for t in p.trips)) for k, p in zip(keys, persons, strict=True)),
+    ids, frame = request_features(
+        [(k, [vars(t) for t in p.trips]) for k, p in zip(keys, persons, strict=True)],
         as_of,
-        window_days=window_days,
-        con=con,
+        window_days,
+        con,
     )
-    row_of = {key: i for i, key in enumerate(frame["person_id"].tolist())}
+    row_of = {key: i for i, key in enumerate(ids)}
     proba, reasons = model.explain(frame, REASONS_PER_PERSON)
     badge = model.decide(proba)
     out = []
