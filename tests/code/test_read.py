@@ -104,10 +104,11 @@ def test_csv_offsets_and_empty_region(tmp_path):
         "p1,2021-11-21T23:00:00Z,in,car,S,\n"  # 2021-11-22 07:00 local
         "p1,2021-11-22T05:00:00-05:00,out,car,S,r1\n"  # 2021-11-22 18:00 local
         "p1,2021-11-23T09:30:00+09:30,in,car,S,r1\n"  # 2021-11-23 08:00 local
+        "p1,2021-11-24T07:30:00+08:00,in,car,S,r1\n"  # 2021-11-24 07:30 local (a 3rd entry day)
     )
     # when
     row = build_features(p, NOV_AS_OF).iloc[0]
-    # then local hours are 7 and 8 (first entries), the empty region is not a region
+    # then local hours are 7, 8 and 7.5 (first entries), the empty region is not a region
     assert row["entry_hour_mean"] == 7.5, f"entry_hour_mean {row['entry_hour_mean']}"
     assert row["workday_round_trip_share"] == 1 / 20, (
         f"round trip share {row['workday_round_trip_share']}"
