@@ -3,7 +3,7 @@
 `sql` is an expression over the per-person aggregates built in `features/sql.py`; the same text runs
 in DuckDB (batch), SQLite (request time) and Spark. Integer features are BIGINT, the rest DOUBLE. A
 feature that is undefined for a person (no entries, fewer than two days; a clock-time habit seen
-on fewer than three days, `sql.MIN_HABIT_DAYS`) is NULL; LightGBM treats it as missing.
+on fewer than two days, `sql.MIN_HABIT_DAYS`) is NULL; LightGBM treats it as missing.
 """
 
 from __future__ import annotations

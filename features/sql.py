@@ -44,8 +44,10 @@ MIN_WINDOW_DAYS = 8
 # Day sets are BIGINT masks; bit 62 would make 1 << i overflow a signed 64-bit integer.
 MAX_WINDOW_DAYS = 62
 # Clock-time habits (mean and spread of entry and exit hours, stay length) need this many days:
-# the spread of one day is 0, which would read as the most regular person there is.
-MIN_HABIT_DAYS = 3
+# the spread of one day is 0, which would read as the most regular person there is (festival
+# visitors, one entry and one exit, were badged at 50% for it). Two, not three, on the
+# development worlds: weekly commuters seen on two Fridays keep their evening habit.
+MIN_HABIT_DAYS = 2
 # A run of this many days off or more is a long holiday (an ordinary weekend is two); leave that
 # stretches it is taken on the working days next to it: a working week either side is set apart.
 LONG_HOLIDAY_DAYS = 3

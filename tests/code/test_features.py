@@ -508,7 +508,7 @@ def test_edge_days_and_hours_use_local_time():
             "days_since_first": 28,
             "active_days": 2,
             "workdays_active": 2,
-            "entry_hour_mean": None,  # two entry days are no habit (MIN_HABIT_DAYS = 3)
+            "entry_hour_mean": (23 + 59 / 60 + 59 / 3600 + 0.0) / 2,  # two days: a habit
             "night_share": 1.0,  # 23:59:59 and 00:00 local are both night
         },
     )
@@ -524,7 +524,7 @@ def test_utc_timestamp_lands_on_the_local_day_and_hour():
     check(
         row,
         {
-            "entry_hour_mean": None,  # one entry day is no habit
+            "entry_hour_mean": None,  # one entry day is no habit (MIN_HABIT_DAYS = 2)
             "days_since_last": 3,
             "morning_entry_workdays": 1,  # 07:30 local, in [05:00, 10:00)
             "night_share": 0.0,

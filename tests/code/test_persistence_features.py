@@ -118,7 +118,7 @@ def test_calendar_weeks_start_on_mondays():
     assert calendar_weeks(dows) == [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9], [10]]
 
 
-def test_clock_habits_need_three_days():
+def test_clock_habits_need_two_days():
     # given one visitor seen on two days (in 18:00 Fri 5 Nov, out 18:30 Mon 15 Nov)
     trips = [trip("2021-11-05", 18, 0, direction="in"), trip("2021-11-15", 18, 30, direction="out")]
     row = one(features_from_trips([("v", trips)], NOV_AS_OF), "v")
@@ -135,6 +135,6 @@ def test_clock_habits_need_three_days():
             "active_weeks": 2,
         },
     )
-    # and a commuter seen on three days has them
-    row = one(features_from_trips([("c", _commuter(NOV_WORKDAYS[:3]))], NOV_AS_OF), "c")
+    # and a commuter seen on two days has them
+    row = one(features_from_trips([("c", _commuter(NOV_WORKDAYS[:2]))], NOV_AS_OF), "c")
     check(row, {"entry_hour_mean": 7.5, "entry_hour_spread": 0.0, "stay_hours_mean": 10.5})
