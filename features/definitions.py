@@ -74,7 +74,7 @@ FEATURES: tuple[Feature, ...] = (
         "active_weeks",
         "persistence",
         "int",
-        "calendar weeks (Monday to Sunday) of the window with at least one crossing",
+        "weeks (7-day blocks back from the scoring date) with at least one crossing",
         "p.active_weeks",
     ),
     Feature(

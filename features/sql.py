@@ -267,6 +267,12 @@ class Window:
         params["n_core_workdays"] = len(core)
         for k, days in enumerate(calendar_weeks(dows)):
             params[f"week{k}_bits"] = _bits(days)
+        # 7-day blocks back from as_of: as many whatever the weekday of as_of, so a count of them
+        # keeps its meaning from month to month (calendar weeks touched vary from 4 to 5)
+        for k in range(self.window_days // 7):
+            params[f"block{k}_bits"] = _bits(
+                range(self.window_days - 7 * (k + 1), self.window_days - 7 * k)
+            )
         for dow in range(7):
             params[f"dow{dow}_bits"] = _bits(i for i, d in enumerate(dows) if d == dow)
         return params
@@ -287,8 +293,8 @@ def calendar_weeks(dows: list[int]) -> list[list[int]]:
     return weeks
 
 
-def _n_weeks(params: dict[str, int]) -> int:
-    return sum(1 for k in params if k.startswith("week") and k.endswith("_bits"))
+def _n_weeks(params: dict[str, int], kind: str = "week") -> int:
+    return sum(1 for k in params if k.startswith(kind) and k.endswith("_bits"))
 
 
 def holiday_edges(work: list[int], *, min_run: int = LONG_HOLIDAY_DAYS) -> set[int]:
@@ -316,9 +322,9 @@ def holiday_edges(work: list[int], *, min_run: int = LONG_HOLIDAY_DAYS) -> set[i
     return edges
 
 
-def _active_weeks(n_weeks: int) -> str:
+def _active_blocks(n_blocks: int) -> str:
     return " + ".join(
-        f"CASE WHEN active_bits & {{week{k}_bits}} <> 0 THEN 1 ELSE 0 END" for k in range(n_weeks)
+        f"CASE WHEN active_bits & {{block{k}_bits}} <> 0 THEN 1 ELSE 0 END" for k in range(n_blocks)
     )
 
 
@@ -389,7 +395,7 @@ def feature_sql(
     ctes = (
         _CTES.replace("{weekday_counts}", _weekday_counts())
         .replace("{gap_keys}", _gap_keys(days))
-        .replace("{active_weeks}", _active_weeks(_n_weeks(params)))
+        .replace("{active_weeks}", _active_blocks(_n_weeks(params, "block")))
         .replace("{active_week_bits}", _active_week_bits(_n_weeks(params)))
     )
     text = f"{ctes}\nSELECT {person},\n  {select},\n  {context}\n{_FROM}\nORDER BY 1"

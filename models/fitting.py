@@ -135,8 +135,9 @@ def noise_floor_warning(data: pd.DataFrame, config: TrainConfig, certificate: di
         return None
     return (
         f"labels look wrong for about {rho:.2%} of persons; commuters labelled 0 alone would be "
-        f"{floor:.2%} of the certificate's negatives, against a target of {config.target_fpr:.2%}, "
-        "so the threshold has to sit inside the commuters' scores. If an audit of the labels "
+        f"{floor:.2%} of the certificate's negatives, leaving {config.target_fpr - floor:.2%} of "
+        f"the {config.target_fpr:.2%} target to the model; where the bound leaves less, the "
+        "threshold has to sit inside the commuters' scores. If an audit of the labels "
         "gives their error rate, certify against the truth with --param label_noise=RATE "
         "(README: Label noise)"
     )

@@ -37,9 +37,11 @@ from commuter_badge.models.reference import SAMPLE_CAP, bin_counts, score_histog
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
 # Day counts from the window's edges move with the weekday of as_of: a weekly pattern seen from a
 # Saturday and from a Monday is the same population, yet these two features' PSI is ~0.8 between
-# two months of one simulated population (and between two independent ones). They are reported
-# but raise no alarm on their own (benchmarks/monitor_bench.py).
-CALENDAR_PHASE = frozenset({"days_since_first", "days_since_last"})
+# two months of one simulated population (and between two independent ones). The coverage over
+# calendar weeks seen moves too (the window's first and last weeks are partial, by as much as
+# the weekday says: PSI 0.084 between those two months). They are reported but raise no alarm on
+# their own (benchmarks/monitor_bench.py).
+CALENDAR_PHASE = frozenset({"days_since_first", "days_since_last", "active_week_workday_coverage"})
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,14 @@ class Thresholds:
 
     # Chosen on seeds 0-3 of benchmarks/monitor_bench.py (20,000 persons), between the largest
     # value of an unshifted next month and the values of shifted ones; checked on seeds 4-7
-    # (README: false-alarm and detection rates on both).
-    feature_psi: float = 0.03  # any feature's PSI above this (unshifted: at most 0.024)
-    score_psi: float = 0.02  # the scores' PSI above this (unshifted: at most 0.015)
+    # (README: false-alarm and detection rates on both). Re-chosen for issue 14's model, whose
+    # certificate spends more of its budget (30% of persons certify it): its unshifted months
+    # reach score PSI 0.020 and an estimated FPR of 1.54% on seeds 0-3 (1.5x and 0.02 alarmed on
+    # 7 of 8 unshifted months).
+    feature_psi: float = 0.03  # any feature's PSI above this (unshifted: at most 0.023)
+    score_psi: float = 0.03  # the scores' PSI above this (unshifted: at most 0.020; mix: 0.035+)
     badge_share_ratio: float = 1.10  # badge share over (or under 1/x of) the reference's
-    estimated_fpr_over_target: float = 1.5  # estimated FPR above this multiple of the target
+    estimated_fpr_over_target: float = 2.0  # estimated FPR above this multiple of the target
 
 
 def psi(expected: list[int] | np.ndarray, actual: list[int] | np.ndarray) -> float:

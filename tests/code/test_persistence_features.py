@@ -2,7 +2,8 @@
 
 November window (as_of 2021-11-26): local days 2021-10-29 (Fri) .. 2021-11-25 (Thu), 20 working
 days, no long holiday. Its calendar weeks (Monday to Sunday): Oct 29-31, Nov 1-7, 8-14, 15-21,
-22-25 -> 5 weeks.
+22-25 -> 5 weeks; its 7-day blocks back from as_of (for `active_weeks`): Nov 19-25, 12-18, 5-11,
+Oct 29-Nov 4 -> 4 blocks.
 Festival window (as_of 2022-02-18): 2022-01-21 (Fri) .. 2022-02-17 (Thu). Days off 01-31 .. 02-06
 (Spring Festival, 7 days: a long holiday); 01-29/30 (Sat/Sun) are make-up working days. Working
 days: Jan 21, 24-28, 29, 30, Feb 7-11, 14-17 = 1 + 5 + 2 + 5 + 4 = 17. The working week either
@@ -32,11 +33,11 @@ def _commuter(days, in_h=7, in_m=30, out_h=18, out_m=0):
 def test_daily_commuter_is_persistent_in_every_sense():
     # given a commuter in at 07:30 and out at 18:00 on each of November's 20 working days
     row = one(features_from_trips([("c", _commuter(NOV_WORKDAYS))], NOV_AS_OF), "c")
-    # then: seen in all 5 calendar weeks; 20 of 20 working days in every denominator
+    # then: seen in all 4 blocks; 20 of 20 working days in every denominator
     check(
         row,
         {
-            "active_weeks": 5,
+            "active_weeks": 4,
             "span_workday_coverage": 1.0,  # Oct 29 .. Nov 25 holds all 20 working days
             "active_week_workday_coverage": 1.0,
             "core_workday_coverage": 1.0,  # no long holiday: every working day is core
@@ -56,8 +57,9 @@ def test_a_week_of_leave_does_not_count_against_the_leave_tolerant_coverage():
         row,
         {
             "workday_coverage": 0.75,  # 15 / 20: the plain share drops
-            "active_weeks": 4,  # the week of Nov 8-14 is empty
-            "active_week_workday_coverage": 1.0,  # 15 / 15 working days of the 4 weeks seen
+            "active_weeks": 4,  # blocks Nov 5-11 and 12-18 still hold Nov 5 and 15-18
+            # 15 / 15 working days of the 4 calendar weeks seen (Nov 8-14 is empty)
+            "active_week_workday_coverage": 1.0,
             "span_workday_coverage": 0.75,  # first Oct 29, last Nov 25: 15 / 20
         },
     )
@@ -70,10 +72,11 @@ def test_a_hospital_carer_fills_a_short_span_and_leaves_early():
     check(
         row,
         {
-            "active_weeks": 2,  # Nov 8-14 and 15-21
+            "active_weeks": 3,  # blocks Nov 5-11, 12-18 and 19-25
             # working days Nov 10, 11, 12, 15-19 = 8, all inside the span Nov 10 .. 21
             "span_workday_coverage": 1.0,
-            "active_week_workday_coverage": 0.8,  # 8 of the 10 working days of those weeks
+            # 8 of the 10 working days of the calendar weeks Nov 8-14 and 15-21
+            "active_week_workday_coverage": 0.8,
             "evening_exit_workdays": 0,  # 15:00 is before 16:00
             "exit_hour_mean": 15.0,
             "stay_hours_mean": 6.0,
