@@ -310,18 +310,9 @@ def write_features(
 SQLITE_MAX_TRIPS = 20_000
 
 
-def features_from_trips(
-    persons: Iterable[tuple[str, Iterable[Mapping[str, object]]]],
-    as_of: dt.date,
-    window_days: int = DEFAULT_WINDOW_DAYS,
-    con: duckdb.DuckDBPyConnection | None = None,
-    engine: str = "auto",
-) -> pd.DataFrame:
-    """Features for trips held in memory (the HTTP service): same SQL as batch, rows in id order.
-
-    Each trip mapping holds `ts` (a tz-aware datetime), `direction`, `mode`, `site_id`, `region`.
-    `engine` is "sqlite", "duckdb" or "auto" (SQLite for up to SQLITE_MAX_TRIPS trips).
-    """
+def trip_rows(persons: Iterable[tuple[str, Iterable[Mapping[str, object]]]]) -> list[tuple]:
+    """In-memory trips as the engines' normalised rows (person_id, t, direction, mode, site_id,
+    region), `t` in whole epoch seconds."""
     rows = []
     for person_id, trips in persons:
         for trip in trips:
@@ -338,6 +329,22 @@ def features_from_trips(
                     trip.get("region") or "",
                 )
             )
+    return rows
+
+
+def features_from_trips(
+    persons: Iterable[tuple[str, Iterable[Mapping[str, object]]]],
+    as_of: dt.date,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    con: duckdb.DuckDBPyConnection | None = None,
+    engine: str = "auto",
+) -> pd.DataFrame:
+    """Features for trips held in memory (the HTTP service): same SQL as batch, rows in id order.
+
+    Each trip mapping holds `ts` (a tz-aware datetime), `direction`, `mode`, `site_id`, `region`.
+    `engine` is "sqlite", "duckdb" or "auto" (SQLite for up to SQLITE_MAX_TRIPS trips).
+    """
+    rows = trip_rows(persons)
     window = Window(as_of, window_days)
     if engine == "sqlite" or (engine == "auto" and len(rows) <= SQLITE_MAX_TRIPS):
         from commuter_badge.features import sqlite_engine

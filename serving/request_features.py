@@ -14,15 +14,19 @@ the query.
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import numpy as np
 import pandas as pd
 
 from commuter_badge.features import sqlite_engine
-from commuter_badge.features.build import SQLITE_MAX_TRIPS, features_from_trips, model_matrix
+from commuter_badge.features.build import (
+    SQLITE_MAX_TRIPS,
+    features_from_trips,
+    model_matrix,
+    trip_rows,
+)
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.sql import HASH_CLASH, Window
 
@@ -37,7 +41,7 @@ def request_features(
     if sum(len(trips) for _, trips in persons) > SQLITE_MAX_TRIPS:
         frame = features_from_trips(persons, as_of, window_days=window_days, con=con)
         return frame["person_id"].tolist(), _matrix_frame(model_matrix(frame))
-    result = sqlite_engine.query(_trip_rows(persons), Window(as_of, window_days))
+    result = sqlite_engine.query(trip_rows(persons), Window(as_of, window_days))
     ids = [row[0] for row in result]
     if None in ids:
         raise RuntimeError(HASH_CLASH)
@@ -49,24 +53,3 @@ def request_features(
 
 def _matrix_frame(x: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(x, columns=list(FEATURE_NAMES), copy=False)
-
-
-def _trip_rows(persons: Iterable[tuple[str, Iterable[Mapping[str, object]]]]) -> list[tuple]:
-    """The engine's input rows, normalised exactly as `features_from_trips` normalises them."""
-    rows = []
-    for person_id, trips in persons:
-        for trip in trips:
-            ts = trip["ts"]
-            if not isinstance(ts, dt.datetime) or ts.tzinfo is None:
-                raise ValueError("trip ts must be a timezone-aware datetime")
-            rows.append(
-                (
-                    person_id,
-                    math.floor(ts.timestamp()),
-                    trip["direction"],
-                    trip["mode"],
-                    trip["site_id"],
-                    trip.get("region") or "",
-                )
-            )
-    return rows
