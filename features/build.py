@@ -363,6 +363,9 @@ def features_from_trips(
 
 def model_matrix(frame: pd.DataFrame) -> np.ndarray:
     """The model's input: feature columns in definition order as float64, missing as NaN."""
+    if list(frame.columns) == list(FEATURE_NAMES) and (frame.dtypes == "float64").all():
+        # already the matrix (the service's request features): 0.04 ms instead of 0.19 ms
+        return frame.to_numpy()
     missing = [n for n in FEATURE_NAMES if n not in frame.columns]
     if missing:
         raise ValueError(f"feature table lacks column(s): {', '.join(missing)}")
