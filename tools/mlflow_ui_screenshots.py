@@ -31,6 +31,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from commuter_badge.features.definitions import FEATURE_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2021, 10, 20)
 ML = "workflowType=machine_learning"  # MLflow 3 opens in GenAI mode; this is "Model training"
@@ -66,7 +68,14 @@ PAGES = (
     Page(
         "model_version",
         f"#/models/commuter-badge/versions/{{version}}?{ML}",
-        ("Source Run", "lightgbm as_of=", "champion", "Schema", "Inputs (29)", "Outputs (2)"),
+        (
+            "Source Run",
+            "lightgbm as_of=",
+            "champion",
+            "Schema",
+            f"Inputs ({len(FEATURE_NAMES)})",
+            "Outputs (2)",
+        ),
         "`#/models/commuter-badge/versions/<N>`",
     ),
     Page(
