@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.workdays import calendar_fingerprint, calendar_params
-from commuter_badge.models import card, promotion, registry
+from commuter_badge.models import promotion, registry
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.calibration import PlattCalibrator
@@ -39,6 +39,7 @@ from commuter_badge.models.split import assign
 from commuter_badge.models.threshold import NeymanPearsonThreshold
 from commuter_badge.models.train import (
     _log_validation_persons,
+    log_model_card,
     log_version_figures,
     register_version,
 )
@@ -223,28 +224,8 @@ def recertify(
             {"promoted": str(move.moved), "promotion_decision": move.summary()[: promotion.MAX_TAG]}
         )
         mlflow.log_metrics({k: float(v) for k, v in move.decision.figures.items()})
-        mlflow.log_text(
-            card.model_card(
-                version=version,
-                as_of=as_of,
-                config=config.model_dump(),
-                metrics=metrics,
-                certificate=info,
-                slices=fitted.slices,
-                val=val,
-                importance=dict(
-                    zip(
-                        FEATURE_NAMES,
-                        map(float, model.booster.feature_importance("gain")),
-                        strict=True,
-                    )
-                ),
-                digest=labelled.digest,
-                code=tags,
-                decision=f"recertified from v{old.version}: {move.summary()}",
-            ),
-            "model_card.md",
-        )
+        decision = f"recertified from v{old.version}: {move.summary()}"
+        log_model_card(version, fitted, metrics, labelled.digest, tags, decision)
     return RecertifyResult(
         run_id=run.info.run_id,
         version=version,

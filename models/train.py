@@ -121,6 +121,29 @@ def log_version_figures(
     return caption
 
 
+def log_model_card(
+    version: str, fitted: Fitted, metrics: dict, digest: str, tags: dict, decision: str
+) -> None:
+    """`model_card.md` in the active run, for a trained or a recertified version."""
+    gains = fitted.model.booster.feature_importance("gain")
+    mlflow.log_text(
+        card.model_card(
+            version=version,
+            as_of=fitted.as_of,
+            config=fitted.config.model_dump(),
+            metrics=metrics,
+            certificate=fitted.certificate,
+            slices=fitted.slices,
+            val=fitted.val,
+            importance=dict(zip(FEATURE_NAMES, map(float, gains), strict=True)),
+            digest=digest,
+            code=tags,
+            decision=decision,
+        ),
+        "model_card.md",
+    )
+
+
 def _version_tags(fitted: Fitted, labelled: Labelled, run_id: str) -> dict[str, str]:
     """Contract §4: as_of, policy, certificate, validation recall and FPR, data and code version."""
     m, c = fitted.metrics, fitted.certificate
@@ -275,22 +298,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
             }
         )
         mlflow.log_metrics({k: float(v) for k, v in decision.figures.items()})
-        mlflow.log_text(
-            card.model_card(
-                version=version,
-                as_of=as_of,
-                config=config.model_dump(),
-                metrics=metrics,
-                certificate=info,
-                slices=fitted.slices,
-                val=val,
-                importance=importance,
-                digest=labelled.digest,
-                code=tags,
-                decision=move.summary(),
-            ),
-            "model_card.md",
-        )
+        log_model_card(version, fitted, metrics, labelled.digest, tags, move.summary())
 
     progress("rule baseline")
     baseline_run = _log_baseline(fitted, labelled.digest)
