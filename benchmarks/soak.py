@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.service
 from service_bench import (  # noqa: E402 - the bench's world and server helpers
     AS_OF,
     BIN,
@@ -45,38 +46,14 @@ from service_bench import (  # noqa: E402 - the bench's world and server helpers
     stop_server,
 )
 
+from tests.service.procs import status_bytes  # noqa: E402 - the /proc reading the tests use
+
 BADGE_IDS = 200
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and every process below it (BentoML's workers are not in its process group)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
 
 
 def process_rss(root: int) -> dict[int, int]:
     """VmRSS in bytes of every server process, by pid."""
-    out = {}
-    for pid in process_tree(root):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out[pid] = int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return out
+    return status_bytes(root, "VmRSS")
 
 
 class Record:

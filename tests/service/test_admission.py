@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from pathlib import Path
 
 import anyio
 import httpx
@@ -26,6 +25,7 @@ from commuter_badge.serving.admission import InflightLimit, validate_in_pieces
 from commuter_badge.serving.schemas import ScoreRequest
 
 from .conftest import AS_OF, TOKENS, start_server, stop_server, wait_until
+from .procs import status_bytes
 
 pytestmark = pytest.mark.service
 
@@ -55,35 +55,9 @@ def big_body(persons: int = 800, trips_each: int = 120) -> bytes:
     return json.dumps({"as_of": AS_OF.isoformat(), "persons": people}).encode()
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and every process below it (BentoML's workers are not in its process group)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
-
-
 def tree_peak_rss(root: int) -> int:
     """The largest peak resident set (VmHWM) of the server's processes."""
-    peak = 0
-    for pid in process_tree(root):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) * 1024)
-        except OSError:
-            continue
-    return peak
+    return max(status_bytes(root, "VmHWM").values(), default=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,36 @@
+"""A server's process tree and its memory, read from /proc (the admission test and the soak)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it (BentoML's workers are not in its process group)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def status_bytes(root: int, field: str) -> dict[int, int]:
+    """A /proc/<pid>/status memory field (VmRSS, VmHWM, ...) in bytes, for each process of the tree."""
+    out = {}
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(f"{field}:"):
+                    out[pid] = int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return out
