@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -378,6 +379,33 @@ def floors(env: dict[str, str], requests: list[dict], n: int) -> list[dict]:
     ]
 
 
+def request_persons(
+    root: Path, rng: random.Random, n: int
+) -> tuple[list[str], Callable[[str], dict]]:
+    """`n` scored persons drawn with `rng`, and each one's /score body entry (their trips)."""
+    trips = pd.read_parquet(root / "world" / "trips.parquet")
+    scored = sorted(pd.read_parquet(root / "scores.parquet")["person_id"])
+    ids = rng.sample(scored, n)
+    by_person = dict(tuple(trips[trips["person_id"].isin(ids)].groupby("person_id")))
+
+    def person(pid: str) -> dict:
+        return {
+            "person_id": pid,
+            "trips": [
+                {
+                    "ts": r.ts.isoformat(),
+                    "direction": r.direction,
+                    "mode": r.mode,
+                    "site_id": r.site_id,
+                    "region": r.region,
+                }
+                for r in by_person[pid].itertuples()
+            ],
+        }
+
+    return ids, person
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
@@ -396,27 +424,9 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     env = bench_env(root)
     prepare(root, env, args.persons)
-    trips = pd.read_parquet(root / "world" / "trips.parquet")
     batch = pd.read_parquet(root / "scores.parquet")
     rng = random.Random(3)
-    ids = rng.sample(sorted(batch["person_id"]), 400)
-    by_person = {pid: g for pid, g in trips[trips["person_id"].isin(ids)].groupby("person_id")}
-
-    def person(pid: str) -> dict:
-        g = by_person[pid]
-        return {
-            "person_id": pid,
-            "trips": [
-                {
-                    "ts": r.ts.isoformat(),
-                    "direction": r.direction,
-                    "mode": r.mode,
-                    "site_id": r.site_id,
-                    "region": r.region,
-                }
-                for r in g.itertuples()
-            ],
-        }
+    ids, person = request_persons(root, rng, 400)
 
     singles = [{"as_of": AS_OF.isoformat(), "persons": [person(p)]} for p in ids]
     single_bodies = [json.dumps(b).encode() for b in singles]

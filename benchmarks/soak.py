@@ -42,6 +42,7 @@ from service_bench import (  # noqa: E402 - the bench's world and server helpers
     bench_env,
     log,
     prepare,
+    request_persons,
     start_server,
     stop_server,
 )
@@ -173,26 +174,9 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     env = bench_env(root)
     prepare(root, env, args.persons)
-    trips = pd.read_parquet(root / "world" / "trips.parquet")
     batch = pd.read_parquet(root / "scores.parquet")
     rng = random.Random(5)
-    ids = rng.sample(sorted(batch["person_id"]), 300)
-    groups = dict(tuple(trips[trips["person_id"].isin(ids)].groupby("person_id")))
-
-    def person(pid: str) -> dict:
-        return {
-            "person_id": pid,
-            "trips": [
-                {
-                    "ts": r.ts.isoformat(),
-                    "direction": r.direction,
-                    "mode": r.mode,
-                    "site_id": r.site_id,
-                    "region": r.region,
-                }
-                for r in groups[pid].itertuples()
-            ],
-        }
+    ids, person = request_persons(root, rng, 300)
 
     all_ids = sorted(batch["person_id"])
     bodies = {
