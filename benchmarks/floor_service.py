@@ -14,7 +14,9 @@ import bentoml
 import lightgbm as lgb
 import numpy as np
 
-N_FEATURES = 29  # as many as the real model
+from commuter_badge.features.definitions import FEATURE_NAMES
+
+N_FEATURES = len(FEATURE_NAMES)  # as many as the real model
 
 
 @bentoml.service(name="floor", workers=2, threads=1, traffic={"timeout": 60})

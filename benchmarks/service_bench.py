@@ -48,6 +48,8 @@ import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
+from tests.service.procs import worker_connections  # noqa: E402 - the /proc reading the tests use
+
 BIN = Path(sys.executable).parent
 AS_OF = dt.date(2021, 10, 20)
 TOKEN = "bench-token"
@@ -225,11 +227,16 @@ def sequential(client: httpx.Client, path: str, bodies: list[bytes], n: int) -> 
 
 
 async def concurrent(
-    url: str, path: str, bodies: list[bytes], n: int, clients: int
-) -> tuple[list[float], float, int]:
+    url: str,
+    path: str,
+    bodies: list[bytes],
+    n: int,
+    clients: int,
+    spread: Callable[[], list[int]] | None = None,
+) -> tuple[list[float], float, int, list[int] | None]:
     """n requests from `clients` concurrent clients in this one process: latencies of the 200s,
     wall time, and how many answers were not 200 (counted, not raised: a dispatcher's 503 is a
-    result)."""
+    result), and what `spread` says while the pool is still open (connections per worker)."""
     lat: list[float] = []
     errors = 0
     counter = iter(range(n))
@@ -256,7 +263,8 @@ async def concurrent(
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - start
-    return lat, wall, errors
+        held = spread() if spread is not None else None
+    return lat, wall, errors, held
 
 
 def batchable_bodies(bodies: list[bytes]) -> list[bytes]:
@@ -273,17 +281,23 @@ def compare(
     loads: dict[str, tuple[int, dict[str, list[bytes]]]],
     clients: int,
     rounds: int,
+    spreads: dict[str, Callable[[], list[int]]],
 ) -> dict[tuple[str, str], list[dict]]:
     """Every load on every service that has bodies for it, alternating services round by round so
-    that the machine's other work falls on all of them alike."""
+    that the machine's other work falls on all of them alike. BentoML's workers share one
+    listening socket and asyncio accepts a burst of connections in one go, so a service's pool can
+    land on one worker (ours recycles connections: serving/connections.py); each round records the
+    connections each worker held (`spreads`)."""
     runs: dict[tuple[str, str], list[dict]] = {}
     for k in range(rounds):
         for load, (n, per_service) in loads.items():
             order = list(per_service) if k % 2 == 0 else list(reversed(per_service))
             for name in order:
                 log(f"round {k + 1}/{rounds}: {load} on {name}")
-                lat, wall, errors = asyncio.run(
-                    concurrent(services[name], "/score", per_service[name], n, clients)
+                lat, wall, errors, held = asyncio.run(
+                    concurrent(
+                        services[name], "/score", per_service[name], n, clients, spreads.get(name)
+                    )
                 )
                 persons = json.loads(per_service[name][0])["persons"]
                 runs.setdefault((load, name), []).append(
@@ -293,6 +307,7 @@ def compare(
                         "p99": pct(lat, 99) if lat else float("nan"),
                         "errors": errors,
                         "lat": lat,
+                        "held": held,
                     }
                 )
     return runs
@@ -307,7 +322,9 @@ def comparison_rows(runs: dict[tuple[str, str], list[dict]]) -> tuple[list[dict]
                 f"{load}: {name}",
                 lat,
                 statistics.median(r["rate"] for r in rs),
-                f"median of {len(rs)} rounds; {sum(r['errors'] for r in rs)} non-200",
+                f"median of {len(rs)} rounds; {sum(r['errors'] for r in rs)} non-200; per round, "
+                "persons/s (connections per worker): "
+                + ", ".join(f"{r['rate']:.0f} ({'/'.join(map(str, r['held'] or []))})" for r in rs),
             )
         )
 
@@ -499,8 +516,14 @@ def main() -> None:
         }
         for name, u in services.items():  # warm every worker before measuring
             asyncio.run(concurrent(u, "/score", loads[single_load][1][name], 100, args.concurrency))
+        ports = {name: int(u.rsplit(":", 1)[1]) for name, u in services.items()}
+        procs = {"ours": proc, "floor": floor_proc, "batchable": batchable_proc}
+        spreads = {
+            name: (lambda p=procs[name], port=ports[name]: worker_connections(p.pid, port))
+            for name in services
+        }
         compared, ratio_lines = comparison_rows(
-            compare(services, loads, args.concurrency, args.rounds)
+            compare(services, loads, args.concurrency, args.rounds, spreads)
         )
         rows += compared
     finally:

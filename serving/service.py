@@ -44,6 +44,7 @@ from commuter_badge.serving.admission import (
 )
 from commuter_badge.serving.auth import RequestGuard
 from commuter_badge.serving.bento import bundled_model
+from commuter_badge.serving.connections import RecycleConnections
 from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
 from commuter_badge.serving.http_errors import json_protocol_errors
 from commuter_badge.serving.metrics import bound_endpoint_labels
@@ -435,7 +436,9 @@ class CommuterBadge:
 # and requests uvicorn cannot parse are refused in JSON too (serving/http_errors.py).
 bound_endpoint_labels()
 json_protocol_errors()
-# Outermost: a worker refuses (503) bodies beyond its in-flight budget before reading them.
+# Outermost: keep-alive connections are recycled so that the load spreads over the workers
+# (serving/connections.py); then a worker refuses (503) bodies beyond its in-flight budget.
+CommuterBadge.add_asgi_middleware(RecycleConnections)
 CommuterBadge.add_asgi_middleware(InflightLimit)
 CommuterBadge.add_asgi_middleware(
     RequestGuard,

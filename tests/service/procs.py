@@ -34,3 +34,22 @@ def status_bytes(root: int, field: str) -> dict[int, int]:
         except OSError:
             continue
     return out
+
+
+def worker_connections(root: int, port: int) -> list[int]:
+    """Established TCP connections on `port` that each BentoML worker below `root` holds."""
+    import psutil  # a BentoML dependency
+
+    counts = []
+    for pid in process_tree(root):
+        try:
+            proc = psutil.Process(pid)
+            if "_bentoml_impl.worker" not in " ".join(proc.cmdline()):
+                continue
+            conns = proc.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        counts.append(
+            sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port for c in conns)
+        )
+    return sorted(counts)
