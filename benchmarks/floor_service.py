@@ -4,10 +4,15 @@ Two workers (set by the bench), one thread each, one booster call per request, n
 store, no auth: what BentoML and the load generator cost on this machine when our code costs
 nothing. It reads the same JSON bodies as `/score` (loosely typed) and answers one probability per
 person. Served only by the bench: `bentoml serve floor_service:Floor --working-dir benchmarks`.
+
+With FLOOR_RECYCLE_CONNECTIONS=1 it also recycles keep-alive connections as our service does
+(serving/connections.py), so that a pool opened in a burst spreads over both workers: the floor
+our service is compared with like for like.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import bentoml
@@ -15,6 +20,7 @@ import lightgbm as lgb
 import numpy as np
 
 from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.serving.connections import RecycleConnections
 
 N_FEATURES = len(FEATURE_NAMES)  # as many as the real model
 
@@ -38,3 +44,7 @@ class Floor:
                 for p, q in zip(persons, proba, strict=True)
             ]
         }
+
+
+if os.environ.get("FLOOR_RECYCLE_CONNECTIONS") == "1":
+    Floor.add_asgi_middleware(RecycleConnections)

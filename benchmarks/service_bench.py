@@ -10,12 +10,14 @@ decisions (`commuter train`, `commuter score`), starts `commuter serve`'s server
 - single-person /score under N concurrent clients (latency and persons/s);
 - 50-person /score batches under N concurrent clients (persons/s);
 - /badge for 1,000 ids (latency);
-- the same concurrent loads (one Python load generator, N clients) on three services running side
+- the same concurrent loads (one Python load generator, N clients) on four services running side
   by side, alternating round by round: ours; the floor (benchmarks/floor_service.py, a trivial
-  BentoML service with the same workers and one call to a small LightGBM model); and ours with
+  BentoML service with the same workers and one call to a small LightGBM model); the floor with
+  keep-alive connections recycled as ours recycles them (single-person load only); and ours with
   BentoML's adaptive batching (`batchable=True`, benchmarks/batchable_service.py) in place of the
   hand-written BatchScorer. It prints the ratios: ours/floor (targets: throughput >= 0.90, p99
-  <= 1.5) and hand-written/batchable;
+  <= 1.5), ours/recycled floor, and hand-written/batchable; and, per round, the connections each
+  worker held;
 - in-process floors for the same persons: feature query alone, booster predict alone.
 
 Targets on a 2-core machine: single-person p99 <= 15 ms sequential.
@@ -154,18 +156,25 @@ def start_server(root: Path, env: dict[str, str], workers: int) -> tuple[subproc
 
 
 def start_bench_service(
-    root: Path, env: dict[str, str], target: str, name: str, workers: int
+    root: Path,
+    env: dict[str, str],
+    target: str,
+    name: str,
+    workers: int,
+    label: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """A comparison service from benchmarks/ (floor_service, batchable_service) with `workers`."""
     port = free_port()
     env = {
         **env,
         "BENTOML_CONFIG_OVERRIDES": json.dumps({"services": {name: {"workers": workers}}}),
+        **(extra_env or {}),
     }
     bentoml = str(BIN / "bentoml")
     here = str(Path(__file__).resolve().parent)
     argv = [bentoml, "serve", target, "--working-dir", here, "--host", "127.0.0.1"]
-    return _launch([*argv, "--port", str(port)], env, root, port, name)
+    return _launch([*argv, "--port", str(port)], env, root, port, label or name)
 
 
 def _launch(
@@ -341,6 +350,11 @@ def comparison_rows(runs: dict[tuple[str, str], list[dict]]) -> tuple[list[dict]
             f"ours / floor, {single}: throughput {ratio(single, 'ours', 'floor', 'rate')} "
             f"(target >= 0.90), p99 {ratio(single, 'ours', 'floor', 'p99')} (target <= 1.5)"
         )
+        lines.append(
+            f"ours / floor with connections recycled as ours, {single}: throughput "
+            f"{ratio(single, 'ours', 'floor_recycled', 'rate')}, "
+            f"p99 {ratio(single, 'ours', 'floor_recycled', 'p99')}"
+        )
     for load in dict.fromkeys(load for load, _ in runs):
         lines.append(
             f"hand-written BatchScorer / BentoML batchable, {load}: throughput "
@@ -486,22 +500,42 @@ def main() -> None:
         single_load = f"/score 1 person, {args.concurrency} clients"
         batch_load = f"/score {args.batch} persons, {args.concurrency} clients"
         n_batches = 4 * len(batch_bodies) * max(1, args.concurrency // len(batch_bodies))
-        log("starting the floor (trivial BentoML + LightGBM) and the batchable variant")
+        log("starting the floor (trivial BentoML + LightGBM), as is and recycling connections")
         floor_proc, floor_url = start_bench_service(
             root, env, "floor_service:Floor", "floor", args.workers
         )
         others.append(floor_proc)
+        recycled_proc, recycled_url = start_bench_service(
+            root,
+            env,
+            "floor_service:Floor",
+            "floor",
+            args.workers,
+            label="floor_recycled",
+            # its own BENTOML_HOME: its own metrics directory beside the other floor's
+            extra_env={
+                "FLOOR_RECYCLE_CONNECTIONS": "1",
+                "BENTOML_HOME": str(root / "bentoml-floor-recycled"),
+            },
+        )
+        others.append(recycled_proc)
         batchable_proc, batchable_url = start_bench_service(
             root, env, "batchable_service:Batchable", "commuter_badge_batchable", args.workers
         )
         others.append(batchable_proc)
-        services = {"ours": url, "floor": floor_url, "batchable": batchable_url}
+        services = {
+            "ours": url,
+            "floor": floor_url,
+            "floor_recycled": recycled_url,
+            "batchable": batchable_url,
+        }
         loads = {
             single_load: (
                 max(args.requests, 1000),
                 {
                     "ours": single_bodies,
                     "floor": single_bodies,
+                    "floor_recycled": single_bodies,
                     "batchable": batchable_bodies(single_bodies),
                 },
             ),
@@ -517,7 +551,12 @@ def main() -> None:
         for name, u in services.items():  # warm every worker before measuring
             asyncio.run(concurrent(u, "/score", loads[single_load][1][name], 100, args.concurrency))
         ports = {name: int(u.rsplit(":", 1)[1]) for name, u in services.items()}
-        procs = {"ours": proc, "floor": floor_proc, "batchable": batchable_proc}
+        procs = {
+            "ours": proc,
+            "floor": floor_proc,
+            "floor_recycled": recycled_proc,
+            "batchable": batchable_proc,
+        }
         spreads = {
             name: (lambda p=procs[name], port=ports[name]: worker_connections(p.pid, port))
             for name in services

@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
     # Person split (models/split.py): shares of fit, early stopping, calibration, validation.
     seed: int = 0
     share_fit: float = Field(PARTS["fit"], gt=0, lt=1)
-    share_early_stop: float = Field(PARTS["early_stop"], gt=0, lt=1)
+    share_early_stop: float = Field(PARTS["early_stop"], ge=0, lt=1)
     share_calibration: float = Field(PARTS["calibration"], gt=0, lt=1)
     share_validation: float = Field(PARTS["validation"], gt=0, lt=1)
     # LightGBM (every parameter passed to lgb.train is here).
@@ -95,6 +95,9 @@ class TrainConfig(BaseModel):
     max_bin: int = Field(255, ge=2)
     max_rounds: int = Field(2000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
+    # 0: boosting rounds chosen on the early_stop part; k >= 2: by k-fold cross-validation on the
+    # fit part, then refit on all of it (the early_stop share may then be 0 and go elsewhere).
+    early_stopping_folds: int = Field(0, ge=0)
     num_threads: int = Field(2, ge=1)
     # Features the score may only rise with, other features equal (LightGBM monotone
     # constraints): more evidence of regular attendance never counts against a person.
@@ -115,6 +118,13 @@ class TrainConfig(BaseModel):
         total = sum(self.parts().values())
         if abs(total - 1) > 1e-9:
             raise ValueError(f"share_* must sum to 1 (they sum to {total:g})")
+        if self.early_stopping_folds == 1:
+            raise ValueError("early_stopping_folds must be 0 (use the early_stop part) or >= 2")
+        if self.early_stopping_folds == 0 and self.share_early_stop == 0:
+            raise ValueError(
+                "share_early_stop is 0: boosting rounds need an early_stop part, or "
+                "early_stopping_folds >= 2 to choose them by cross-validation on the fit part"
+            )
         return self
 
     def parts(self) -> dict[str, float]:

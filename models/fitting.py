@@ -42,11 +42,14 @@ class OneClassError(CommuterError, ValueError):
 
 
 def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> lgb.Booster:
-    """LightGBM on `fit`, boosting rounds chosen on `early` only."""
+    """LightGBM on `fit`, boosting rounds chosen on `early` only, or, with
+    `early_stopping_folds`, by cross-validation inside `fit` (`early` unused)."""
     names = list(FEATURE_NAMES)
     train_set = lgb.Dataset(
         model_matrix(fit), fit["is_commuter"].to_numpy(), feature_name=names, free_raw_data=True
     )
+    if config.early_stopping_folds:
+        return _fit_cross_fitted(train_set, config)
     valid_set = lgb.Dataset(
         model_matrix(early), early["is_commuter"].to_numpy(), reference=train_set
     )
@@ -57,6 +60,24 @@ def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> 
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
     )
+
+
+def _fit_cross_fitted(train_set: lgb.Dataset, config: TrainConfig) -> lgb.Booster:
+    """Rounds where the mean out-of-fold log loss stops falling, then one fit on all of `fit`.
+    No calibration, certificate or validation person is read, so the certificate stays valid."""
+    curves = lgb.cv(
+        config.lgb_params(),
+        train_set,
+        num_boost_round=config.max_rounds,
+        nfold=config.early_stopping_folds,
+        stratified=True,
+        seed=config.seed,
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    rounds = len(next(iter(curves.values())))
+    booster = lgb.train(config.lgb_params(), train_set, num_boost_round=rounds)
+    booster.best_iteration = rounds
+    return booster
 
 
 def one_class_cause(data: pd.DataFrame, name: str, part: pd.DataFrame) -> str:
@@ -84,6 +105,8 @@ def fit_model(
     """The whole fit on a labelled frame with a `part` column; pure apart from LightGBM."""
     parts = {name: data[data["part"] == name] for name in config.parts()}
     for name, part in parts.items():
+        if name == "early_stop" and config.early_stopping_folds:
+            continue  # rounds come from folds of the fit part; this part may be empty
         if part["is_commuter"].nunique() < 2:
             raise OneClassError(
                 f"cannot train: the {name} part has only one class ({len(part)} persons): "

@@ -21,8 +21,14 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
 from commuter_badge.models.config import TrainConfig
+
+
+class TuningError(CommuterError, ValueError):
+    """Tuning cannot run with these settings; the message says which."""
+
 
 TrialReport = Callable[[int, dict, float, float, int], None]  # number, params, objective, s, rounds
 
@@ -62,6 +68,11 @@ def tune(
     `data` has a `part` column; only its fit and early_stop rows are read."""
     fit = data[data["part"] == "fit"]
     early = data[data["part"] == "early_stop"]
+    if early["is_commuter"].nunique() < 2:
+        raise TuningError(
+            f"--tune scores trials on the early_stop part, which holds {len(early):,} persons of "
+            "fewer than two classes; give it a share (share_early_stop) to tune"
+        )
     x_early, y_early = model_matrix(early), early["is_commuter"].to_numpy()
 
     def objective(trial: optuna.Trial) -> float:

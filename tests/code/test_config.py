@@ -92,3 +92,27 @@ def test_logged_toml_reads_back_to_the_same_config(fpr, leaves, l2, seed):
     config = TrainConfig(target_fpr=fpr, num_leaves=leaves, lambda_l2=l2, seed=seed)
     path_text = to_toml(config)
     assert TrainConfig(**tomllib.loads(path_text)) == config, path_text
+
+
+def test_early_stopping_needs_its_part_or_folds():
+    # Given no early_stop share, then rounds must come from folds of the fit part, and the error
+    # says so; one fold is no cross-validation.
+    with pytest.raises(ConfigError, match="early_stopping_folds >= 2"):
+        load_config(params=["share_early_stop=0", "share_fit=0.55"])
+    with pytest.raises(ConfigError, match="early_stopping_folds must be 0"):
+        load_config(params=["early_stopping_folds=1"])
+    config = load_config(params=["share_early_stop=0", "share_fit=0.55", "early_stopping_folds=5"])
+    assert config.parts()["early_stop"] == 0
+    assert config.early_stopping_folds == 5
+
+
+def test_tuning_without_an_early_stop_part_says_so():
+    import pandas as pd
+
+    from commuter_badge.models.fitting import fit_booster
+    from commuter_badge.models.tuning import TuningError, tune
+
+    config = load_config(params=["share_early_stop=0", "share_fit=0.55", "early_stopping_folds=5"])
+    data = pd.DataFrame({"person_id": ["a", "b"], "is_commuter": [0, 1], "part": ["fit", "fit"]})
+    with pytest.raises(TuningError, match="share_early_stop"):
+        tune(data, config, 1, fit_booster)

@@ -220,3 +220,29 @@ def test_fit_and_evaluate_needs_no_tracking_store(worlds, tmp_path):
     assert fitted.gates.passed, fitted.gates.reasons
     assert fitted.baseline.metrics["val_recall"] < fitted.metrics["val_recall"], "rule beat model"
     assert str(fitted.gates.gates["recall_not_worse_than_champion"]) == "skipped"
+
+
+def test_cross_fitted_early_stopping_reads_only_the_fit_part(worlds):
+    """Rounds by 5-fold cross-validation inside the fit part; the certificate's and validation's
+    persons are exactly those of the default split, so neither was seen by the trees."""
+    from commuter_badge.models.config import TrainConfig
+    from commuter_badge.models.data import labelled_features
+    from commuter_badge.models.fitting import fit_and_evaluate, split
+
+    labelled = labelled_features(
+        worlds / "m1" / "trips.parquet", worlds / "m1" / "labels.csv", AS_OF
+    )
+    config = TrainConfig(**FAST, early_stopping_folds=5, share_fit=0.55, share_early_stop=0.0)
+    frame = split(labelled, config)
+    default = split(labelled, TrainConfig(**FAST))
+    assert "early_stop" not in set(frame["part"])
+    for part in ("calibration", "validation"):  # the fit part took the early-stopping persons
+        assert set(frame.loc[frame["part"] == part, "person_id"]) == set(
+            default.loc[default["part"] == part, "person_id"]
+        )
+    fitted = fit_and_evaluate(labelled, config, frame)
+    rounds = fitted.model.booster.num_trees()
+    assert 0 < rounds <= FAST["max_rounds"]
+    assert fitted.certificate["best_iteration"] == rounds
+    assert fitted.metrics["val_auc"] > 0.95
+    assert fitted.gates.passed, fitted.gates.reasons
