@@ -92,14 +92,6 @@ FEATURES: tuple[Feature, ...] = (
         "(a week away does not count against)",
         _share("p.workdays_active", "p.active_week_workdays"),
     ),
-    Feature(
-        "core_workday_coverage",
-        "persistence",
-        "float",
-        "share of working days with a crossing, leaving out the working week either side of a "
-        "long holiday (when leave is taken)",
-        _share("p.core_workdays_active", "{n_core_workdays}"),
-    ),
     # regularity
     Feature(
         "entry_hour_mean",

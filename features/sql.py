@@ -7,9 +7,8 @@ arithmetic on seconds since the window's first local midnight, because Asia/Shan
 UTC+8 offset.
 
 A person's days in the window are kept as 64-bit masks (bit i = i-th day of the window): active
-days, entry days, exit days. Working days, weekdays, calendar weeks, the last week and the working
-days away from long holidays are constant masks from the calendar, so every count by kind of day
-is one `bit_count`, and gaps between entry days and Friday-in/Sunday-out weeks are shifts. This
+days, entry days, exit days. Working days, weekdays, calendar weeks and the last week are constant
+masks from the calendar, so every count by kind of day is one `bit_count`, and gaps between entry days and Friday-in/Sunday-out weeks are shifts. This
 keeps the per-day work to one aggregation.
 
 Point-in-time rule: only crossings with as_of - window_days <= local time < as_of are counted
@@ -48,10 +47,6 @@ MAX_WINDOW_DAYS = 62
 # visitors, one entry and one exit, were badged at 50% for it). Two, not three, on the
 # development worlds: weekly commuters seen on two Fridays keep their evening habit.
 MIN_HABIT_DAYS = 2
-# A run of this many days off or more is a long holiday (an ordinary weekend is two); leave that
-# stretches it is taken on the working days next to it: a working week either side is set apart.
-LONG_HOLIDAY_DAYS = 3
-HOLIDAY_EDGE_WORKDAYS = 5
 
 _CTES = """
 WITH w AS{not_materialized} (
@@ -139,7 +134,6 @@ dc AS (
          bit_count(active_bits & ~{workday_bits}) AS offdays_active,
          bit_count(morning_bits & {workday_bits}) AS morning_entry_workdays,
          bit_count(evening_bits & {workday_bits}) AS evening_exit_workdays,
-         bit_count(active_bits & {core_workday_bits}) AS core_workdays_active,
          {active_weeks} AS active_weeks,
          -- working days of the weeks with a crossing: a week of leave does not count against
          bit_count(({active_week_bits}) & {workday_bits}) AS active_week_workdays,
@@ -262,9 +256,6 @@ class Window:
             "recent_bits": _bits(range(self.window_days - 7, self.window_days)),
             "friday_bits": _bits(i for i, d in enumerate(dows) if d == 4),
         }
-        core = [i for i, w in enumerate(work) if w and i not in holiday_edges(work)]
-        params["core_workday_bits"] = _bits(core)
-        params["n_core_workdays"] = len(core)
         for k, days in enumerate(calendar_weeks(dows)):
             params[f"week{k}_bits"] = _bits(days)
         # 7-day blocks back from as_of: as many whatever the weekday of as_of, so a count of them
@@ -295,31 +286,6 @@ def calendar_weeks(dows: list[int]) -> list[list[int]]:
 
 def _n_weeks(params: dict[str, int], kind: str = "week") -> int:
     return sum(1 for k in params if k.startswith(kind) and k.endswith("_bits"))
-
-
-def holiday_edges(work: list[int], *, min_run: int = LONG_HOLIDAY_DAYS) -> set[int]:
-    """Working days within HOLIDAY_EDGE_WORKDAYS working days of a long holiday in the window.
-
-    A long holiday is a run of at least `min_run` consecutive days off (an ordinary weekend is
-    two), read from the working-day flags alone, so an operator's calendar file works unchanged.
-    These are the days commuters stretch a holiday with leave.
-    """
-    edges: set[int] = set()
-    workdays = [i for i, w in enumerate(work) if w]
-    i, n = 0, len(work)
-    while i < n:
-        if work[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and not work[j]:
-            j += 1
-        if j - i >= min_run:
-            before = [d for d in workdays if d < i][-HOLIDAY_EDGE_WORKDAYS:]
-            after = [d for d in workdays if d >= j][:HOLIDAY_EDGE_WORKDAYS]
-            edges.update(before, after)
-        i = j
-    return edges
 
 
 def _active_blocks(n_blocks: int) -> str:

@@ -32,7 +32,6 @@ MONOTONE_INCREASING: tuple[str, ...] = (
     "active_weeks",
     "span_workday_coverage",
     "active_week_workday_coverage",
-    "core_workday_coverage",
     "workday_round_trip_share",
     "workday_entry_share",
 )

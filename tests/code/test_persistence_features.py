@@ -1,4 +1,4 @@
-"""Hand-computed values of the persistence, part-of-day and holiday-edge features (issue 14).
+"""Hand-computed values of the persistence and part-of-day features (issue 14).
 
 November window (as_of 2021-11-26): local days 2021-10-29 (Fri) .. 2021-11-25 (Thu), 20 working
 days, no long holiday. Its calendar weeks (Monday to Sunday): Oct 29-31, Nov 1-7, 8-14, 15-21,
@@ -6,9 +6,7 @@ days, no long holiday. Its calendar weeks (Monday to Sunday): Oct 29-31, Nov 1-7
 Oct 29-Nov 4 -> 4 blocks.
 Festival window (as_of 2022-02-18): 2022-01-21 (Fri) .. 2022-02-17 (Thu). Days off 01-31 .. 02-06
 (Spring Festival, 7 days: a long holiday); 01-29/30 (Sat/Sun) are make-up working days. Working
-days: Jan 21, 24-28, 29, 30, Feb 7-11, 14-17 = 1 + 5 + 2 + 5 + 4 = 17. The working week either
-side of the holiday: Jan 26, 27, 28, 29, 30 and Feb 7-11, so the core working days are Jan 21,
-24, 25 and Feb 14-17 = 7.
+days: Jan 21, 24-28, 29, 30, Feb 7-11, 14-17 = 1 + 5 + 2 + 5 + 4 = 17.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 from commuter_badge.features.build import features_from_trips
-from commuter_badge.features.sql import Window, calendar_weeks, holiday_edges
+from commuter_badge.features.sql import Window, calendar_weeks
 from tests.code.test_features import NOV_WORKDAYS, check
 from tests.code.tripdata import NOV_AS_OF, one, trip
 
@@ -40,7 +38,6 @@ def test_daily_commuter_is_persistent_in_every_sense():
             "active_weeks": 4,
             "span_workday_coverage": 1.0,  # Oct 29 .. Nov 25 holds all 20 working days
             "active_week_workday_coverage": 1.0,
-            "core_workday_coverage": 1.0,  # no long holiday: every working day is core
             "evening_exit_workdays": 20,  # 18:00 is in [16:00, 22:00)
             "exit_hour_mean": 18.0,
             "stay_hours_mean": 10.5,  # 07:30 -> 18:00
@@ -84,9 +81,11 @@ def test_a_hospital_carer_fills_a_short_span_and_leaves_early():
     )
 
 
-def test_leave_around_the_spring_festival_keeps_the_core_coverage_whole():
+def test_leave_around_the_spring_festival_counts_as_absence_but_every_week_is_active():
     # given a commuter on every working day of the festival window except the leave that
-    # stretches the holiday: Jan 26-28 before it, Feb 7-8 after it
+    # stretches the holiday: Jan 26-28 before it, Feb 7-8 after it. (A coverage that left the
+    # holiday's edges out forgave the same absence in people who had stopped commuting before
+    # the holiday, and was removed: README "Features".)
     window = Window(FESTIVAL_AS_OF)
     work = window.calendar().column("is_workday").to_pylist()
     start = window.start
@@ -99,20 +98,15 @@ def test_leave_around_the_spring_festival_keeps_the_core_coverage_whole():
     check(
         row,
         {
-            "workday_coverage": 12 / 17,  # leave counts against the plain share
-            "core_workday_coverage": 1.0,  # 7 / 7: leave falls on the holiday's edges only
+            "workday_coverage": 12 / 17,
+            "span_workday_coverage": 12 / 17,  # Jan 21 .. Feb 17 holds all 17
+            # the festival week has no working day; the weeks with one were all seen
+            "active_week_workday_coverage": 12 / 17,
+            # blocks Feb 11-17, Feb 4-10 (9, 10), Jan 28-Feb 3 (29, 30), Jan 21-27 (21, 24, 25)
+            "active_weeks": 4,
+            "days_since_last": 1,
         },
     )
-    assert window.params()["n_core_workdays"] == 7
-
-
-def test_holiday_edges_need_a_long_run_of_days_off():
-    # an ordinary weekend (two days off) has no edges; three days off make a long holiday,
-    # and up to five working days either side of it are its edges
-    weekends = [1, 1, 1, 1, 1, 0, 0] * 3
-    assert holiday_edges(weekends) == set()
-    long = [1] * 8 + [0, 0, 0] + [1] * 3
-    assert holiday_edges(long) == {3, 4, 5, 6, 7, 11, 12, 13}
 
 
 def test_calendar_weeks_start_on_mondays():
