@@ -11,6 +11,8 @@ simulator settings (simulate/variation.py, simulate/months.py):
                   visitors present, no long holiday in the window, so no leave is taken)
   spring_festival the month to 2022-02-18 under `for_holidays()` (leave around the festival,
                   family visitors over it), scored by a model trained on the month to 2022-01-21
+                  (DEV: the 2023 festival, and `spring_festival_2024`, the month to 2024-02-28,
+                  where people who stopped commuting stopped just before the holiday)
 
 Per world, against the simulation's truth (`true_commuter`) unless said otherwise:
   - recall and FPR at the certified operating point (the model's own threshold, `decide`), and
