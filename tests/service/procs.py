@@ -36,16 +36,28 @@ def status_bytes(root: int, field: str) -> dict[int, int]:
     return out
 
 
-def worker_connections(root: int, port: int) -> list[int]:
-    """Established TCP connections on `port` that each BentoML worker below `root` holds."""
-    import psutil  # a BentoML dependency
+def bento_workers(root: int) -> list:
+    """The BentoML worker processes below `root`, as psutil processes (a BentoML dependency)."""
+    import psutil
 
-    counts = []
+    workers = []
     for pid in process_tree(root):
         try:
             proc = psutil.Process(pid)
-            if "_bentoml_impl.worker" not in " ".join(proc.cmdline()):
-                continue
+            if "_bentoml_impl.worker" in " ".join(proc.cmdline()):
+                workers.append(proc)
+        except psutil.Error:
+            continue
+    return workers
+
+
+def worker_connections(root: int, port: int) -> list[int]:
+    """Established TCP connections on `port` that each BentoML worker below `root` holds."""
+    import psutil
+
+    counts = []
+    for proc in bento_workers(root):
+        try:
             conns = proc.net_connections(kind="tcp")
         except psutil.Error:
             continue
@@ -53,3 +65,8 @@ def worker_connections(root: int, port: int) -> list[int]:
             sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port for c in conns)
         )
     return sorted(counts)
+
+
+def cpu_seconds(procs: list) -> list[float]:
+    """User plus system CPU seconds of each process so far."""
+    return [sum(p.cpu_times()[:2]) for p in procs]
