@@ -50,6 +50,7 @@ import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
+from tests.service.bodies import trip_entries  # noqa: E402 - the bodies the tests send
 from tests.service.procs import worker_connections  # noqa: E402 - the /proc reading the tests use
 
 BIN = Path(sys.executable).parent
@@ -420,19 +421,7 @@ def request_persons(
     by_person = dict(tuple(trips[trips["person_id"].isin(ids)].groupby("person_id")))
 
     def person(pid: str) -> dict:
-        return {
-            "person_id": pid,
-            "trips": [
-                {
-                    "ts": r.ts.isoformat(),
-                    "direction": r.direction,
-                    "mode": r.mode,
-                    "site_id": r.site_id,
-                    "region": r.region,
-                }
-                for r in by_person[pid].itertuples()
-            ],
-        }
+        return {"person_id": pid, "trips": trip_entries(by_person[pid])}
 
     return ids, person
 

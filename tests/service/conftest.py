@@ -25,6 +25,8 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.service.bodies import trip_entries
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 AS_OF = dt.date(2021, 10, 20)
@@ -47,17 +49,7 @@ class World:
         return Path(self.env["COMMUTER_DECISIONS"])
 
     def trips_of(self, person_id: str) -> list[dict]:
-        rows = self.trips[self.trips["person_id"] == person_id]
-        return [
-            {
-                "ts": r.ts.isoformat(),
-                "direction": r.direction,
-                "mode": r.mode,
-                "site_id": r.site_id,
-                "region": r.region,
-            }
-            for r in rows.itertuples()
-        ]
+        return trip_entries(self.trips[self.trips["person_id"] == person_id])
 
 
 @dataclass

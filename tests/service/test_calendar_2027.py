@@ -14,6 +14,7 @@ import pytest
 from commuter_badge.features.workdays import use_calendar
 from commuter_badge.simulate.world import simulate_world, write_world
 from tests.conftest import AS_OF_2027, CALENDAR_2027
+from tests.service.bodies import trip_entries
 from tests.service.conftest import (
     BIN,
     TOKENS,
@@ -86,24 +87,9 @@ def calendar_server(world: World) -> Iterator[Server]:
 
 
 def payload(trips: pd.DataFrame, ids: list[str]) -> dict:
-    persons = []
-    for pid in ids:
-        rows = trips[trips["person_id"] == pid]
-        persons.append(
-            {
-                "person_id": pid,
-                "trips": [
-                    {
-                        "ts": r.ts.isoformat(),
-                        "direction": r.direction,
-                        "mode": r.mode,
-                        "site_id": r.site_id,
-                        "region": r.region,
-                    }
-                    for r in rows.itertuples()
-                ],
-            }
-        )
+    persons = [
+        {"person_id": pid, "trips": trip_entries(trips[trips["person_id"] == pid])} for pid in ids
+    ]
     return {"as_of": AS_OF_2027.isoformat(), "persons": persons}
 
 
