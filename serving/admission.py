@@ -27,12 +27,13 @@ import gc
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commuter_badge.serving.schemas import (
     MAX_BODY_BYTES,
@@ -44,11 +45,6 @@ from commuter_badge.serving.schemas import (
 
 logger = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # One body at the cap plus as much again of other requests: a burst of small requests keeps
 # flowing past one large one, while two large ones per worker are the most memory holds at once.
@@ -89,7 +85,7 @@ def declared_length(scope: Scope) -> int | None:
 class InflightLimit:
     """ASGI middleware: refuse (503) a body that would take the worker's bodies in flight over budget."""
 
-    def __init__(self, app: App, *, budget_bytes: int = INFLIGHT_BUDGET_BYTES) -> None:
+    def __init__(self, app: ASGIApp, *, budget_bytes: int = INFLIGHT_BUDGET_BYTES) -> None:
         self.app = app
         self.budget_bytes = budget_bytes
         self.in_flight = 0  # one event loop per worker: no lock needed between awaits
@@ -131,7 +127,7 @@ class ParseOffLoop:
 
     def __init__(
         self,
-        app: App,
+        app: ASGIApp,
         *,
         models: dict[str, type[BaseModel]],
         stub: Callable[[Any], dict[str, Any]],

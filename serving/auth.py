@@ -31,6 +31,7 @@ from typing import Any
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, JSONResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from commuter_badge.serving import access_log, openapi
 from commuter_badge.serving.admission import PARSED_STATE_KEY, replay_body, validate_in_pieces
@@ -38,10 +39,6 @@ from commuter_badge.serving.schemas import MAX_BODY_BYTES, problem, validation_p
 
 logger = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/livez", "/metrics", "/", "/docs.json", "/schema.json"}

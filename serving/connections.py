@@ -16,14 +16,9 @@ on two workers: 257 single-person requests/s with a limit of 100 (never reached 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-App = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_REQUESTS_PER_CONNECTION = 20
 # Connections the client closed itself leave their count behind; beyond this many, start over.
@@ -33,12 +28,12 @@ MAX_TRACKED_CONNECTIONS = 4096
 class RecycleConnections:
     """ASGI middleware: close a keep-alive connection after `max_requests` answers on it."""
 
-    def __init__(self, app: App, max_requests: int = MAX_REQUESTS_PER_CONNECTION) -> None:
+    def __init__(self, app: ASGIApp, max_requests: int = MAX_REQUESTS_PER_CONNECTION) -> None:
         self.app = app
         self.max_requests = max_requests
         self._served: dict[tuple[Any, ...], int] = {}
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client") if scope["type"] == "http" else None
         if not client:  # no peer address (a Unix socket, a test client): nothing to key it by
             await self.app(scope, receive, send)

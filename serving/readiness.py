@@ -12,17 +12,12 @@ worker serves, pinned when the service started). A not-ready answer passes throu
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import bentoml
 from starlette.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from commuter_badge.features.workdays import calendar_info
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 READY_PATH = "/readyz"
 

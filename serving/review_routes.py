@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio.to_thread
 import bentoml
 import sqlalchemy as sa
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from commuter_badge.features.schema import MAX_ID_LENGTH
 from commuter_badge.serving.auth import REVIEW_PATH, is_review_path
@@ -27,10 +27,6 @@ from commuter_badge.serving.schemas import problem
 
 logger = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 RECORDED = bentoml.metrics.Counter(
     name="commuter_reviews_recorded",
