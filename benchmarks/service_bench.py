@@ -512,12 +512,13 @@ def main() -> None:
             root, env, "batchable_service:Batchable", "commuter_badge_batchable", args.workers
         )
         others.append(batchable_proc)
-        services = {
-            "ours": url,
-            "floor": floor_url,
-            "floor_recycled": recycled_url,
-            "batchable": batchable_url,
+        servers = {  # name -> (process, url)
+            "ours": (proc, url),
+            "floor": (floor_proc, floor_url),
+            "floor_recycled": (recycled_proc, recycled_url),
+            "batchable": (batchable_proc, batchable_url),
         }
+        services = {name: u for name, (_, u) in servers.items()}
         loads = {
             single_load: (
                 max(args.requests, 1000),
@@ -539,16 +540,9 @@ def main() -> None:
         }
         for name, u in services.items():  # warm every worker before measuring
             asyncio.run(concurrent(u, "/score", loads[single_load][1][name], 100, args.concurrency))
-        ports = {name: int(u.rsplit(":", 1)[1]) for name, u in services.items()}
-        procs = {
-            "ours": proc,
-            "floor": floor_proc,
-            "floor_recycled": recycled_proc,
-            "batchable": batchable_proc,
-        }
         spreads = {
-            name: (lambda p=procs[name], port=ports[name]: worker_connections(p.pid, port))
-            for name in services
+            name: (lambda p=p, port=int(u.rsplit(":", 1)[1]): worker_connections(p.pid, port))
+            for name, (p, u) in servers.items()
         }
         compared, ratio_lines = comparison_rows(
             compare(services, loads, args.concurrency, args.rounds, spreads)
