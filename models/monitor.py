@@ -55,7 +55,9 @@ class Thresholds:
     # reach score PSI 0.020 and an estimated FPR of 1.54% on seeds 0-3 (1.5x and 0.02 alarmed on
     # 7 of 8 unshifted months).
     feature_psi: float = 0.03  # any feature's PSI above this (unshifted: at most 0.023)
-    score_psi: float = 0.03  # the scores' PSI above this (unshifted: at most 0.020; mix: 0.035+)
+    # the scores' PSI above this (unshifted seeds 0-3: at most 0.021 with the 35-feature model;
+    # held-out seed 6 reached 0.030, one false alarm; mix shifts: 0.036+)
+    score_psi: float = 0.03
     badge_share_ratio: float = 1.10  # badge share over (or under 1/x of) the reference's
     estimated_fpr_over_target: float = 2.0  # estimated FPR above this multiple of the target
 
