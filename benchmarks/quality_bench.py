@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -59,6 +60,10 @@ from commuter_badge.simulate import (
     simulate_world,
     write_world,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_reference import PlainReference, train_reference  # noqa: E402 - beside this file
+from plain_reference import counts as reference_counts  # noqa: E402
 
 ORDINARY_TRAIN = dt.date(2021, 10, 20)
 ORDINARY_TEST = dt.date(2021, 11, 20)  # window 10-23 .. 11-19 holds no statutory holiday
@@ -175,19 +180,23 @@ def unseen_worlds(next_month: Callable[[int], World], ws: WorldSet = TEST) -> li
     return worlds
 
 
-def train(world: World, as_of: dt.date, root: Path, config: TrainConfig) -> CommuterModel:
+@dataclass(frozen=True)
+class Trained:
+    """The champion's training path and issue 14's plain reference, on the same labelled world."""
+
+    model: CommuterModel
+    reference: PlainReference
+
+
+def train(world: World, as_of: dt.date, root: Path, config: TrainConfig) -> Trained:
     """The project's training path on written files: labelled_features -> fit_and_evaluate."""
     paths = write_world(world, root)
     fitted = fit_and_evaluate(labelled_features(paths["trips"], paths["labels"], as_of), config)
-    return fitted.model
+    return Trained(fitted.model, train_reference(world.trips, world.labels, as_of, config))
 
 
-def scored(model: CommuterModel, world: World, as_of: dt.date, root: Path) -> pd.DataFrame:
-    """Every person of `world` with truth, noisy label, calibrated probability and badge."""
-    paths = write_world(world, root)
-    features = build_features(paths["trips"], as_of)
-    proba = model.predict_proba(features)
-    frame = features[["person_id"]].assign(proba=proba, badge=model.decide(proba))
+def _with_truth(world: World, frame: pd.DataFrame) -> pd.DataFrame:
+    """Every person of `world` with truth and noisy label, and `frame`'s proba and badge."""
     persons = world.persons[["person_id", "archetype", "true_commuter"]].astype({"person_id": str})
     labels = world.labels.astype({"person_id": str})
     out = persons.merge(labels, on="person_id", how="left").merge(frame, on="person_id", how="left")
@@ -195,6 +204,22 @@ def scored(model: CommuterModel, world: World, as_of: dt.date, root: Path) -> pd
     out["proba"] = out["proba"].fillna(0.0)  # no crossing in the window: no features, no badge
     out["badge"] = out["badge"].astype("boolean").fillna(False).astype(bool)
     return out
+
+
+def scored(
+    trained: Trained, world: World, as_of: dt.date, root: Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every person of `world` scored by the champion and by the plain reference."""
+    paths = write_world(world, root)
+    features = build_features(paths["trips"], as_of)
+    proba = trained.model.predict_proba(features)
+    frame = features[["person_id"]].assign(proba=proba, badge=trained.model.decide(proba))
+    counted = reference_counts(world.trips, as_of)
+    ref_scores = trained.reference.score(counted)
+    ref = counted[["person_id"]].assign(
+        proba=ref_scores, badge=trained.reference.decide(ref_scores)
+    )
+    return _with_truth(world, frame), _with_truth(world, ref)
 
 
 def oracle_recall(truth: np.ndarray, proba: np.ndarray, fpr: float) -> tuple[float, float]:
@@ -257,6 +282,21 @@ def print_table(rows: list[dict], target_fpr: float) -> None:
         f">= {TARGET_RECALL['holiday']:.1%} holiday; oracle recall at {ORACLE_FPR:.1%} FPR >= "
         f"{TARGET_ORACLE_RECALL:.0%}; FPR against truth <= {target_fpr:.0%}"
     )
+    print(
+        "\nagainst issue 14's plain reference (21 counts, 400 trees, same certificate rule), "
+        "truth: commuters missed / FPR / oracle recall"
+    )
+    head = f"{'world':<20} {'champion':>24} {'plain reference':>24}  misses ratio"
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        ref = r["reference"]
+        cells = [
+            f"{1 - x['recall_truth']:.2%} / {x['fpr_truth']:.2%} / "
+            f"{x['oracle_recall_at_0.1pct_fpr']:.1%}"
+            for x in (r, ref)
+        ]
+        ratio = (1 - r["recall_truth"]) / max(1 - ref["recall_truth"], 1e-9)
+        print(f"{r['world']:<20} {cells[0]:>24} {cells[1]:>24}  {ratio:>5.2f}x")
     print("\ncommuter archetypes recalled below 99% (truth; n, recall, share crossing):")
     for r in rows:
         low = [
@@ -303,10 +343,10 @@ def run(
     rows = []
     for w in unseen_worlds(lambda n: months[ORDINARY_TEST], ws):
         t0 = time.perf_counter()
-        frame = scored(models[w.trained_on], w.make(persons), w.as_of, root / w.name)
-        model = models[w.trained_on]
+        frame, ref = scored(models[w.trained_on], w.make(persons), w.as_of, root / w.name)
         row = {"world": w.name, "kind": w.kind, "as_of": str(w.as_of), **measure(frame)}
-        row["threshold"] = model.threshold
+        row["threshold"] = models[w.trained_on].model.threshold
+        row["reference"] = measure(ref)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(f"  {w.name}: {row['seconds']:.0f} s", flush=True)

@@ -60,3 +60,57 @@ def test_oracle_threshold_never_passes_more_negatives_than_allowed(proba, seed, 
     # then its FPR is within the budget and the recall a proportion
     assert achieved <= fpr + 1e-12, f"FPR {achieved} over {fpr}"
     assert 0.0 <= recall <= 1.0
+
+
+def test_plain_reference_counts_what_its_names_say():
+    # given a week of a weekly commuter and one crossing outside the window, local times +08:00
+    import datetime as dt
+
+    import pyarrow as pa
+
+    reference = sys.modules["plain_reference"]
+    local = [
+        ("2021-10-08T07:10:00", "in"),  # Friday morning, in
+        ("2021-10-08T07:10:02", "in"),  # the same crossing read twice (a plain count keeps it)
+        ("2021-10-10T18:30:00", "out"),  # Sunday evening, out
+        ("2021-10-11T06:50:00", "in"),  # Monday morning, in
+        ("2021-10-11T17:00:00", "out"),  # Monday evening, out
+        ("2021-10-20T08:00:00", "in"),  # as_of itself: outside the window
+    ]
+    ts = [dt.datetime.fromisoformat(t + "+08:00") for t, _ in local]
+    trips = pa.table(
+        {
+            "person_id": ["p"] * len(local),
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "direction": [d for _, d in local],
+            "mode": ["rail", "rail", "rail", "car", "car", "car"],
+            "site_id": ["RL-WUQING"] * 3 + ["CK-G1-XIJI"] * 3,
+            "region": ["tianjin-wuqing"] * 6,
+        }
+    )
+    # when the 21 counts are taken as of 2021-10-20 (window 09-22 .. 10-19)
+    row = reference.counts(trips, dt.date(2021, 10, 20)).set_index("person_id").loc["p"]
+    # then each is what its name says of these five crossings on three days
+    assert len(reference.COLUMNS) == 21
+    expected = {
+        "crossings": 5,
+        "entries": 3,
+        "exits": 2,
+        "active_days": 3,
+        "morning_entry_days": 2,
+        "evening_exit_days": 2,
+        "weekday_active_days": 2,
+        "weekend_active_days": 1,
+        "friday_entries": 1,
+        "sunday_exits": 1,
+        "monday_entries": 1,
+        "friday_exits": 0,
+        "active_weeks": 2,  # Fri-Sun is one calendar week, Monday the next
+        "first_active_day": 16,  # 10-08 is the 17th day from 09-22
+        "last_active_day": 19,
+        "round_trip_days": 1,  # only Monday has an entry before an exit
+        "n_sites": 2,
+        "rail_crossings": 3,
+        "night_crossings": 0,
+    }
+    assert {k: row[k] for k in expected} == expected
