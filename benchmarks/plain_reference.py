@@ -88,7 +88,8 @@ def counts(trips: pa.Table, as_of: dt.date, window_days: int = 28) -> pd.DataFra
     days = con.sql(_COUNTS.format(start=start, end=end)).df()
     sites = con.sql(_SITES.format(start=start, end=end)).df()
     con.close()
-    frame = days.merge(sites, on="person_id")
+    # in id order: the 70/30 split below must not depend on DuckDB's grouping order
+    frame = days.merge(sites, on="person_id").sort_values("person_id", ignore_index=True)
     return frame.astype({c: "float64" for c in frame.columns if c != "person_id"})
 
 
@@ -124,7 +125,9 @@ class PlainReference:
     threshold: float
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(frame[COLUMNS].to_numpy())
+        # the margin, not the probability: 400 unregularised trees push many probabilities to
+        # 1.0 in floating point, and ties there would decide the threshold
+        return self.booster.predict(frame[COLUMNS].to_numpy(), raw_score=True)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         return scores >= self.threshold
@@ -141,10 +144,17 @@ def train_reference(
     rng = np.random.default_rng(seed)
     fit = rng.random(len(frame)) < SHARE_FIT
     data = lgb.Dataset(frame.loc[fit, COLUMNS].to_numpy(), frame.loc[fit, "is_commuter"])
-    params = {"objective": "binary", "verbose": -1, "seed": seed, "num_threads": 2}
+    params = {
+        "objective": "binary",
+        "verbose": -1,
+        "seed": seed,
+        "num_threads": 2,
+    }
     booster = lgb.train(params, data, num_boost_round=TREES)
     held = frame.loc[~fit]
     selector = NeymanPearsonThreshold(
         target_fpr=config.target_fpr, confidence=config.confidence, label_noise=config.label_noise
-    ).fit(booster.predict(held[COLUMNS].to_numpy()), held["is_commuter"].to_numpy())
+    )
+    reference = PlainReference(booster, 0.0)
+    selector.fit(reference.score(held), held["is_commuter"].to_numpy())
     return PlainReference(booster, selector.threshold_)
