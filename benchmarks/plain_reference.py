@@ -20,24 +20,26 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS
 from commuter_badge.models.config import TrainConfig
 from commuter_badge.models.threshold import NeymanPearsonThreshold
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 TREES = 400
 SHARE_FIT = 0.7
 
 _COUNTS = """
-WITH w AS (
+WITH x AS (
   SELECT person_id, direction = 'in' AS is_in, mode, site_id,
-         -- local time: Asia/Shanghai is UTC+8 all year
-         epoch(ts) + 8 * 3600 - epoch(TIMESTAMP '{start}') AS s
-  FROM trips
-  WHERE ts >= TIMESTAMPTZ '{start} 00:00:00+08' AND ts < TIMESTAMPTZ '{end} 00:00:00+08'
-),
-x AS (
-  SELECT *, floor(s / 86400)::INT AS day, (s % 86400) / 3600.0 AS hour,
+         floor(s / 86400)::INT AS day, (s % 86400) / 3600.0 AS hour,
          (isodow(DATE '{start}' + floor(s / 86400)::INT) - 1) AS dow
-  FROM w
+  FROM (
+    -- seconds since the window's first local midnight
+    SELECT *, epoch(ts) + {offset} - epoch(TIMESTAMP '{start}') AS s FROM trips
+    -- instants from epoch seconds: independent of the session's time zone
+    WHERE ts >= to_timestamp(epoch(TIMESTAMP '{start}') - {offset})
+      AND ts < to_timestamp(epoch(TIMESTAMP '{end}') - {offset})
+  )
 ),
 pd AS (
   SELECT person_id, day, any_value(dow) AS dow,
@@ -45,6 +47,12 @@ pd AS (
          max(CASE WHEN NOT is_in THEN hour END) AS last_out,
          count(*) FILTER (WHERE is_in) AS n_in, count(*) FILTER (WHERE NOT is_in) AS n_out
   FROM x GROUP BY person_id, day
+),
+ps AS (
+  SELECT person_id, count(DISTINCT site_id) AS n_sites,
+         count(*) FILTER (WHERE mode = 'rail') AS rail_crossings,
+         count(*) FILTER (WHERE hour >= 22 OR hour < 5) AS night_crossings
+  FROM x GROUP BY person_id
 )
 SELECT person_id,
   sum(n_in + n_out) AS crossings,
@@ -64,32 +72,24 @@ SELECT person_id,
   count(DISTINCT floor((day + (isodow(DATE '{start}') - 1)) / 7)) AS active_weeks,
   min(day) AS first_active_day,
   max(day) AS last_active_day,
-  count(*) FILTER (WHERE first_in < last_out) AS round_trip_days
-FROM pd GROUP BY person_id
-"""
-
-_SITES = """
-SELECT person_id, count(DISTINCT site_id) AS n_sites,
-       count(*) FILTER (WHERE mode = 'rail') AS rail_crossings,
-       count(*) FILTER (WHERE hour >= 22 OR hour < 5) AS night_crossings
-FROM (SELECT person_id, site_id, mode,
-             ((epoch(ts) + 8 * 3600) % 86400) / 3600.0 AS hour
-      FROM trips
-      WHERE ts >= TIMESTAMPTZ '{start} 00:00:00+08' AND ts < TIMESTAMPTZ '{end} 00:00:00+08')
-GROUP BY person_id
+  count(*) FILTER (WHERE first_in < last_out) AS round_trip_days,
+  any_value(n_sites) AS n_sites,
+  any_value(rail_crossings) AS rail_crossings,
+  any_value(night_crossings) AS night_crossings
+FROM pd JOIN ps USING (person_id) GROUP BY person_id
+-- in id order: the 70/30 split below must not depend on DuckDB's grouping order
+ORDER BY person_id
 """
 
 
-def counts(trips: pa.Table, as_of: dt.date, window_days: int = 28) -> pd.DataFrame:
+def counts(trips: pa.Table, as_of: dt.date, window_days: int = DEFAULT_WINDOW_DAYS) -> pd.DataFrame:
     """The 21 counts per person with a crossing in [as_of - window_days, as_of), local time."""
-    start, end = as_of - dt.timedelta(days=window_days), as_of
+    start = as_of - dt.timedelta(days=window_days)
     con = duckdb.connect()
     con.register("trips", trips)
-    days = con.sql(_COUNTS.format(start=start, end=end)).df()
-    sites = con.sql(_SITES.format(start=start, end=end)).df()
+    sql = _COUNTS.format(start=start, end=as_of, offset=SHANGHAI_OFFSET_SECONDS)
+    frame = con.sql(sql).df()
     con.close()
-    # in id order: the 70/30 split below must not depend on DuckDB's grouping order
-    frame = days.merge(sites, on="person_id").sort_values("person_id", ignore_index=True)
     return frame.astype({c: "float64" for c in frame.columns if c != "person_id"})
 
 
@@ -119,15 +119,19 @@ COLUMNS = [
 assert len(COLUMNS) == 21
 
 
+def margin(booster: lgb.Booster, frame: pd.DataFrame) -> np.ndarray:
+    # the margin, not the probability: 400 unregularised trees push many probabilities to 1.0
+    # in floating point, and ties there would decide the threshold
+    return booster.predict(frame[COLUMNS].to_numpy(), raw_score=True)
+
+
 @dataclass(frozen=True)
 class PlainReference:
     booster: lgb.Booster
     threshold: float
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        # the margin, not the probability: 400 unregularised trees push many probabilities to
-        # 1.0 in floating point, and ties there would decide the threshold
-        return self.booster.predict(frame[COLUMNS].to_numpy(), raw_score=True)
+        return margin(self.booster, frame)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         return scores >= self.threshold
@@ -155,6 +159,5 @@ def train_reference(
     selector = NeymanPearsonThreshold(
         target_fpr=config.target_fpr, confidence=config.confidence, label_noise=config.label_noise
     )
-    reference = PlainReference(booster, 0.0)
-    selector.fit(reference.score(held), held["is_commuter"].to_numpy())
+    selector.fit(margin(booster, held), held["is_commuter"].to_numpy())
     return PlainReference(booster, selector.threshold_)

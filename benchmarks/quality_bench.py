@@ -14,8 +14,8 @@ simulator settings (simulate/variation.py, simulate/months.py):
                   (DEV: the 2023 festival, and `spring_festival_2024`, the month to 2024-02-28,
                   where people who stopped commuting stopped just before the holiday)
 
-Per world, against the simulation's truth (`true_commuter`) unless said otherwise, for the model and for
-issue 14's plain reference (plain_reference.py, trained on the same labelled world):
+Per world, against the simulation's truth (`true_commuter`) unless said otherwise, for the model
+and for issue 14's plain reference (plain_reference.py, trained on the same labelled world):
   - recall and FPR at the certified operating point (the model's own threshold, `decide`), and
     the same recall against the world's noisy labels;
   - recall at 0.1% FPR: the threshold is chosen on this world's own truth negatives, so it is an
