@@ -192,7 +192,10 @@ class Trained:
 def train(world: World, as_of: dt.date, root: Path, config: TrainConfig) -> Trained:
     """The project's training path on written files: labelled_features -> fit_and_evaluate."""
     paths = write_world(world, root)
-    fitted = fit_and_evaluate(labelled_features(paths["trips"], paths["labels"], as_of), config)
+    labelled = labelled_features(
+        paths["trips"], paths["labels"], as_of, copies=config.copy_weight > 0
+    )
+    fitted = fit_and_evaluate(labelled, config)
     return Trained(fitted.model, train_reference(world.trips, world.labels, as_of, config))
 
 

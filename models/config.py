@@ -98,6 +98,11 @@ class TrainConfig(BaseModel):
     # fit part, then refit on all of it (the early_stop share may then be 0 and go elsewhere).
     early_stopping_folds: int = Field(0, ge=0)
     num_threads: int = Field(2, ge=1)
+    # > 0: weekday copies of the fit persons (features/copies.py) join the fit part with this
+    # weight each, against 1 for a person; the certificate's and validation's persons are never
+    # copied. Off by default: 0.3 gained on the development worlds and lost on the test worlds
+    # (README "What changed", *Weekday copies*).
+    copy_weight: float = Field(0.0, ge=0, le=1)
     # Features the score may only rise with, other features equal (LightGBM monotone
     # constraints): more evidence of regular attendance never counts against a person.
     monotone_increasing: tuple[str, ...] = MONOTONE_INCREASING

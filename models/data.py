@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import build_features
+from commuter_badge.features.copies import weekday_copies
 from commuter_badge.features.coverage import check_coverage
 from commuter_badge.features.read import discover, read_labels
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
@@ -38,6 +39,9 @@ class Labelled:
     # Per label file, how many of the final labels it gave (after later files overrode it).
     labels_by_file: tuple[tuple[str, int], ...] = ()
     labels_from_reviews: int = 0  # of those, from `commuter reviews export` files
+    # Weekday copies of the labelled persons (features/copies.py), with `copy_of`; training adds
+    # those of its fit persons (models/fitting.py `split`). None: not built.
+    copies: pd.DataFrame | None = None
 
     @property
     def labels_without_trips_share(self) -> float:
@@ -97,7 +101,9 @@ def labelled_features(
     labels: str | Path | list,
     as_of: dt.date,
     window_days: int = DEFAULT_WINDOW_DAYS,
+    copies: bool = False,
 ) -> Labelled:
+    """Features joined to labels; with `copies`, also the labelled persons' weekday copies."""
     coverage = check_coverage(trips, as_of, window_days)
     for text in coverage.warnings:
         log.warning("%s", text)
@@ -122,6 +128,7 @@ def labelled_features(
         extra = extra[keep].astype({"person_id": "str"})
         frame = frame.merge(extra, on="person_id", how="left")
     digest = file_digest([*discover(trips), *label_paths])
+    copied = weekday_copies(trips, as_of, frame["person_id"], window_days) if copies else None
     return Labelled(
         frame=frame,
         labels_without_trips=int((~y["person_id"].isin(features["person_id"])).sum()),
@@ -135,4 +142,5 @@ def labelled_features(
         labels_from_reviews=sum(
             n for p, n in zip(label_paths, per_file, strict=True) if is_review_export(p)
         ),
+        copies=copied,
     )

@@ -41,12 +41,27 @@ class OneClassError(CommuterError, ValueError):
     """A part of the split holds only one class; the message names the real cause."""
 
 
+COPY_PART = "copy"  # weekday copies of fit persons: trees only, never a certificate or metric
+
+
+def fit_rows(data: pd.DataFrame) -> pd.DataFrame:
+    """The rows the trees learn from: the fit part and its weekday copies."""
+    return data[data["part"].isin(["fit", COPY_PART])]
+
+
 def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> lgb.Booster:
-    """LightGBM on `fit`, boosting rounds chosen on `early` only, or, with
-    `early_stopping_folds`, by cross-validation inside `fit` (`early` unused)."""
+    """LightGBM on `fit` (copies weighted by `copy_weight`), boosting rounds chosen on `early`
+    only, or, with `early_stopping_folds`, by cross-validation inside `fit` (`early` unused)."""
     names = list(FEATURE_NAMES)
+    weight = None
+    if "part" in fit and (fit["part"] == COPY_PART).any():
+        weight = np.where(fit["part"] == COPY_PART, config.copy_weight, 1.0)
     train_set = lgb.Dataset(
-        model_matrix(fit), fit["is_commuter"].to_numpy(), feature_name=names, free_raw_data=True
+        model_matrix(fit),
+        fit["is_commuter"].to_numpy(),
+        weight=weight,
+        feature_name=names,
+        free_raw_data=True,
     )
     if config.early_stopping_folds:
         return _fit_cross_fitted(train_set, config)
@@ -64,7 +79,9 @@ def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> 
 
 def _fit_cross_fitted(train_set: lgb.Dataset, config: TrainConfig) -> lgb.Booster:
     """Rounds where the mean out-of-fold log loss stops falling, then one fit on all of `fit`.
-    No calibration, certificate or validation person is read, so the certificate stays valid."""
+    No calibration, certificate or validation person is read, so the certificate stays valid.
+    (A copy and its original may fall in different folds; that makes the rounds' estimate a
+    little optimistic, never the certificate.)"""
     curves = lgb.cv(
         config.lgb_params(),
         train_set,
@@ -112,7 +129,7 @@ def fit_model(
                 f"cannot train: the {name} part has only one class ({len(part)} persons): "
                 f"{one_class_cause(data, name, part)}"
             )
-    booster = fit_booster(parts["fit"], parts["early_stop"], config)
+    booster = fit_booster(fit_rows(data), parts["early_stop"], config)
     cal = parts["calibration"]
     margin = booster.predict(model_matrix(cal), raw_score=True)
     calibrator = PlattCalibrator().fit(margin, cal["is_commuter"].to_numpy())
@@ -238,9 +255,15 @@ class Fitted:
 
 
 def split(data: Labelled, config: TrainConfig) -> pd.DataFrame:
+    """The labelled frame with its `part`; with copies (and `copy_weight` > 0), the copies of the
+    fit persons follow as part `copy`, with their original's label."""
     frame = data.frame.copy()
     frame["part"] = assign(frame["person_id"], config.seed, config.parts())
-    return frame
+    if data.copies is None or config.copy_weight == 0:
+        return frame
+    fit = frame.loc[frame["part"] == "fit", ["person_id", "is_commuter"]]
+    copies = data.copies.merge(fit.rename(columns={"person_id": "copy_of"}), on="copy_of")
+    return pd.concat([frame, copies.assign(part=COPY_PART)], ignore_index=True)
 
 
 def fit_and_evaluate(

@@ -34,6 +34,7 @@ from commuter_badge.models.data import Labelled, labelled_features
 from commuter_badge.models.figures import Caption
 from commuter_badge.models.fitting import (  # noqa: F401  (the names callers import from here)
     BASELINE_FEATURE,
+    COPY_PART,
     Fitted,
     baseline_score,
     baseline_threshold,
@@ -194,7 +195,9 @@ def train(
     registry.experiment_id()
     registry.ensure_registered_model()
     progress("checking coverage and building features")
-    labelled = labelled_features(trips, labels, as_of, config.window_days)
+    labelled = labelled_features(
+        trips, labels, as_of, config.window_days, copies=config.copy_weight > 0
+    )
     with warnings.catch_warnings():
         for text in QUIET:
             warnings.filterwarnings("ignore", message=text)
@@ -238,9 +241,9 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         )
         registry.log_input(
             mlflow.data.from_pandas(
-                frame[["person_id", *FEATURE_NAMES, "is_commuter"]].astype(
-                    {"person_id": "object", **dict.fromkeys(FEATURE_NAMES, "float64")}
-                ),
+                frame.loc[
+                    frame["part"] != COPY_PART, ["person_id", *FEATURE_NAMES, "is_commuter"]
+                ].astype({"person_id": "object", **dict.fromkeys(FEATURE_NAMES, "float64")}),
                 source=Path(trips).resolve().as_uri(),
                 name=f"trips-features-{as_of}",
                 targets="is_commuter",

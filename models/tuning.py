@@ -24,6 +24,7 @@ import pandas as pd
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
 from commuter_badge.models.config import TrainConfig
+from commuter_badge.models.fitting import fit_rows
 
 
 class TuningError(CommuterError, ValueError):
@@ -65,8 +66,8 @@ def tune(
 ) -> tuple[dict, float]:
     """Best parameters and their objective after `n_trials` TPE trials (seeded by config.seed).
 
-    `data` has a `part` column; only its fit and early_stop rows are read."""
-    fit = data[data["part"] == "fit"]
+    `data` has a `part` column; only its fit (with copies) and early_stop rows are read."""
+    fit = fit_rows(data)
     early = data[data["part"] == "early_stop"]
     if early["is_commuter"].nunique() < 2:
         raise TuningError(
