@@ -1,11 +1,12 @@
 """Feature build speed against one plain DuckDB aggregate pass over the same file (issue: Foundation).
 
     python benchmarks/features_bench.py [--persons 1000000] [--trips PATH] [--as-of 2021-10-20]
-                                        [--repeat N]
+                                        [--repeat N] [--copies]
 
 Each phase runs in its own process so peak RSS is measured per phase. Prints wall time,
 crossings/s, peak RSS, and the ratio of the feature build to the plain pass. Target: ratio <= 3,
-feature build peak RSS < 4 GiB.
+feature build peak RSS < 4 GiB. `--copies` also times the weekday copies of every person
+(features/copies.py, what `copy_weight` > 0 adds to a training), once.
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ def phase_features(trips: str, as_of: str) -> None:
     print(f"    features: {n:,} persons -> {out}", flush=True)
 
 
+def phase_copies(trips: str, as_of: str) -> None:
+    """Weekday copies of every person in the file, as a training with copies builds them."""
+    import pyarrow.parquet as pq
+
+    from commuter_badge.features.copies import weekday_copies
+
+    ids = pq.read_table(trips, columns=["person_id"]).column("person_id").to_pandas()
+    n = len(weekday_copies(trips, dt.date.fromisoformat(as_of), ids))
+    print(f"    copies: {n:,} persons", flush=True)
+
+
 def timed(fn, *args) -> tuple[float, float, float]:
     """Run fn(*args) in a child process; return (wall seconds, peak RSS GiB, CPU seconds)."""
     start = time.perf_counter()
@@ -75,6 +87,7 @@ def main() -> None:
     ap.add_argument(
         "--repeat", type=int, default=1, help="run the pair N times, alternating; report medians"
     )
+    ap.add_argument("--copies", action="store_true", help="also time the weekday copies")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="features-bench-")
     try:
@@ -109,12 +122,16 @@ def run(args: argparse.Namespace, tmp: str) -> None:
         tuple(statistics.median(r[k][j] for r in runs) for j in range(3)) for k in (0, 1)
     )
     ratios = sorted(f[0] / p[0] for p, f in runs)
+    copies = timed(phase_copies, trips, args.as_of) if args.copies else None
     print()
     print(f"{'phase':<28}{'wall s':>9}{'CPU s':>9}{'crossings/s':>14}{'peak RSS GiB':>14}")
-    for name, t, c, r in (
+    phases = [
         ("plain DuckDB aggregate", t_plain, cpu_plain, rss_plain),
         ("commuter features", t_feat, cpu_feat, rss_feat),
-    ):
+    ]
+    if copies:
+        phases.append(("weekday copies", copies[0], copies[2], copies[1]))
+    for name, t, c, r in phases:
         print(f"{name:<28}{t:>9.2f}{c:>9.2f}{rows / t:>14,.0f}{r:>14.2f}")
     spread = f" (runs: {ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
     print(

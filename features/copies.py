@@ -97,8 +97,9 @@ def weekday_copies(
         for part in plan.parts():
             files = register_trips(con, path, "trips", part)
             copies = copies_sql("trips", window, "copy_ids")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW copies AS {copies}")
             with _said(con, files, plan, spill):
+                # a table, not a view: the feature query reads its input three times
+                con.execute(f"CREATE OR REPLACE TEMP TABLE copies AS {copies}")
                 tables.append(_run(con, "copies", window))
     table = pa.concat_tables(tables)
     frame = to_frame(table.sort_by("person_id") if len(tables) > 1 else table)
