@@ -142,7 +142,7 @@ class BatchPlan:
 
 
 @contextlib.contextmanager
-def _batch_connection(plan: BatchPlan) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+def batch_connection(plan: BatchPlan) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
     """A capped connection spilling to its own temporary directory, removed on the way out,
     also after a failure."""
     spill = Path(tempfile.mkdtemp(prefix="commuter-duckdb-"))
@@ -156,7 +156,7 @@ def _batch_connection(plan: BatchPlan) -> Iterator[tuple[duckdb.DuckDBPyConnecti
 
 
 @contextlib.contextmanager
-def _said(con, files: list[Path], plan: BatchPlan, spill: Path) -> Iterator[None]:
+def batch_errors(con, files: list[Path], plan: BatchPlan, spill: Path) -> Iterator[None]:
     """Around one batch query: a bad row, a hash clash, running out of memory or of temporary
     disk each become one clear error (out-of-memory names the setting to change)."""
     with reporting_bad_rows(con, files), _resource_errors(plan, spill):
@@ -202,7 +202,7 @@ def _duckdb_sql(trips: str, window: Window, *, files: bool = False) -> str:
     return feature_sql(trips, window.params(), materialize=True, **lists)
 
 
-def _run(
+def run_feature_query(
     con: duckdb.DuckDBPyConnection, trips: str, window: Window, *, files: bool = False
 ) -> pa.Table:
     return con.sql(_duckdb_sql(trips, window, files=files)).to_arrow_table()
@@ -236,11 +236,11 @@ def build_features(
     plan = BatchPlan.for_path(path, partitions)
     window = Window(as_of, window_days)
     tables = []
-    with _batch_connection(plan) as (con, spill):
+    with batch_connection(plan) as (con, spill):
         for part in plan.parts():
             files = register_trips(con, path, "trips", part)
-            with _said(con, files, plan, spill):
-                tables.append(_run(con, "trips", window, files=True))
+            with batch_errors(con, files, plan, spill):
+                tables.append(run_feature_query(con, "trips", window, files=True))
     table = pa.concat_tables(tables)
     try:
         # each part is in id order; together they are put in id order as the single query would
@@ -282,13 +282,13 @@ def write_features(
         )
 
     rows: list[int] = []
-    with _batch_connection(plan) as (con, spill):
+    with batch_connection(plan) as (con, spill):
         final = None
         if plan.partitions > 1:
             for part in plan.parts():
                 files = register_trips(con, path, "trips", part)
                 target = _quote(spill / f"part-{part[0]:04d}.parquet")
-                with _said(con, files, plan, spill):
+                with batch_errors(con, files, plan, spill):
                     con.execute(f"COPY ({query()}) TO {target} (FORMAT parquet)")
             final = f"SELECT * FROM read_parquet({_quote(spill / 'part-*.parquet')}) ORDER BY 1"
         else:
@@ -300,7 +300,7 @@ def write_features(
                 con.execute(f"COPY ({sql}) TO {_quote(tmp)} ({formats[suffix]})").fetchone()[0]
             )
 
-        with _said(con, files, plan, spill):
+        with batch_errors(con, files, plan, spill):
             atomic_write(out, copy)
     return rows[0]
 
@@ -356,7 +356,7 @@ def features_from_trips(
     con = con or connect(threads=1)
     con.register("request_trips", table)
     try:
-        return to_frame(_run(con, "request_trips", window))
+        return to_frame(run_feature_query(con, "request_trips", window))
     finally:
         con.unregister("request_trips")
 

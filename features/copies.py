@@ -24,9 +24,9 @@ import pyarrow as pa
 
 from commuter_badge.features.build import (
     BatchPlan,
-    _batch_connection,
-    _run,
-    _said,
+    batch_connection,
+    batch_errors,
+    run_feature_query,
     to_frame,
 )
 from commuter_badge.features.read import register_trips
@@ -38,7 +38,7 @@ from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 COPY_PREFIX = "copy:"
 KEPT_WEEKDAYS = (2, 3)  # how many of a person's weekdays a copy keeps (fewer if they use fewer)
 MIN_WEEKDAYS = 3  # a person seen on fewer weekdays has no copy (it would be the person again)
-MIN_VISITS = 3
+MIN_VISITS = 3  # a copy with fewer visits shows no pattern to learn from
 _KEY = 14  # hash key of the weekday draw, apart from any other use of the id's hash
 
 
@@ -92,15 +92,15 @@ def weekday_copies(
     window = Window(as_of, window_days)
     wanted = pa.table({"person_id": pa.array(ids.astype(str).unique(), pa.string())})
     tables = []
-    with _batch_connection(plan) as (con, spill):
+    with batch_connection(plan) as (con, spill):
         con.register("copy_ids", wanted)
         for part in plan.parts():
             files = register_trips(con, path, "trips", part)
             copies = copies_sql("trips", window, "copy_ids")
-            with _said(con, files, plan, spill):
+            with batch_errors(con, files, plan, spill):
                 # a table, not a view: the feature query reads its input three times
                 con.execute(f"CREATE OR REPLACE TEMP TABLE copies AS {copies}")
-                tables.append(_run(con, "copies", window))
+                tables.append(run_feature_query(con, "copies", window))
     table = pa.concat_tables(tables)
     frame = to_frame(table.sort_by("person_id") if len(tables) > 1 else table)
     frame["copy_of"] = frame["person_id"].str.removeprefix(COPY_PREFIX)
