@@ -194,10 +194,9 @@ def train(
     registry.configure()
     registry.experiment_id()
     registry.ensure_registered_model()
-    progress("checking coverage and building features")
-    labelled = labelled_features(
-        trips, labels, as_of, config.window_days, copies=config.copy_weight > 0
-    )
+    copies = config.copy_weight > 0
+    progress("checking coverage and building features" + (" and weekday copies" if copies else ""))
+    labelled = labelled_features(trips, labels, as_of, config.window_days, copies=copies)
     with warnings.catch_warnings():
         for text in QUIET:
             warnings.filterwarnings("ignore", message=text)
