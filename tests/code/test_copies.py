@@ -91,11 +91,10 @@ def test_a_copy_keeps_two_or_three_weekdays_of_whole_visits(tmp_path, persons):
 def test_copy_features_are_the_feature_query_on_the_kept_crossings(tmp_path, persons):
     path = write_parquet(tmp_path / "t.parquet", flat_rows(persons))
     got = weekday_copies(path, NOV_AS_OF, pd.Series(["daily", "night", "tue_thu", "three"]))
-    kept = _copy_rows(path).groupby("person_id")["weekday"].agg(set)
+    rows = _copy_rows(path)
+    kept = rows.groupby("person_id")["weekday"].agg(set)
     kept_night = set(
-        _copy_rows(path).query("person_id == @COPY_PREFIX + 'night' and direction == 'in'")[
-            "weekday"
-        ]
+        rows.query("person_id == @COPY_PREFIX + 'night' and direction == 'in'")["weekday"]
     )
     # what a copy should be: the same person's visits that began on the kept weekdays
     want = features_from_trips(
