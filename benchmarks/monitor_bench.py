@@ -29,12 +29,14 @@ from pathlib import Path
 import pandas as pd
 
 from commuter_badge.features.build import build_features
+from commuter_badge.features.workdays import window_calendar
 from commuter_badge.models.config import TrainConfig
 from commuter_badge.models.data import labelled_features
 from commuter_badge.models.fitting import fit_and_evaluate
 from commuter_badge.models.monitor import Thresholds, monitor
 from commuter_badge.models.monitor_run import month_scores
 from commuter_badge.models.reference import build_reference
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 from commuter_badge.simulate import (
     UNSEEN_KINDS,
     DriftSettings,
@@ -58,7 +60,13 @@ def judge(model, reference, month: dict[str, Path], as_of: dt.date, target: floa
     features = build_features(month["trips"], as_of)
     proba = model.predict_proba(features)
     result = monitor(
-        reference, features, proba, threshold=model.threshold, target_fpr=target, as_of=str(as_of)
+        reference,
+        features,
+        proba,
+        threshold=model.threshold,
+        target_fpr=target,
+        as_of=str(as_of),
+        calendar=window_calendar(as_of, DEFAULT_WINDOW_DAYS),
     )
     truth = pd.read_parquet(month["persons"])[["person_id", "true_commuter"]]
     labels = pd.read_csv(month["labels"], dtype={"person_id": str})
@@ -71,7 +79,7 @@ def judge(model, reference, month: dict[str, Path], as_of: dt.date, target: floa
         "label_fpr": float(frame.loc[neg_label, "badge"].mean()),
         "estimated_recall": result.estimated_recall,
         "true_recall": float(frame.loc[~neg_true, "badge"].mean()),
-        "max_feature_psi": max(f["psi"] for f in result.features if f["alarms"]),
+        "max_feature_psi": max((f["psi"] for f in result.features if f["alarms"]), default=0.0),
         "top_feature": max((f for f in result.features if f["alarms"]), key=lambda f: f["psi"])[
             "name"
         ],
@@ -100,7 +108,9 @@ def run_seed(seed: int, persons: int, root: Path) -> list[dict]:
     config = TrainConfig(seed=seed)
     fitted = fit_and_evaluate(labelled_features(first["trips"], first["labels"], days[0]), config)
     model = fitted.model
-    reference = build_reference(fitted.val, model.threshold)
+    reference = build_reference(
+        fitted.val, model.threshold, window_calendar(days[0], config.window_days)
+    )
     rows = []
     for day in days[1:]:
         row = judge(model, reference, base[day], day, config.target_fpr)

@@ -20,7 +20,10 @@ and for issue 14's plain reference (plain_reference.py, trained on the same labe
     the same recall against the world's noisy labels;
   - recall at 0.1% FPR: the threshold is chosen on this world's own truth negatives, so it is an
     ORACLE figure (no deployed model can pick it), a measure of how well the scores rank;
-  - recall per commuter archetype, badge rate per non-commuter archetype.
+  - recall per commuter archetype, badge rate per non-commuter archetype;
+  - what `commuter monitor` says of the world without labels (models/monitor.py against the
+    reference training stores): alarm and reasons, estimated FPR and recall beside the truth's,
+    and whether its features were compared (only between windows of the same calendar).
 Every person of a world counts: one with no crossing in the window has no features and no badge
 (a miss if a commuter). Two sets of worlds: `TEST` (seeds fixed before any result was seen, the
 2022 Spring Festival) gives the figures reported; `DEV` (`--dev`: other seeds, the 2023 and 2024
@@ -48,10 +51,13 @@ import numpy as np
 import pandas as pd
 
 from commuter_badge.features.build import build_features
+from commuter_badge.features.workdays import window_calendar
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.config import TrainConfig
 from commuter_badge.models.data import labelled_features
 from commuter_badge.models.fitting import fit_and_evaluate
+from commuter_badge.models.monitor import CALENDAR_PHASE, monitor
+from commuter_badge.models.reference import build_reference
 from commuter_badge.simulate import (
     SPRING_FESTIVAL_2022_AS_OF,
     UNSEEN_KINDS,
@@ -187,6 +193,7 @@ class Trained:
 
     model: CommuterModel
     reference: PlainReference
+    drift_reference: dict  # what `commuter train` stores for `commuter monitor` (its val persons)
 
 
 def train(world: World, as_of: dt.date, root: Path, config: TrainConfig) -> Trained:
@@ -196,7 +203,13 @@ def train(world: World, as_of: dt.date, root: Path, config: TrainConfig) -> Trai
         paths["trips"], paths["labels"], as_of, copies=config.copy_weight > 0
     )
     fitted = fit_and_evaluate(labelled, config)
-    return Trained(fitted.model, train_reference(world.trips, world.labels, as_of, config))
+    return Trained(
+        fitted.model,
+        train_reference(world.trips, world.labels, as_of, config),
+        build_reference(
+            fitted.val, fitted.model.threshold, window_calendar(as_of, config.window_days)
+        ),
+    )
 
 
 def _with_truth(world: World, frame: pd.DataFrame) -> pd.DataFrame:
@@ -211,11 +224,13 @@ def _with_truth(world: World, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def scored(
-    trained: Trained, world: World, as_of: dt.date, root: Path
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every person of `world` scored by the champion and by the plain reference."""
+    trained: Trained, world: World, as_of: dt.date, root: Path, target_fpr: float
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Every person of `world` scored by the champion and by the plain reference, and what
+    `commuter monitor` (no labels) says of the month."""
     paths = write_world(world, root)
-    features = build_features(paths["trips"], as_of)
+    window = trained.model.meta.window_days
+    features = build_features(paths["trips"], as_of, window)
     proba = trained.model.predict_proba(features)
     frame = features[["person_id"]].assign(proba=proba, badge=trained.model.decide(proba))
     counted = reference_counts(world.trips, as_of)
@@ -223,7 +238,27 @@ def scored(
     ref = counted[["person_id"]].assign(
         proba=ref_scores, badge=trained.reference.decide(ref_scores)
     )
-    return _with_truth(world, frame), _with_truth(world, ref)
+    watch = monitor(
+        trained.drift_reference,
+        features,
+        proba,
+        threshold=trained.model.threshold,
+        target_fpr=target_fpr,
+        as_of=str(as_of),
+        calendar=window_calendar(as_of, window),
+    )
+    watched = {
+        "features_compared": watch.calendar["compare_features"],
+        "alarm": watch.alarm,
+        "alarm_reasons": watch.alarm_reasons,
+        "estimated_fpr": watch.estimated_fpr,
+        "estimated_recall": watch.estimated_recall,
+        "score_psi": watch.score_psi,
+        # the largest drift of a feature that alarms between windows of one calendar
+        "max_feature_psi": max(f["psi"] for f in watch.features if f["name"] not in CALENDAR_PHASE),
+        "badge_share_ratio": watch.badge_share / watch.reference_badge_share,
+    }
+    return _with_truth(world, frame), _with_truth(world, ref), watched
 
 
 def oracle_recall(truth: np.ndarray, proba: np.ndarray, fpr: float) -> tuple[float, float]:
@@ -301,6 +336,7 @@ def print_table(rows: list[dict], target_fpr: float) -> None:
         ]
         ratio = (1 - r["recall_truth"]) / max(1 - ref["recall_truth"], 1e-9)
         print(f"{r['world']:<20} {cells[0]:>24} {cells[1]:>24}  {ratio:>5.2f}x")
+    print_watch(rows, target_fpr)
     print("\ncommuter archetypes recalled below 99% (truth; n, recall, share crossing):")
     for r in rows:
         low = [
@@ -317,6 +353,37 @@ def print_table(rows: list[dict], target_fpr: float) -> None:
             if a["commuter_share"] <= 0.5 and a["badge_rate"] > 0.01
         ]
         print(f"  {r['world']:<16} " + ("; ".join(high) or "none"))
+
+
+def print_watch(rows: list[dict], target_fpr: float) -> None:
+    """Does `commuter monitor`, without labels, flag the worlds where the certificate fails?"""
+    print(
+        "\nwhat `commuter monitor` says of each world (no labels): features compared (same "
+        "calendar as training), alarm, estimated FPR and recall against truth, first reason"
+    )
+    head = (
+        f"{'world':<20} {'FPR > target':>12} {'feats':>5} {'alarm':>6} {'est FPR':>8} {'truth':>7} "
+    )
+    head += f"{'est rec':>8} {'truth':>7}  first reason"
+    print(head + "\n" + "-" * len(head))
+    failed = caught = quiet = loud = 0
+    for r in rows:
+        m = r["monitor"]
+        over = r["fpr_truth"] > target_fpr
+        failed, caught = failed + over, caught + (over and m["alarm"])
+        quiet, loud = quiet + (not over), loud + (not over and m["alarm"])
+        reason = m["alarm_reasons"][0] if m["alarm_reasons"] else "-"
+        print(
+            f"{r['world']:<20} {'yes' if over else 'no':>12}"
+            f" {'yes' if m['features_compared'] else 'no':>5} {'yes' if m['alarm'] else 'no':>6}"
+            f" {m['estimated_fpr']:>8.2%} {r['fpr_truth']:>7.2%} {m['estimated_recall']:>8.2%}"
+            f" {r['recall_truth']:>7.2%}  {reason[:70]}"
+        )
+    print(
+        f"certificate broken (truth FPR > {target_fpr:.0%}) in {failed} worlds, alarmed in "
+        f"{caught}; held in {quiet}, alarmed in {loud} of those (a shifted population alarms "
+        "whether or not the certificate survives it)"
+    )
 
 
 def run(
@@ -347,10 +414,13 @@ def run(
     rows = []
     for w in unseen_worlds(lambda n: months[ORDINARY_TEST], ws):
         t0 = time.perf_counter()
-        frame, ref = scored(models[w.trained_on], w.make(persons), w.as_of, root / w.name)
+        frame, ref, watched = scored(
+            models[w.trained_on], w.make(persons), w.as_of, root / w.name, config.target_fpr
+        )
         row = {"world": w.name, "kind": w.kind, "as_of": str(w.as_of), **measure(frame)}
         row["threshold"] = models[w.trained_on].model.threshold
         row["reference"] = measure(ref)
+        row["monitor"] = watched
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(f"  {w.name}: {row['seconds']:.0f} s", flush=True)

@@ -71,6 +71,8 @@ def monitor(
     )
     top = sorted(result.features, key=lambda f: -f["psi"])[:3]
     out.print("largest drift   " + ", ".join(f"{f['name']} PSI {f['psi']:.3f}" for f in top))
+    if "note" in result.calendar:
+        out.print(f"calendar        {result.calendar['note']}")
     if result.alarm:
         err.print(f"ALARM: {len(result.alarm_reasons)} reason(s)")
         for reason in result.alarm_reasons:

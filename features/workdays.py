@@ -212,6 +212,20 @@ def is_workday(day: dt.date) -> bool:
     return _active.is_workday(day)
 
 
+def window_calendar(as_of: dt.date, window_days: int) -> dict[str, int]:
+    """What the calendar makes of the window before `as_of`: the counts every day-count feature
+    is measured against. Two windows with the same counts give a population the same features."""
+    days = _days(as_of - dt.timedelta(days=window_days), as_of)
+    work = [is_workday(d) for d in days]
+    weekend = [d.weekday() >= 5 for d in days]
+    return {
+        "days": len(days),
+        "working_days": sum(work),
+        "weekdays_off": sum(not w and not e for w, e in zip(work, weekend, strict=True)),
+        "weekend_working_days": sum(w and e for w, e in zip(work, weekend, strict=True)),
+    }
+
+
 def calendar_table(start: dt.date, end: dt.date) -> pa.Table:
     """One row per local day in [start, end): day number, weekday (0 = Monday), working-day flag."""
     return _table(_active, start, end)

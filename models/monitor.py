@@ -19,6 +19,12 @@ What is compared (the reference is models/reference.py's, from the validation pe
   never saw break that assumption, and then the estimate is too low. The labels are noisy, so
   what is estimated is the FPR against labels like the training ones (README: how far it was off in
   simulation); the drift figures are what flag such a month.
+Feature drift alarms only between windows the calendar treats alike (the same counts of working
+days, weekdays off and make-up weekend days: features/workdays.py `window_calendar`). A month after
+National Day has three more working days than October's window, so every day-count feature moves
+(PSI 0.1-1.4 on an unchanged population) without anything being wrong. Across calendars the
+per-feature figures are still reported, with the reason they raise no alarm, and the checks on
+what the model decides (score shift, badge share, estimated FPR) alarm as always.
 An alarm is raised with one reason per crossed threshold (`Thresholds`, chosen by simulation in
 benchmarks/monitor_bench.py; the README gives their false-alarm and detection rates).
 """
@@ -154,6 +160,8 @@ class MonitorResult:
     )
     score_histogram: list[int] = field(default_factory=list)
     reference_score_histogram: list[int] = field(default_factory=list)
+    # The two windows' calendars and whether features were compared (`compare_features`).
+    calendar: dict = field(default_factory=dict)
 
     def report(self) -> dict:
         """The `--report` JSON (contract §5 fields first)."""
@@ -165,6 +173,7 @@ class MonitorResult:
             "estimated_recall",
             "badge_share",
             "reference_badge_share",
+            "calendar",
             "features",
         )
         ordered = {**{k: out[k] for k in head}, **{k: v for k, v in out.items() if k not in head}}
@@ -238,6 +247,23 @@ def alarm_reasons(
     return reasons
 
 
+def calendar_comparison(reference: dict | None, month: dict | None) -> dict:
+    """Whether per-feature drift may alarm: only if the windows' calendars are the same, or one
+    is unknown (a reference stored before calendars were, a caller that does not say)."""
+    same = reference is None or month is None or reference == month
+    out: dict = {"reference": reference, "month": month, "compare_features": same}
+    if not same:
+        out["note"] = (
+            "the month's window has another calendar than the reference's "
+            f"({month['working_days']} working days, {month['weekdays_off']} weekdays off, "
+            f"{month['weekend_working_days']} make-up weekend days against "
+            f"{reference['working_days']}, {reference['weekdays_off']} and "
+            f"{reference['weekend_working_days']}): day-count features move with it, so feature "
+            "drift is reported without alarm; score shift, badge share and estimated FPR still alarm"
+        )
+    return out
+
+
 def monitor(
     reference: dict,
     frame: pd.DataFrame,
@@ -248,10 +274,13 @@ def monitor(
     as_of: str = "",
     model_version: str = "",
     thresholds: Thresholds | None = None,
+    calendar: dict[str, int] | None = None,
     seed: int = 0,
 ) -> MonitorResult:
-    """The month `frame` (features) with its calibrated `proba`, judged against `reference`."""
+    """The month `frame` (features) with its calibrated `proba`, judged against `reference`;
+    `calendar` is the month's window calendar (features/workdays.py `window_calendar`)."""
     t = thresholds or Thresholds()
+    calendars = calendar_comparison(reference.get("calendar"), calendar)
     # One capped sample of persons for every KS test: the same persons throughout, drawn once.
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(frame), min(len(frame), SAMPLE_CAP), replace=False))
@@ -265,7 +294,7 @@ def monitor(
                 "name": name,
                 "description": DESCRIPTIONS[name],
                 **drift,
-                "alarms": name not in CALENDAR_PHASE,
+                "alarms": name not in CALENDAR_PHASE and calendars["compare_features"],
             }
         )
     proba = np.asarray(proba, dtype="float64")
@@ -298,4 +327,5 @@ def monitor(
         estimates={k: v for k, v in estimates.items() if k.startswith("expected_")},
         score_histogram=score_histogram(proba),
         reference_score_histogram=list(reference["scores"]["histogram"]),
+        calendar=calendars,
     )

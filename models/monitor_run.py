@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.build import build_features, model_matrix
 from commuter_badge.features.coverage import check_coverage
-from commuter_badge.features.workdays import calendar_params
+from commuter_badge.features.workdays import calendar_params, window_calendar
 from commuter_badge.models import registry
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.calendar_check import warn_calendar_mismatch
@@ -128,6 +128,7 @@ def run_monitor(
         as_of=as_of.isoformat(),
         model_version=model.version,
         thresholds=t,
+        calendar=window_calendar(as_of, window),
     )
     name = f"monitor v{model.version or '?'} as_of={as_of}"
     with mlflow.start_run(run_name=name) as run:
@@ -138,6 +139,7 @@ def run_monitor(
                 "model_uri": model_uri or "",
                 "model_version": model.version,
                 "alarm": str(result.alarm),
+                "features_compared": str(result.calendar["compare_features"]),
                 **calendar_params(),
             }
         )

@@ -23,7 +23,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.features.workdays import calendar_fingerprint, calendar_params
+from commuter_badge.features.workdays import calendar_fingerprint, calendar_params, window_calendar
 from commuter_badge.models import promotion, registry
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.calendar_check import warn_calendar_mismatch
@@ -216,7 +216,7 @@ def recertify(
         lineage = {"recertified_from": old.version, "trees_as_of": model.meta.extra["trees_as_of"]}
         version, tags = register_version(model, example, fitted, labelled, run.info.run_id, lineage)
         log_version_figures(version, as_of, model, fitted, config.target_fpr)
-        log_reference(val, model.threshold)
+        log_reference(val, model.threshold, window_calendar(as_of, config.window_days))
         progress("promotion gates")
         move = promotion.judge(version, persons, promote=promote, how="recertify")
         mlflow.set_tags({f"gate.{k}": str(v) for k, v in move.decision.gates.items()})

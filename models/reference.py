@@ -4,7 +4,9 @@ At training, the validation persons (data the trees and the calibration never sa
 compactly: per feature, quantile bin edges with the counts in each bin (for PSI) and a capped
 random sample of values (for the two-sample KS test); the calibrated scores, as a capped sample
 and as counts in fixed score bins; the observed label rate against the score (an isotonic curve,
-for the FPR and recall estimates); and the share of them given a badge. A few hundred KB of JSON,
+for the FPR and recall estimates); the share of them given a badge; and the window's calendar
+(working days, weekdays off, make-up weekend days: features/workdays.py `window_calendar`), since
+day-count features are only comparable between windows the calendar treats alike. A few hundred KB of JSON,
 logged as `monitor/reference.json` on the model's run; no person id is kept.
 `commuter monitor` (models/monitor.py) reads it back. Versions trained before references were
 stored have none, and monitor says so.
@@ -77,8 +79,11 @@ def label_rate_curve(proba: np.ndarray, y: np.ndarray) -> dict[str, list[float]]
     return {"x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_]}
 
 
-def build_reference(val: pd.DataFrame, threshold: float, seed: int = 0) -> dict:
-    """The reference of the validation persons `val` (features, `proba`, `badge`); pure."""
+def build_reference(
+    val: pd.DataFrame, threshold: float, calendar: dict[str, int] | None = None, seed: int = 0
+) -> dict:
+    """The reference of the validation persons `val` (features, `proba`, `badge`) whose window's
+    calendar is `calendar` (None: unknown, as in references stored before it was); pure."""
     rng = np.random.default_rng(seed)
     features = {}
     for name in FEATURE_NAMES:
@@ -96,6 +101,7 @@ def build_reference(val: pd.DataFrame, threshold: float, seed: int = 0) -> dict:
         "n": len(val),
         "threshold": float(threshold),
         "badge_share": float(np.mean(proba >= threshold)) if len(val) else float("nan"),
+        "calendar": calendar,
         "features": features,
         "label_rate": label_rate_curve(proba, val["is_commuter"].to_numpy()),
         "scores": {
@@ -107,9 +113,9 @@ def build_reference(val: pd.DataFrame, threshold: float, seed: int = 0) -> dict:
     }
 
 
-def log_reference(val: pd.DataFrame, threshold: float) -> dict:
+def log_reference(val: pd.DataFrame, threshold: float, calendar: dict[str, int]) -> dict:
     """Build the reference and log it on the active run."""
-    reference = build_reference(val, threshold)
+    reference = build_reference(val, threshold, calendar)
     mlflow.log_dict(reference, REFERENCE_ARTIFACT)
     return reference
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from commuter_badge.features.build import memory_cap
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.features.workdays import calendar_params
+from commuter_badge.features.workdays import calendar_params, window_calendar
 from commuter_badge.models import card, promotion, provenance, registry, tuning
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.config import TrainConfig, to_toml
@@ -284,7 +284,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         caption = log_version_figures(version, as_of, model, fitted, config.target_fpr)
         log_drivers(model.booster, val, caption)
         # What `commuter monitor` judges later months against (models/reference.py).
-        log_reference(val, model.threshold)
+        log_reference(val, model.threshold, window_calendar(as_of, config.window_days))
 
         progress("promotion gates")
         move = promotion.judge(version, persons, promote=promote, how="train")

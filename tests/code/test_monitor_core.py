@@ -77,6 +77,44 @@ def test_monitor_quiet_on_the_same_population_and_loud_on_a_shifted_one():
     assert all("description" in f and f["psi"] >= 0 for f in loud.features)
 
 
+OCTOBER = {"days": 28, "working_days": 17, "weekdays_off": 5, "weekend_working_days": 2}
+NOVEMBER = {"days": 28, "working_days": 20, "weekdays_off": 0, "weekend_working_days": 0}
+
+
+def test_features_alarm_only_between_windows_of_the_same_calendar():
+    rng = np.random.default_rng(6)
+    reference = build_reference(frame(8_000, rng), threshold=0.8, calendar=OCTOBER)
+    moved = frame(8_000, rng, shift=3.0)
+    kwargs = {"threshold": 0.8, "target_fpr": 0.2}
+    alike = monitor(reference, moved, moved["proba"], calendar=OCTOBER, **kwargs)
+    other = monitor(reference, moved, moved["proba"], calendar=NOVEMBER, **kwargs)
+    assert any("drifted" in r for r in alike.alarm_reasons), "same calendar: features compared"
+    assert alike.calendar["compare_features"]
+    assert "note" not in alike.calendar
+    assert not any("drifted" in r for r in other.alarm_reasons), other.alarm_reasons
+    assert not any(f["alarms"] for f in other.features), "another calendar: no feature alarms"
+    assert [f["psi"] for f in other.features] == [f["psi"] for f in alike.features], "reported"
+    assert any("score distribution" in r for r in other.alarm_reasons), "the scores still alarm"
+    assert "17 working days" not in other.calendar["note"]
+    assert "20 working days" in other.calendar["note"]
+    assert "against 17" in other.calendar["note"]
+    report = json.loads(json.dumps(other.report(), allow_nan=False))
+    assert report["calendar"]["compare_features"] is False
+    assert report["calendar"]["reference"] == OCTOBER
+    assert report["calendar"]["month"] == NOVEMBER
+
+
+def test_a_reference_without_calendar_still_compares_features():
+    rng = np.random.default_rng(7)
+    reference = build_reference(frame(8_000, rng), threshold=0.8)  # as stored before calendars
+    moved = frame(8_000, rng, shift=3.0)
+    result = monitor(
+        reference, moved, moved["proba"], threshold=0.8, target_fpr=0.2, calendar=NOVEMBER
+    )
+    assert result.calendar["compare_features"], "unknown reference calendar: compare as before"
+    assert any("drifted" in r for r in result.alarm_reasons), result.alarm_reasons
+
+
 def test_report_is_strict_json_even_with_a_feature_never_seen():
     rng = np.random.default_rng(5)
     month = frame(2_000, rng)

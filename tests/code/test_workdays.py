@@ -22,6 +22,7 @@ from commuter_badge.features.workdays import (
     is_workday,
     load_calendar,
     use_calendar,
+    window_calendar,
 )
 from tests.conftest import AS_OF, AS_OF_2027
 
@@ -107,6 +108,32 @@ def test_day_number_and_window_day_masks():
     assert params["workday_bits"] & (1 << days.index(dt.date(2021, 10, 9))), "Oct 9 works (调休)"
     assert not params["workday_bits"] & (1 << days.index(dt.date(2021, 10, 4))), "Oct 4 is off"
     assert sum(params[f"dow{k}_bits"] for k in range(7)) == 2**28 - 1, "each day has one weekday"
+
+
+def test_window_calendar_of_national_day_and_of_a_plain_month():
+    # given the 28 days before 2021-10-20 (National Day 10-01..07, make-up Saturdays 09-26, 10-09)
+    october = window_calendar(dt.date(2021, 10, 20), 28)
+    # then the monitor sees three fewer working days than in November's plain window
+    assert october == {"days": 28, "working_days": 17, "weekdays_off": 5, "weekend_working_days": 2}
+    november = window_calendar(dt.date(2021, 11, 20), 28)
+    assert november == {
+        "days": 28,
+        "working_days": 20,
+        "weekdays_off": 0,
+        "weekend_working_days": 0,
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dates(dt.date(2021, 1, 10), dt.date(2025, 12, 31)), st.integers(8, 62))
+def test_window_calendar_counts_every_day_once(as_of, window_days):
+    cal = window_calendar(as_of, window_days)
+    days = [as_of - dt.timedelta(days=i) for i in range(1, window_days + 1)]
+    weekend = sum(d.weekday() >= 5 for d in days)
+    assert cal["days"] == window_days
+    assert cal["working_days"] == sum(map(is_workday, days))
+    off = cal["weekdays_off"] + weekend - cal["weekend_working_days"]
+    assert cal["working_days"] + off == window_days, "a day is working or off, never both"
 
 
 @pytest.mark.parametrize("window_days", [7, 63])
