@@ -194,6 +194,7 @@ class Trained:
     model: CommuterModel
     reference: PlainReference
     drift_reference: dict  # what `commuter train` stores for `commuter monitor` (its val persons)
+    label_noise: float  # the policy's, which the monitor's estimate is restated under
 
 
 def train(world: World, as_of: dt.date, root: Path, config: TrainConfig) -> Trained:
@@ -209,6 +210,7 @@ def train(world: World, as_of: dt.date, root: Path, config: TrainConfig) -> Trai
         build_reference(
             fitted.val, fitted.model.threshold, window_calendar(as_of, config.window_days)
         ),
+        config.label_noise,
     )
 
 
@@ -246,12 +248,14 @@ def scored(
         target_fpr=target_fpr,
         as_of=str(as_of),
         calendar=window_calendar(as_of, window),
+        label_noise=trained.label_noise,
     )
     watched = {
         "features_compared": watch.calendar["compare_features"],
         "alarm": watch.alarm,
         "alarm_reasons": watch.alarm_reasons,
         "estimated_fpr": watch.estimated_fpr,
+        "estimated_fpr_labels": watch.estimates["estimated_fpr_labels"],
         "estimated_recall": watch.estimated_recall,
         "score_psi": watch.score_psi,
         # the largest drift of a feature that alarms between windows of one calendar

@@ -195,6 +195,11 @@ def evaluate(
         f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
         f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}"
     )
+    if m["eval_label_noise"] > 0:
+        out.print(
+            f"policy     FPR {m['eval_fpr_against_truth']:.4%} against the truth at the version's "
+            f"label noise {m['eval_label_noise']:g} (what the target is compared with)"
+        )
     if "eval_true_fpr" in m:
         out.print(
             f"vs truth   recall {m['eval_true_recall']:.4f}  FPR {m['eval_true_fpr']:.4%} "
@@ -208,7 +213,9 @@ def evaluate(
         )
     if result["breach"]:
         err.print(
-            f"FPR BREACH: {m['eval_fpr']:.4%} on these labels is above the target "
+            f"FPR BREACH: {m['eval_fpr_against_truth']:.4%} on these labels"
+            + (" (against the truth, policy above)" if m["eval_label_noise"] > 0 else "")
+            + " is above the target "
             f"{result['target_fpr']:.2%} (tagged evaluation.fpr_breach on the version)"
         )
         if fail_on_breach:

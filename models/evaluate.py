@@ -5,6 +5,9 @@ Beside the eval_* metrics: the deltas against the version's own validation metri
 come with persons.parquet (`eval_true_fpr`, `eval_true_recall`), and whether the FPR is above the
 target: tags `evaluation.fpr_breach` (eval_fpr > target_fpr), `evaluation.run_id`,
 `evaluation.as_of`, `evaluation.fpr` on the version (`commuter evaluate --fail-on-breach` exits 3).
+A version certified under label noise rho is judged as it was certified: `eval_fpr_against_truth`
+takes the commuters labelled 0 off as the certificate does (models/threshold.py `against_truth`),
+and that figure is the one compared with the target (with rho = 0 it equals eval_fpr).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from commuter_badge.models import registry
 from commuter_badge.models.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.data import labelled_features
 from commuter_badge.models.metrics import at_threshold
+from commuter_badge.models.promotion import version_label_noise
 from commuter_badge.models.report import log_review
+from commuter_badge.models.threshold import against_truth
 from commuter_badge.settings import MODEL_NAME
 
 COMPARED = ("auc", "pr_auc", "brier", "fpr", "fpr_upper95", "recall", "precision")
@@ -93,7 +98,18 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
             metrics.update(truth)
         deltas = training_deltas(model.meta.run_id, metrics)
         mlflow.log_metrics(deltas)
-        breach = bool(metrics["eval_fpr"] > model.target_fpr)
+        noise = version_label_noise(model.version)
+        fp, negatives = against_truth(
+            metrics["eval_false_positives"],
+            metrics["eval_n_neg"],
+            metrics["eval_n_pos"] - metrics["eval_false_negatives"],
+            metrics["eval_n_pos"],
+            noise,
+        )
+        policy_fpr = {"eval_fpr_against_truth": fp / negatives, "eval_label_noise": noise}
+        mlflow.log_metrics(policy_fpr)
+        metrics.update(policy_fpr)
+        breach = bool(metrics["eval_fpr_against_truth"] > model.target_fpr)
         mlflow.set_tag("fpr_breach", str(breach))
     if model.version:
         _tag_version(
@@ -102,7 +118,7 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
                 "evaluation.fpr_breach": str(breach),
                 "evaluation.run_id": run.info.run_id,
                 "evaluation.as_of": as_of.isoformat(),
-                "evaluation.fpr": f"{metrics['eval_fpr']:.6g}",
+                "evaluation.fpr": f"{metrics['eval_fpr_against_truth']:.6g}",
             },
         )
     return {

@@ -7,6 +7,9 @@ A version becomes champion only when every rule holds (contract §4):
                                   FPR is <= target. (The older rule `val_fpr <= target` refuses a
                                   correctly certified model by chance alone whenever its true FPR
                                   is near the target; see benchmarks/promotion_rules.py.)
+                                  Under a policy with label noise rho the false positives and
+                                  negatives are first restated against the truth as the
+                                  certificate counts them (models/threshold.py `against_truth`).
   policy_matches_champion         target FPR, confidence and window equal the champion's; a
                                   different policy needs a stated reason (`commuter promote
                                   VERSION --policy-change REASON`);
@@ -31,6 +34,7 @@ import numpy as np
 from scipy.stats import beta, binomtest
 
 from commuter_badge.models.config import Policy
+from commuter_badge.models.threshold import against_truth
 
 ALPHA = 0.05  # one-sided level of the validation bound and of McNemar's test
 GATES = (
@@ -60,7 +64,7 @@ class Outcome(enum.Enum):
         return cls.PASSED if ok else cls.FAILED
 
 
-def clopper_pearson_lower(k: int, n: int, confidence: float = 1 - ALPHA) -> float:
+def clopper_pearson_lower(k: float, n: int, confidence: float = 1 - ALPHA) -> float:
     """One-sided lower confidence bound on a rate after k events in n trials (0 when k = 0)."""
     if n <= 0:
         raise ValueError("Clopper–Pearson bound needs n > 0")
@@ -85,6 +89,17 @@ class Candidate:
     @property
     def val_negatives(self) -> int:
         return int((self.is_commuter == 0).sum())
+
+    def val_against_truth(self) -> tuple[float, float]:
+        """Validation false positives and negatives under the policy's label-noise assumption."""
+        pos = self.is_commuter == 1
+        return against_truth(
+            self.val_false_positives,
+            self.val_negatives,
+            int((self.badge & pos).sum()),
+            int(pos.sum()),
+            self.policy.label_noise,
+        )
 
 
 @dataclass(frozen=True)
@@ -137,13 +152,20 @@ def decide(
     g["certificate_holds"] = Outcome.of(cand.cal_fpr_upper95 <= target)
     if not g["certificate_holds"]:
         reasons.append(f"certificate {cand.cal_fpr_upper95:.4%} above target {target:.4%}")
-    k, n = cand.val_false_positives, cand.val_negatives
-    lower = clopper_pearson_lower(k, n) if n else float("nan")
+    k, n = cand.val_against_truth()
+    lower = clopper_pearson_lower(k, round(n)) if cand.val_negatives else float("nan")
     figures["val_fpr_lower95"] = lower
-    g["validation_consistent"] = Outcome.of(n > 0 and lower <= target)
+    g["validation_consistent"] = Outcome.of(cand.val_negatives > 0 and lower <= target)
     if not g["validation_consistent"]:
+        noise = cand.policy.label_noise
+        counted = (
+            f"{k:.1f}/{n:.0f} against the truth at label noise {noise:g} "
+            f"({cand.val_false_positives}/{cand.val_negatives} against labels)"
+            if noise > 0
+            else f"{cand.val_false_positives}/{cand.val_negatives}"
+        )
         reasons.append(
-            f"validation FPR {k}/{n} has 95% lower bound {lower:.4%} above target {target:.4%}"
+            f"validation FPR {counted} has 95% lower bound {lower:.4%} above target {target:.4%}"
         )
 
     if champ is None:

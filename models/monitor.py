@@ -18,7 +18,10 @@ What is compared (the reference is models/reference.py's, from the validation pe
   training and only the mix of features moved (covariate shift). New kinds of people the model
   never saw break that assumption, and then the estimate is too low. The labels are noisy, so
   what is estimated is the FPR against labels like the training ones (README: how far it was off in
-  simulation); the drift figures are what flag such a month.
+  simulation); the drift figures are what flag such a month. A version certified under label
+  noise rho (`--param label_noise=RATE`) has its estimate restated against the truth as its
+  certificate was (the commuters labelled 0 taken off: models/threshold.py `against_truth`);
+  `estimated_fpr_labels` keeps the figure against labels.
 Feature drift alarms only between windows the calendar treats alike (the same counts of working
 days, weekdays off and make-up weekend days: features/workdays.py `window_calendar`). A month after
 National Day has three more working days than October's window, so every day-count feature moves
@@ -39,6 +42,7 @@ from scipy.stats import ks_2samp
 
 from commuter_badge.features.definitions import DESCRIPTIONS, FEATURE_NAMES
 from commuter_badge.models.reference import SAMPLE_CAP, bin_counts, score_histogram
+from commuter_badge.models.threshold import against_truth
 
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
 # Day counts from the window's edges move with the weekday of as_of: a weekly pattern seen from a
@@ -120,15 +124,24 @@ def label_rate(reference: dict, proba: np.ndarray) -> np.ndarray:
     return np.interp(np.asarray(proba, dtype="float64"), curve["x"], curve["y"])
 
 
-def cbpe(p: np.ndarray, badge: np.ndarray) -> dict[str, float]:
-    """Estimated FPR and recall from calibrated probabilities `p` alone (module docstring)."""
+def cbpe(p: np.ndarray, badge: np.ndarray, label_noise: float = 0.0) -> dict[str, float]:
+    """Estimated FPR and recall from calibrated probabilities `p` alone (module docstring).
+
+    `p` is the rate of commuter labels, so the plain estimate is an FPR against labels; under a
+    version's label noise the expected counts are restated against the truth as its certificate
+    counts them (models/threshold.py `against_truth`), and that is `estimated_fpr`."""
     p, badge = np.asarray(p, dtype="float64"), np.asarray(badge, dtype=bool)
     negatives, positives = float((1 - p).sum()), float(p.sum())
+    false_pos = float((1 - p)[badge].sum())
+    fp_truth, neg_truth = against_truth(
+        false_pos, negatives, float(p[badge].sum()), positives, label_noise
+    )
     return {
-        "estimated_fpr": float((1 - p)[badge].sum()) / negatives if negatives else float("nan"),
+        "estimated_fpr": fp_truth / neg_truth if negatives else float("nan"),
+        "estimated_fpr_labels": false_pos / negatives if negatives else float("nan"),
         "estimated_recall": float(p[badge].sum()) / positives if positives else float("nan"),
-        "expected_false_positives": float((1 - p)[badge].sum()),
-        "expected_noncommuters": negatives,
+        "expected_false_positives": fp_truth,
+        "expected_noncommuters": neg_truth,
         "expected_commuters": positives,
     }
 
@@ -275,10 +288,12 @@ def monitor(
     model_version: str = "",
     thresholds: Thresholds | None = None,
     calendar: dict[str, int] | None = None,
+    label_noise: float = 0.0,
     seed: int = 0,
 ) -> MonitorResult:
     """The month `frame` (features) with its calibrated `proba`, judged against `reference`;
-    `calendar` is the month's window calendar (features/workdays.py `window_calendar`)."""
+    `calendar` is the month's window calendar (features/workdays.py `window_calendar`);
+    `label_noise` the rate the version was certified under (its policy)."""
     t = thresholds or Thresholds()
     calendars = calendar_comparison(reference.get("calendar"), calendar)
     # One capped sample of persons for every KS test: the same persons throughout, drawn once.
@@ -299,7 +314,7 @@ def monitor(
         )
     proba = np.asarray(proba, dtype="float64")
     scores = distribution_drift(reference["scores"], proba, rows)
-    estimates = cbpe(label_rate(reference, proba), proba >= threshold)
+    estimates = cbpe(label_rate(reference, proba), proba >= threshold, label_noise)
     badge_share = float(np.mean(proba >= threshold)) if len(proba) else float("nan")
     ref_share = float(reference["badge_share"])
     shift = score_psi(reference["scores"]["histogram"], score_histogram(proba))
@@ -324,7 +339,10 @@ def monitor(
         alarm=bool(reasons),
         alarm_reasons=reasons,
         thresholds=asdict(t),
-        estimates={k: v for k, v in estimates.items() if k.startswith("expected_")},
+        estimates={
+            "label_noise": label_noise,
+            **{k: v for k, v in estimates.items() if k.startswith(("expected_", "estimated_fpr_"))},
+        },
         score_histogram=score_histogram(proba),
         reference_score_histogram=list(reference["scores"]["histogram"]),
         calendar=calendars,

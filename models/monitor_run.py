@@ -24,6 +24,7 @@ from commuter_badge.models import registry
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.monitor import MonitorResult, Thresholds, monitor
+from commuter_badge.models.promotion import version_label_noise
 from commuter_badge.models.reference import SCORE_BINS, load_reference
 from commuter_badge.settings import MODEL_NAME
 
@@ -129,6 +130,7 @@ def run_monitor(
         model_version=model.version,
         thresholds=t,
         calendar=window_calendar(as_of, window),
+        label_noise=version_label_noise(model.version),
     )
     name = f"monitor v{model.version or '?'} as_of={as_of}"
     with mlflow.start_run(run_name=name) as run:

@@ -84,6 +84,17 @@ def version_policy(tags: dict) -> Policy | None:
         return None
 
 
+def version_label_noise(version: str) -> float:
+    """The label-noise rate `version` was certified under (0: no version, or none recorded)."""
+    if not version:
+        return 0.0
+    try:
+        policy = version_policy(_tags(version))
+    except PromotionError:
+        return 0.0
+    return policy.label_noise if policy else 0.0
+
+
 def version_as_of(tags: dict) -> dt.date | None:
     try:
         return dt.date.fromisoformat(tags["as_of"])

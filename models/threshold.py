@@ -16,6 +16,9 @@ labelled 0 above t are then at least a binomial lower quantile of rho over the c
 (counted from the held-out persons labelled 1 above t); that many are taken off the false
 positives, and the two bounds share the confidence (half of 1 - confidence each). With rho = 0
 (the default) nothing changes. `label_noise_estimate` gives a rate to check rho against.
+Every later comparison of a version's FPR with its target on labelled persons (the validation gate,
+`commuter evaluate`, the monitor's estimate) takes the mislabelled commuters off the same way, as
+a point estimate (`against_truth`), so a version certified under rho is judged under rho.
 """
 
 from __future__ import annotations
@@ -68,6 +71,21 @@ def label_noise_estimate(scores: np.ndarray, y: np.ndarray) -> float:
     below_pos = int(((scores < median) & (y == 1)).sum())
     below_neg = int((negatives < median).sum())
     return below_pos / max(below_neg + below_pos, 1)
+
+
+def against_truth(
+    false_pos: float, negatives: float, commuters_above: float, commuters: float, label_noise: float
+) -> tuple[float, float]:
+    """False positives and negatives counted against labels, restated against the truth under the
+    label-noise assumption: of the persons labelled 1, `label_noise` of as many again are
+    commuters labelled 0, both above the threshold (taken off the false positives) and in all
+    (taken off the negatives). With label_noise = 0 the counts are returned unchanged."""
+    if label_noise <= 0:
+        return false_pos, negatives
+    return (
+        max(false_pos - label_noise * commuters_above, 0.0),
+        max(negatives - label_noise * commuters, 1.0),
+    )
 
 
 class NeymanPearsonThreshold:

@@ -92,6 +92,27 @@ def test_validation_far_above_target_fails():
     assert not d.passed, d.figures
 
 
+def test_a_version_certified_under_label_noise_is_judged_under_it():
+    # Given 17,000 validation negatives of which 255 (1.5%) are badged, as at 100,000 persons with
+    # 1% wrong labels, and 7,000 labelled commuters, all badged,
+    noisy = Policy(0.01, 0.95, 28, label_noise=0.01)
+    cand = dict(fp=255, n_neg=17_000, badges_pos=np.ones(7_000, bool))
+    # when judged against labels (no noise in the policy), the validation refuses it,
+    plain = decide(candidate(**cand), None)
+    assert plain.gates["validation_consistent"] is Outcome.FAILED, plain.figures
+    # and under the version's own policy 1% of the 7,000 (70) are commuters labelled 0:
+    # 185 / 16,930 = 1.09% against the truth, lower bound under the target.
+    d = decide(candidate(**cand, policy=noisy), None)
+    assert d.gates["validation_consistent"] is Outcome.PASSED, d.reasons
+    assert d.figures["val_fpr_lower95"] == pytest.approx(clopper_pearson_lower(185, 16_930))
+    # A validation far above the target fails under noise too, and the reason says both counts.
+    far = decide(
+        candidate(fp=450, n_neg=17_000, badges_pos=np.ones(7_000, bool), policy=noisy), None
+    )
+    assert far.gates["validation_consistent"] is Outcome.FAILED, far.figures
+    assert "380.0/16930 against the truth at label noise 0.01 (450/17000" in far.summary()
+
+
 def test_another_policy_needs_a_stated_reason():
     # Given a 2% candidate against a 1% champion, with better recall,
     cand = candidate(policy=Policy(0.02, 0.95, 28), cert=0.019)

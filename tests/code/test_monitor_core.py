@@ -63,6 +63,23 @@ def test_cbpe_recovers_fpr_and_recall_when_calibrated(seed):
     assert est["estimated_recall"] == pytest.approx(badge[y].mean(), abs=0.01), est
 
 
+@settings(deadline=None, max_examples=20)
+@given(st.sampled_from([0.005, 0.01, 0.02]), st.integers(0, 10_000))
+def test_cbpe_under_label_noise_estimates_the_fpr_against_the_truth(rho, seed):
+    """p calibrated on noisy labels: the plain estimate is the labels' FPR; under the version's
+    noise rate it is the truth's, as its certificate counts."""
+    rng = np.random.default_rng(seed)
+    q = rng.beta(0.5, 0.5, 80_000)  # P(commuter | features)
+    truth = rng.random(len(q)) < q
+    label = np.where(rng.random(len(q)) < rho, ~truth, truth)
+    p = (1 - rho) * q + rho * (1 - q)  # P(commuter label | features)
+    badge = q >= 0.9
+    est = cbpe(p, badge, label_noise=rho)
+    assert est["estimated_fpr"] == pytest.approx(badge[~truth].mean(), abs=0.003), est
+    assert est["estimated_fpr_labels"] == pytest.approx(badge[~label].mean(), abs=0.003), est
+    assert cbpe(p, badge)["estimated_fpr"] == est["estimated_fpr_labels"], "rho 0: labels"
+
+
 def test_monitor_quiet_on_the_same_population_and_loud_on_a_shifted_one():
     rng = np.random.default_rng(3)
     reference = build_reference(frame(8_000, rng), threshold=0.8)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import beta as beta_dist
 from sklearn.exceptions import NotFittedError
 
 from commuter_badge.models.threshold import (
     NeymanPearsonThreshold,
     NotEnoughNegativesError,
+    against_truth,
     clopper_pearson_upper,
     label_noise_estimate,
     negatives_needed,
@@ -109,6 +112,25 @@ def test_label_noise_correction_keeps_the_truth_guarantee_and_recovers_recall():
     assert np.mean(recall_noise) > np.mean(recall_plain) + 0.05, (
         f"recall {np.mean(recall_plain):.3f} -> {np.mean(recall_noise):.3f}"
     )
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([0.005, 0.01, 0.02]), st.floats(0.5, 0.9), st.integers(0, 2**32 - 1))
+def test_against_truth_recovers_the_true_fpr_from_noisy_labels(rho, cut, seed):
+    # Given 60,000 negatives and 40,000 commuters, labels wrong at rate rho in each class,
+    rng = np.random.default_rng(seed)
+    scores, y = _noisy_draw(rng, rho, 60_000, 40_000)
+    truth = np.r_[np.zeros(60_000), np.ones(40_000)]
+    badge = scores >= cut
+    fp, neg = int((badge & (y == 0)).sum()), int((y == 0).sum())
+    tp, pos = int((badge & (y == 1)).sum()), int((y == 1).sum())
+    # when the labelled counts are restated against the truth under rho,
+    fp_t, neg_t = against_truth(fp, neg, tp, pos, rho)
+    true_fpr = badge[truth == 0].mean()
+    # then the FPR is the truth's within sampling error (0.1 points), where the labels' is not
+    assert fp_t / neg_t == pytest.approx(true_fpr, abs=0.001), (fp / neg, fp_t / neg_t, true_fpr)
+    assert fp / neg - true_fpr > 0.5 * rho * pos / neg, "the labels alone overstate it"
+    assert against_truth(fp, neg, tp, pos, 0.0) == (fp, neg), "no noise: unchanged"
 
 
 def test_label_noise_estimate_tracks_the_rate():
