@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from commuter_badge.cli.main import app
 from commuter_badge.settings import MODEL_NAME
+from tests.model.stores import own_store, private_copy
 
 FIRST, NEXT = dt.date(2021, 11, 20), dt.date(2021, 12, 20)
 NOISE = 0.01
@@ -26,38 +24,20 @@ NOISE = 0.01
 
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory):
-    from commuter_badge.models import registry
     from commuter_badge.models.train import TrainConfig, train
     from commuter_badge.simulate import simulate_months, write_months
 
     root = tmp_path_factory.mktemp("noisy")
     months = write_months(simulate_months(10_000, [FIRST, NEXT], 8, label_noise=NOISE), root)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    old, cwd = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.chdir(root)
-    try:
-        registry.configure(uri)
+    with own_store(root):
         config = TrainConfig(seed=0, label_noise=NOISE)
         result = train(months[FIRST]["trips"], months[FIRST]["labels"], FIRST, config)
-    finally:
-        os.chdir(cwd)
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
     return {"db": root / "mlflow.db", "version": result.version, "next": months[NEXT]}
 
 
 @pytest.fixture
 def store(noisy, tmp_path, monkeypatch):
-    db = tmp_path / "store.db"
-    shutil.copy(noisy["db"], db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
+    return private_copy(noisy["db"], tmp_path, monkeypatch)
 
 
 def run(*args):

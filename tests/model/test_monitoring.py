@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from commuter_badge.cli.main import app
 from commuter_badge.settings import MODEL_NAME
+from tests.model.stores import own_store, private_copy
 
 FIRST, NEXT = dt.date(2021, 11, 20), dt.date(2021, 12, 20)  # windows without public holidays
 SECTION_5 = (
@@ -35,7 +33,6 @@ SECTION_5 = (
 @pytest.fixture(scope="module")
 def months(tmp_path_factory):
     """Trained on month one (its own store); month two unshifted and shifted."""
-    from commuter_badge.models import registry
     from commuter_badge.models.train import TrainConfig, train
     from commuter_badge.simulate import UNSEEN_KINDS, DriftSettings, simulate_months, write_months
 
@@ -43,19 +40,8 @@ def months(tmp_path_factory):
     base = write_months(simulate_months(12_000, [FIRST, NEXT], 5), root / "base")
     drift = DriftSettings(new_kinds=UNSEEN_KINDS)
     shifted = write_months(simulate_months(12_000, [FIRST, NEXT], 5, drift=drift), root / "shift")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    old, cwd = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.chdir(root)  # artifacts under root/mlruns
-    try:
-        registry.configure(uri)
+    with own_store(root):
         result = train(base[FIRST]["trips"], base[FIRST]["labels"], FIRST, TrainConfig(seed=0))
-    finally:
-        os.chdir(cwd)
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
     return {
         "root": root,
         "db": root / "mlflow.db",
@@ -67,14 +53,7 @@ def months(tmp_path_factory):
 
 @pytest.fixture
 def store(months, tmp_path, monkeypatch):
-    """A private copy of the trained store's registry (artifacts are only ever added to)."""
-    db = tmp_path / "store.db"
-    shutil.copy(months["db"], db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
+    return private_copy(months["db"], tmp_path, monkeypatch)
 
 
 def run(*args: str):
