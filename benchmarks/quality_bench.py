@@ -33,11 +33,13 @@ labels in each class by default (`--label-noise`), as the issue's independent wo
     .venv/bin/python benchmarks/quality_bench.py                 # 20,000 persons a world
     .venv/bin/python benchmarks/quality_bench.py --dev --param label_noise=0.01
     .venv/bin/python benchmarks/quality_bench.py --persons 4000 --json out.json
+    .venv/bin/python benchmarks/quality_bench.py --train-kinds 0.1   # labels of new kinds arrived
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -397,12 +399,21 @@ def run(
     ws: WorldSet = TEST,
     config: TrainConfig | None = None,
     label_noise: float = LABEL_NOISE,
+    train_kinds: float = 0.0,
 ) -> list[dict]:
     start = time.perf_counter()
     config = config or TrainConfig()
     train_seed = ws.train_seed if train_seed is None else train_seed
+    settings = WorldSettings()
+    if train_kinds > 0:  # the loop closed: the October month holds labelled persons of them
+        kinds = [dataclasses.replace(k, share=k.share * train_kinds) for k in UNSEEN_KINDS]
+        settings = settings.with_kinds(kinds)
     months = simulate_months(
-        persons, [ORDINARY_TRAIN, ORDINARY_TEST], train_seed, label_noise=label_noise
+        persons,
+        [ORDINARY_TRAIN, ORDINARY_TEST],
+        train_seed,
+        settings=settings,
+        label_noise=label_noise,
     )
     models = {
         "october": train(months[ORDINARY_TRAIN], ORDINARY_TRAIN, root / "train-october", config)
@@ -459,18 +470,35 @@ def main() -> None:
         default=LABEL_NOISE,
         help="share of wrong labels in each class of the training worlds",
     )
+    parser.add_argument(
+        "--train-kinds",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="the October training month holds UNSEEN_KINDS at FRACTION of their shares (0: "
+        "none, the benchmark proper); how many labels of a new kind the next training needs",
+    )
     args = parser.parse_args()
     ws = DEV if args.dev else TEST
     config = TrainConfig.model_validate(dict(p.split("=", 1) for p in args.param))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="quality-bench-") as tmp:
-        rows = run(args.persons, Path(tmp), args.train_seed, ws, config, args.label_noise)
+        rows = run(
+            args.persons,
+            Path(tmp),
+            args.train_seed,
+            ws,
+            config,
+            args.label_noise,
+            args.train_kinds,
+        )
     target_fpr = TrainConfig().target_fpr
     print()
     print_table(rows, target_fpr)
     print(
         f"\n{args.persons:,} persons a world, {'DEV' if args.dev else 'TEST'} worlds, "
         f"label noise {args.label_noise:.1%}, "
+        f"unseen kinds in October's training at {args.train_kinds:g} of their shares, "
         f"training seed {ws.train_seed if args.train_seed is None else args.train_seed}; "
         f"{time.perf_counter() - start:.0f} s in all"
     )
