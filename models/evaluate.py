@@ -3,7 +3,7 @@
 Beside the eval_* metrics: the deltas against the version's own validation metrics at training
 (`delta_vs_training.<metric>`, eval minus val), the FPR against simulated truth when the labels
 come with persons.parquet (`eval_true_fpr`, `eval_true_recall`), and whether the FPR is above the
-target: tags `evaluation.fpr_breach` (eval_fpr > target_fpr), `evaluation.run_id`,
+target: tags `evaluation.fpr_breach` (eval_fpr_against_truth > target_fpr), `evaluation.run_id`,
 `evaluation.as_of`, `evaluation.fpr` on the version (`commuter evaluate --fail-on-breach` exits 3).
 A version certified under label noise rho is judged as it was certified: `eval_fpr_against_truth`
 takes the commuters labelled 0 off as the certificate does (models/threshold.py `against_truth`),
@@ -106,7 +106,10 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
             metrics["eval_n_pos"],
             noise,
         )
-        policy_fpr = {"eval_fpr_against_truth": fp / negatives, "eval_label_noise": noise}
+        policy_fpr = {
+            "eval_fpr_against_truth": fp / negatives if negatives else float("nan"),
+            "eval_label_noise": noise,
+        }
         mlflow.log_metrics(policy_fpr)
         metrics.update(policy_fpr)
         breach = bool(metrics["eval_fpr_against_truth"] > model.target_fpr)
