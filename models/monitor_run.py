@@ -36,14 +36,20 @@ def drift_figure(result: MonitorResult, limit: float) -> Figure:
     fig = Figure(figsize=(7, 0.25 * len(rows) + 1.5))
     ax = fig.subplots()
     values = [f["psi"] for f in rows]
-    colours = ["tab:red" if v > limit else "tab:blue" for v in values]
+    # red: raises an alarm; grey: over the line but not compared (calendar phase, or the windows'
+    # calendars differ: models/monitor.py)
+    colours = [
+        ("tab:red" if f["alarms"] else "tab:gray") if f["psi"] > limit else "tab:blue" for f in rows
+    ]
     ax.barh([f["name"] for f in rows], values, color=colours)
     ax.axvline(limit, ls="--", color="grey", label=f"alarm above PSI {limit:g}")
     ax.set(xlabel="PSI against the training reference")
     ax.tick_params(axis="y", labelsize=7)
+    compared = result.calendar.get("compare_features", True)
     ax.set_title(
         f"Feature drift · v{result.model_version or '?'} · as_of {result.as_of} · "
-        f"n = {result.n:,} persons",
+        f"n = {result.n:,} persons"
+        + ("" if compared else "\nanother calendar than training: features reported, not alarmed"),
         fontsize=10,
     )
     ax.legend(fontsize=8, loc="lower right")
