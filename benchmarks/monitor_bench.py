@@ -36,7 +36,6 @@ from commuter_badge.models.fitting import fit_and_evaluate
 from commuter_badge.models.monitor import Thresholds, monitor
 from commuter_badge.models.monitor_run import month_scores
 from commuter_badge.models.reference import build_reference
-from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 from commuter_badge.simulate import (
     UNSEEN_KINDS,
     DriftSettings,
@@ -57,7 +56,8 @@ SHIFTS = {
 
 
 def judge(model, reference, month: dict[str, Path], as_of: dt.date, target: float) -> dict:
-    features = build_features(month["trips"], as_of)
+    window = model.meta.window_days
+    features = build_features(month["trips"], as_of, window)
     proba = model.predict_proba(features)
     result = monitor(
         reference,
@@ -66,7 +66,7 @@ def judge(model, reference, month: dict[str, Path], as_of: dt.date, target: floa
         threshold=model.threshold,
         target_fpr=target,
         as_of=str(as_of),
-        calendar=window_calendar(as_of, DEFAULT_WINDOW_DAYS),
+        calendar=window_calendar(as_of, window),
     )
     truth = pd.read_parquet(month["persons"])[["person_id", "true_commuter"]]
     labels = pd.read_csv(month["labels"], dtype={"person_id": str})
@@ -79,7 +79,7 @@ def judge(model, reference, month: dict[str, Path], as_of: dt.date, target: floa
         "label_fpr": float(frame.loc[neg_label, "badge"].mean()),
         "estimated_recall": result.estimated_recall,
         "true_recall": float(frame.loc[~neg_true, "badge"].mean()),
-        "max_feature_psi": max((f["psi"] for f in result.features if f["alarms"]), default=0.0),
+        "max_feature_psi": max(f["psi"] for f in result.features if f["alarms"]),
         "top_feature": max((f for f in result.features if f["alarms"]), key=lambda f: f["psi"])[
             "name"
         ],
