@@ -23,6 +23,7 @@ readable by their owner only (their -wal and -shm files take the same mode).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -258,12 +259,18 @@ def _sqlite_file(url: URL) -> Path | None:
 
 
 def _owner_only(path: Path) -> None:
-    """Create the SQLite file 0600 before SQLite does, so its -wal and -shm get that mode too."""
+    """Create the SQLite file 0600 before SQLite does, so its -wal and -shm get that mode too.
+
+    An existing file is only chmod-ed, never opened: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, SQLite's included. A store whose locks were dropped looks
+    closed to the others, and the next one to close deletes the WAL and -shm under it (a forked
+    chain on CI, reproduced in tests/code/test_review_store.py).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        if p.exists():
+        with contextlib.suppress(FileNotFoundError):  # -wal/-shm come and go with connections
             os.chmod(p, 0o600)
 
 

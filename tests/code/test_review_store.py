@@ -215,6 +215,52 @@ def test_concurrent_writers_never_fork_the_chain(backend):
     assert len(ids) == workers * each, "no review duplicated"
 
 
+def _hold_open(url: str, opened, go, done) -> None:
+    store = ReviewStore(url)  # opened (and migrated) while another process holds the store open
+    store.add(request("holder-0"))
+    opened.set()
+    go.wait(60)
+    for i in range(1, 20):
+        store.add(request(f"holder-{i}"))
+    done.set()
+    store.close()
+
+
+def test_a_store_closed_elsewhere_leaves_an_open_stores_wal_alone(tmp_path):
+    # CI once found review #45 chained to a review that was not #44. Cause: opening the store
+    # re-opened the database file to chmod it, and closing that descriptor dropped SQLite's own
+    # locks in that process; a store closing in another process then took itself for the last one
+    # and deleted the WAL and -shm under the open store, and a later store got a WAL of its own.
+    path = tmp_path / "reviews.db"
+    url = f"sqlite:///{path}"
+    ReviewStore(url).close()
+    ctx = multiprocessing.get_context("spawn")
+    opened, go, done = ctx.Event(), ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_open, args=(url, opened, go, done))
+    holder.start()
+    try:
+        assert opened.wait(60), "the holder did not open the store"
+        other = ReviewStore(url)
+        other.add(request("other"))
+        other.close()
+        wal = {p.name for p in tmp_path.iterdir()} & {"reviews.db-wal", "reviews.db-shm"}
+        assert wal == {"reviews.db-wal", "reviews.db-shm"}, "a store still open lost its WAL"
+        late = ReviewStore(url)  # joins while the holder appends
+        go.set()
+        n = 0
+        while not done.is_set() and n < 200:
+            late.add(request(f"late-{n}"))
+            n += 1
+        holder.join(60)
+        assert holder.exitcode == 0
+        report = late.verify()
+        assert report.ok, report.problem
+        assert report.n_reviews == 1 + 20 + n, "every append is in the chain"
+    finally:
+        go.set()
+        holder.join(60)
+
+
 def test_fresh_store_opened_by_several_workers_at_once_migrates_once(backend):
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_append_many, args=(backend.url, w, 2)) for w in range(3)]
