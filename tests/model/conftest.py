@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import pytest
 
 from tests.conftest import AS_OF
+from tests.model.stores import own_store
 
 
 @pytest.fixture(scope="session")
@@ -20,11 +20,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     world_dir = root / "world"
     write_world(simulate_world(20_000, AS_OF, seed=101), world_dir)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        registry.configure(uri)
+    with own_store(root) as uri:
         result = train(
             world_dir / "trips.parquet",
             world_dir / "labels.csv",
@@ -32,11 +28,6 @@ def trained(tmp_path_factory):
             TrainConfig(target_fpr=0.01, seed=0),
         )
         model = registry.load_model(None)
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
     return {"result": result, "model": model, "uri": uri, "world": world_dir, "as_of": AS_OF}
 
 

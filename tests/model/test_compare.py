@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from tests.conftest import AS_OF
+from tests.model.stores import own_store
 
 pytestmark = pytest.mark.slow
 
@@ -16,17 +15,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def two_trainings(tmp_path_factory):
     """Two trainings on different small worlds, registered as v1 and v2 in one store."""
-    from commuter_badge.models import registry
     from commuter_badge.models.train import TrainConfig, train
     from commuter_badge.simulate.world import simulate_world, write_world
 
     root = tmp_path_factory.mktemp("compare")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        registry.configure(uri)
-        results = []
+    results = []
+    with own_store(root) as uri:
         for seed in (11, 12):
             world = root / f"world{seed}"
             write_world(simulate_world(7_000, AS_OF, seed=seed), world)
@@ -38,11 +32,6 @@ def two_trainings(tmp_path_factory):
                     TrainConfig(seed=seed, num_threads=1),
                 )
             )
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
     return {"uri": uri, "results": results, "root": root}
 
 

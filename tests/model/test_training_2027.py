@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -20,6 +19,7 @@ from commuter_badge.models.train import TrainConfig, train
 from commuter_badge.settings import MODEL_NAME
 from commuter_badge.simulate.world import simulate_world, write_world
 from tests.conftest import AS_OF_2027, CALENDAR_2027
+from tests.model.stores import own_store
 
 DIGEST = hashlib.sha256(CALENDAR_2027.read_bytes()).hexdigest()
 
@@ -28,23 +28,16 @@ DIGEST = hashlib.sha256(CALENDAR_2027.read_bytes()).hexdigest()
 def trained_2027(tmp_path_factory):
     """4,000 simulated persons as of 2027-01-20, trained under the 2027 schedule file."""
     root = tmp_path_factory.mktemp("trained-2027")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
+    use_calendar(CALENDAR_2027)
     try:
-        use_calendar(CALENDAR_2027)
-        paths = write_world(simulate_world(4_000, AS_OF_2027, seed=2027), root / "world")
-        registry.configure(uri)
-        result = train(
-            paths["trips"], paths["labels"], AS_OF_2027, TrainConfig(target_fpr=0.05, seed=0)
-        )
-        model = registry.load_model(f"models:/{MODEL_NAME}/{result.version}")
+        with own_store(root) as uri:
+            paths = write_world(simulate_world(4_000, AS_OF_2027, seed=2027), root / "world")
+            result = train(
+                paths["trips"], paths["labels"], AS_OF_2027, TrainConfig(target_fpr=0.05, seed=0)
+            )
+            model = registry.load_model(f"models:/{MODEL_NAME}/{result.version}")
     finally:
         use_calendar(None)
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
     return {"result": result, "model": model, "uri": uri, "paths": paths}
 
 
