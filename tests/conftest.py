@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import platform
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,33 @@ def library_calendar_after():
 
     if workdays.active_calendar().schedule is not None:
         workdays.use_calendar(None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With COMMUTER_TEST_DURATIONS=FILE, write the slowest tests' durations there (JSON)."""
+    out = os.environ.get("COMMUTER_TEST_DURATIONS")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not out or reporter is None:
+        return
+    reports = [r for kind in ("passed", "failed") for r in reporter.stats.get(kind, [])]
+    per_test: dict[str, float] = {}
+    for r in reports:
+        per_test[r.nodeid] = per_test.get(r.nodeid, 0.0) + r.duration
+    for r in reporter.stats.get("", []):  # setup and teardown phases
+        if hasattr(r, "nodeid") and hasattr(r, "duration"):
+            per_test[r.nodeid] = per_test.get(r.nodeid, 0.0) + r.duration
+    slowest = sorted(per_test.items(), key=lambda kv: -kv[1])[:40]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    body = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit or None,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "exit_status": int(exitstatus),
+        "total_seconds": round(sum(per_test.values()), 1),
+        "tests": len(per_test),
+        "slowest": [{"test": k, "seconds": round(v, 2)} for k, v in slowest],
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(body, indent=2) + "\n")

@@ -3,8 +3,8 @@
 `make test` installs the server from the system packages when it is missing (`make postgresql`).
 As root, initdb and the server refuse to run, so they run as the `postgres` user (or `nobody`),
 with the temp directory handed to that user. Only loopback is listened on, with trust auth for
-the test user. The cluster is stopped and removed afterwards. Tests skip only when no PostgreSQL
-binaries can be found at all, and say where they looked.
+the test user. The cluster is stopped and removed afterwards. Without PostgreSQL binaries the tests
+skip and say where they looked; under `make test` they fail instead (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.needs import missing_server
 
 _SEARCH = "PATH, /usr/lib/postgresql/*/bin"
 
@@ -51,7 +53,7 @@ def _as_user() -> tuple[list[str], str | None]:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(name)
             return ["runuser", "-u", name, "--"], name
-    pytest.skip("running as root and no non-root user (postgres, nobody) to run PostgreSQL as")
+    missing_server("running as root and no non-root user (postgres, nobody) to run PostgreSQL as")
 
 
 @dataclass
@@ -78,7 +80,7 @@ def postgres_cluster(*, fsync: bool = False) -> Iterator[Postgres]:
     """Tests run without fsync (speed); benchmarks ask for it, as a real server runs."""
     bindir = postgres_bin()
     if bindir is None:
-        pytest.skip(
+        missing_server(
             f"no PostgreSQL server binaries (initdb, pg_ctl) in {_SEARCH}; `make test` installs them"
         )
     prefix, user = _as_user()

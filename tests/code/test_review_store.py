@@ -28,6 +28,7 @@ from commuter_badge.serving.reviews import (
     chain_hash,
     local_today,
 )
+from tests.needs import missing_server
 from tests.postgres import fresh_database, postgres_cluster
 
 TODAY = local_today()
@@ -98,11 +99,11 @@ def _psql_on(pg, db: str, statement: str) -> str:
 _counter = iter(range(10**6))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
 def backend(request, tmp_path):
     if request.param == "sqlite":
         if shutil.which("sqlite3") is None:
-            pytest.skip("the sqlite3 shell is not installed (apt-get install sqlite3)")
+            missing_server("the sqlite3 shell is not installed (apt-get install sqlite3)")
         return Backend("sqlite", tmp_path)
     pg = request.getfixturevalue("pg")
     return Backend("postgresql", tmp_path, pg, name=f"reviews_{next(_counter)}")

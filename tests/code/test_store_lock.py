@@ -7,6 +7,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 OPEN = textwrap.dedent(
     """
     import sys, time
@@ -43,6 +45,7 @@ def _spawn(code: str, *args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.servers
 def test_fresh_store_opened_by_several_processes_at_once(tmp_path):
     # Given no mlflow.db yet and three processes released at the same instant,
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -61,6 +64,7 @@ def test_fresh_store_opened_by_several_processes_at_once(tmp_path):
     assert model.description, "registered model created without its description"
 
 
+@pytest.mark.servers
 def test_lock_keeps_critical_sections_apart(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     procs = [_spawn(HOLD, uri) for _ in range(2)]

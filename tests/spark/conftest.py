@@ -1,7 +1,7 @@
 """Spark test fixtures: one local SparkSession for the whole run, and a messy simulated month.
 
 The Spark tests need a Java runtime (`make test` installs one); without `java` on PATH they are
-skipped with that reason. Everything else they need (PySpark, DuckDB, LightGBM) is a dependency.
+skipped with that reason (failed under `make test`, tests/needs.py). Everything else they need (PySpark, DuckDB, LightGBM) is a dependency.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+
+from tests.needs import missing_server
 
 # The window 2021-09-22 .. 10-19 holds the National Day week off and make-up working days on
 # Sunday 9-26 and Saturday 10-9.
@@ -28,7 +30,9 @@ _SHANGHAI = 8 * 3600
 def spark():
     """A local[2] SparkSession (UI off, session time zone UTC), stopped at the end of the run."""
     if shutil.which("java") is None:
-        pytest.skip("Spark tests need a Java runtime: no `java` on PATH (`make java` installs one)")
+        missing_server(
+            "Spark tests need a Java runtime: no `java` on PATH (`make java` installs one)"
+        )
     from commuter_badge.features.spark import spark_session
 
     session = spark_session("local[2]", shuffle_partitions=4)
