@@ -297,6 +297,8 @@ def http_page(doc: Mapping[str, Any]) -> str:
         for method, op in methods.items()
         if isinstance(op, dict)
     ]
+    # The issuer's and reviewer's operations first, then health, metrics and the like.
+    operations.sort(key=lambda item: not item[2].get("security"))
     out.append("| operation | auth | what it does |\n|---|---|---|")
     for path, method, op in operations:
         anchor = _operation_anchor(method, path)
