@@ -2,7 +2,7 @@
 
 This is the only module that reads `os.environ` (pydantic-settings does the reading). Commands and
 the service call `load_settings()` once at their start and pass what they need down; the library
-layers take plain arguments. Defaults are embedded and live in the working directory (contract §2).
+layers take plain arguments. Defaults are embedded and live in the working directory (docs/contract.md §2).
 """
 
 from __future__ import annotations

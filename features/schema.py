@@ -1,4 +1,4 @@
-"""The trip and label contract (contract §1), declared once.
+"""The trip and label contract (docs/contract.md §1), declared once.
 
 Columns, types, allowed values, the timestamp rule and the error texts live here. The DuckDB reader
 (`read.py`), the Spark reader (`spark.py`), the service's request types (`serving/schemas.py`) and

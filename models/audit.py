@@ -1,4 +1,4 @@
-"""Audits of a month's decisions: who holds a badge and should not (contract §5).
+"""Audits of a month's decisions: who holds a badge and should not (docs/contract.md §5).
 
 The certificate of a model version covers persons drawn like its calibration persons; an audit
 checks the month itself. `draw` takes a stratified random sample of a score file, without
@@ -121,7 +121,7 @@ def lower_count(size: int, sampled: int, found: int, confidence: float) -> int:
 
 @dataclass(frozen=True)
 class AuditResult:
-    """What `certify` reports (contract §5 names), with the counts every figure rests on."""
+    """What `certify` reports (docs/contract.md §5 names), with the counts every figure rests on."""
 
     badge_holders_noncommuter_share: float
     badge_holders_noncommuter_share_upper95: float

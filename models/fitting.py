@@ -237,7 +237,7 @@ class Fitted:
     certificate: dict[str, float]  # best_iteration, cal_fpr, cal_fpr_upper95, cal_negatives
     val: pd.DataFrame  # validation persons with `proba` and `badge`
     raw_proba: np.ndarray  # uncalibrated probabilities of `val` (for the calibration figure)
-    metrics: dict[str, float]  # val_* metrics (contract §4)
+    metrics: dict[str, float]  # val_* metrics (docs/contract.md §4)
     slices: pd.DataFrame
     truth_metrics: dict[str, float]  # against simulated truth, when the world has one
     gates: Decision  # the rules that need no champion (policy and recall ones: skipped)

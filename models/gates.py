@@ -1,6 +1,6 @@
 """The promotion rules, as pure functions: may this version replace the champion?
 
-A version becomes champion only when every rule holds (contract §4):
+A version becomes champion only when every rule holds (docs/contract.md §4):
   certificate_holds               its calibration bound cal_fpr_upper95 <= target FPR;
   validation_consistent           the validation persons give no evidence against the certificate:
                                   the one-sided 95% Clopper–Pearson LOWER bound of the validation

@@ -29,7 +29,7 @@ def at_threshold(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str
 
 
 def summary(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
-    """Ranking, calibration and threshold metrics together (the contract §4 set, unprefixed)."""
+    """Ranking, calibration and threshold metrics together (the docs/contract.md §4 set, unprefixed)."""
     y = np.asarray(y).astype(int)
     both = len(np.unique(y)) == 2
     out = {

@@ -177,7 +177,7 @@ class MonitorResult:
     calendar: dict = field(default_factory=dict)
 
     def report(self) -> dict:
-        """The `--report` JSON (contract §5 fields first)."""
+        """The `--report` JSON (docs/contract.md §5 fields first)."""
         out = asdict(self)
         head = (
             "alarm",

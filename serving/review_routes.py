@@ -1,4 +1,4 @@
-"""`POST /reviews` and `GET /reviews/{person_id}`: the reviewers' side of the service (contract §3).
+"""`POST /reviews` and `GET /reviews/{person_id}`: the reviewers' side of the service (docs/contract.md §3).
 
 An ASGI middleware inside the request guard (serving/auth.py), which has already checked that the
 token is a reviewer's (COMMUTER_REVIEWER_TOKENS; issuer tokens get 403) and validated a POST body

@@ -1,4 +1,4 @@
-"""The review store: the manual route's decisions (contract §5), append-only and hash-chained.
+"""The review store: the manual route's decisions (docs/contract.md §5), append-only and hash-chained.
 
 A review is one reviewer's `grant` (a commuter the data missed) or `revoke` (a badge holder found
 not to commute) for one pseudonymous person, with a reason, evidence *codes* (never documents) and

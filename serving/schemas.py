@@ -142,7 +142,7 @@ class BadgeFound(BaseModel):
 
 
 class BadgeReviewed(BaseModel):
-    """A review in force decided (contract §5): it wins over the batch decision, if any."""
+    """A review in force decided (docs/contract.md §5): it wins over the batch decision, if any."""
 
     person_id: str
     found: Literal[True] = True

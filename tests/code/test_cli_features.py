@@ -1,4 +1,4 @@
-"""`commuter features --trips PATH --as-of DATE --out FILE` (contract §2)."""
+"""`commuter features --trips PATH --as-of DATE --out FILE` (docs/contract.md §2)."""
 
 from __future__ import annotations
 
