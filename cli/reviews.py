@@ -59,13 +59,29 @@ def add(
         str, typer.Option("--valid-until", help="Last day in force, YYYY-MM-DD (within a year).")
     ],
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="The month's as_of it is about (default today).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The month's as_of it is about (default today; from 2004-01-01 to a month ahead).",
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="A key of your choosing (e.g. a UUID): rerunning with the same key and the same "
+            "review records nothing new and prints the first case.",
+        ),
     ] = None,
 ) -> None:
     """Record one review; prints its case id. Corrections are new reviews: the latest wins."""
     from pydantic import ValidationError
 
-    from commuter_badge.serving.reviews import ReviewRequest
+    from commuter_badge.serving.reviews import (
+        IdempotencyConflict,
+        ReviewRequest,
+        idempotency_key_problem,
+    )
 
     body = {
         "person_id": person_id,
@@ -82,9 +98,22 @@ def add(
         first = exc.errors(include_url=False, include_input=False)[0]
         field = str(first["loc"][0]) if first["loc"] else "body"
         raise UserError(f"{OPTION_OF.get(field, field)}: {first['msg']}") from None
+    if idempotency_key is not None and (why := idempotency_key_problem(idempotency_key)):
+        raise UserError(f"--idempotency-key: {why}")
     store = _store(create=True)
-    stored = store.add(request)
-    store.close()
+    try:
+        done = store.record(request, idempotency_key=idempotency_key)
+    except IdempotencyConflict as exc:
+        raise UserError(f"--idempotency-key: {exc}") from None
+    finally:
+        store.close()
+    stored = done.review
+    if done.replayed:
+        out.print(
+            f"case {stored.case_id} was already recorded at {stored.recorded_at} "
+            f"(review #{stored.seq}) with this idempotency key; nothing new recorded"
+        )
+        return
     out.print(f"case {stored.case_id} recorded at {stored.recorded_at} (review #{stored.seq})")
 
 
@@ -96,8 +125,11 @@ def list_reviews(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Reviews oldest first (one person's with --person-id), and the counts by decision."""
+    """Reviews oldest first (one person's with --person-id), and the counts by decision.
+
+    Control characters a stored row may hold (ESC, CR/LF, U+202E...) are printed escaped."""
     from commuter_badge.serving.reviews import local_today
+    from commuter_badge.serving.schemas import json_printable, printable
 
     store = _store()
     if store is None:
@@ -107,13 +139,17 @@ def list_reviews(
     rows = store.history(person_id) if person_id is not None else store.all()
     for r in rows:
         if as_json:
-            print(json.dumps(r.public(today), ensure_ascii=False))
+            print(json_printable(json.dumps(r.public(today), ensure_ascii=False)))
         else:
             state = "in force" if r.in_force(today) else "expired"
             out.print(
-                f"{r.seq:>6}  {r.case_id}  {r.person_id}  {r.decision:<6}  until {r.valid_until} "
-                f"({state})  by {r.reviewer}  at {r.recorded_at}  [{', '.join(r.evidence)}]",
+                printable(
+                    f"{r.seq:>6}  {r.case_id}  {r.person_id}  {r.decision:<6}  until "
+                    f"{r.valid_until} ({state})  by {r.reviewer}  at {r.recorded_at}  "
+                    f"[{', '.join(r.evidence)}]"
+                ),
                 markup=False,
+                highlight=False,
             )
     counts = store.counts(today)
     err.print(
@@ -158,18 +194,50 @@ def export(
 
 @reviews.command()
 @clean_errors
-def verify() -> None:
-    """Recompute the hash chain; exit 1 naming the first broken record."""
-    store = _store()
+def verify(
+    restore_triggers: Annotated[
+        bool,
+        typer.Option(
+            "--restore-triggers",
+            help="Re-create missing append-only triggers (says so); the chain is checked after.",
+        ),
+    ] = False,
+) -> None:
+    """Recompute the hash chain; exit 1 naming the first broken record (inserted, deleted or
+    edited), a dropped table, or append-only triggers that are missing."""
+    from commuter_badge.serving.reviews import ReviewStoreDamaged
+    from commuter_badge.serving.schemas import printable
+
+    try:
+        store = _store()
+    except ReviewStoreDamaged as exc:
+        print(f"error: chain broken: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
     if store is None:
         out.print("chain intact: 0 reviews (no review store yet)")
         return
-    report = store.verify()
+    report = store.verify(restore_triggers=restore_triggers)
     store.close()
+    if report.restored_triggers:
+        err.print(
+            "restored append-only triggers that were missing: "
+            + ", ".join(report.restored_triggers),
+            markup=False,
+        )
+    if report.missing_triggers:
+        print(
+            "error: append-only triggers missing (dropped or disabled outside the project): "
+            f"{', '.join(report.missing_triggers)}; UPDATE and DELETE are no longer refused; "
+            "`commuter reviews verify --restore-triggers` re-creates them",
+            file=sys.stderr,
+        )
     if not report.ok:
         print(
-            f"error: chain broken after {report.n_reviews:,} intact reviews: {report.problem}",
+            f"error: chain broken after {report.n_reviews:,} intact reviews: "
+            + printable(report.problem),
             file=sys.stderr,
         )
         raise typer.Exit(1)
     out.print(f"chain intact: {report.n_reviews:,} reviews, head {report.head_hash}")
+    if report.missing_triggers:
+        raise typer.Exit(1)

@@ -4,7 +4,8 @@ One ASGI middleware, installed with `add_asgi_middleware`, so that every route, 
 BentoML adds itself, goes through the same door:
 
 1. health, readiness, metrics and the OpenAPI page/JSON are open; everything else needs
-   `Authorization: Bearer <token>` with a token from COMMUTER_API_TOKENS (else 401); /reviews
+   one `Authorization: Bearer <token>` header (two or more are a 400: none of them is picked)
+   with a token from COMMUTER_API_TOKENS (else 401); /reviews
    takes reviewer tokens from COMMUTER_REVIEWER_TOKENS instead, and each role's token gets 403
    on the other role's endpoints;
 2. an API body larger than the cap is refused (413) without reading the rest of it;
@@ -127,6 +128,20 @@ class RequestGuard:
             return
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
+            return
+        n_auth = sum(1 for name, _ in scope["headers"] if name == b"authorization")
+        if n_auth > 1:
+            await self._reply(
+                scope,
+                receive,
+                send,
+                400,
+                problem(
+                    "invalid request",
+                    "Authorization",
+                    f"the request has {n_auth} Authorization headers; send exactly one",
+                ),
+            )
             return
         token = bearer_token(scope["headers"])
         roles = self._roles(token)

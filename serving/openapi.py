@@ -26,7 +26,7 @@ from importlib import metadata
 from typing import Any
 
 from commuter_badge.features.schema import MAX_ID_LENGTH
-from commuter_badge.serving.reviews import ReviewRequest
+from commuter_badge.serving.reviews import IDEMPOTENCY_PARAMETER, ReviewRequest
 from commuter_badge.serving.schemas import ErrorBody
 
 SECURITY_SCHEME = "bearerAuth"
@@ -217,6 +217,7 @@ def _review_paths() -> dict[str, Any]:
                 "x-bentoml-name": "reviews",
                 "description": "Record a manual decision (reviewer tokens only).",
                 "security": security,
+                "parameters": [IDEMPOTENCY_PARAMETER],
                 "requestBody": {
                     "required": True,
                     "content": {

@@ -24,10 +24,12 @@ readable by their owner only (their -wal and -shm files take the same mode).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,11 +42,19 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy.engine import URL, Engine, make_url
 
-from commuter_badge.errors import CommuterError
-from commuter_badge.serving.schemas import PersonId
+from commuter_badge.errors import CommuterError, UserError
+from commuter_badge.serving.schemas import NO_CONTROLS, PersonId, no_controls
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 DECISIONS = ("grant", "revoke")
@@ -60,11 +70,59 @@ EVIDENCE_CODES: dict[str, str] = {
 }
 MAX_REASON = 500
 MAX_REVIEWER = 128
+# A review's as_of: not before the first year of the working-day calendar (chinesecalendar starts
+# in 2004; no features, hence no label, exist before it) nor more than a month ahead (the next
+# batch's as_of at most). 1900-01-01 and 9999-12-31 would otherwise become label dates.
+EARLIEST_AS_OF = dt.date(2004, 1, 1)
+AS_OF_DAYS_AHEAD = 31
+# Idempotency-Key (POST /reviews, `reviews add --idempotency-key`): a client-chosen token, e.g. a
+# UUID, printable ASCII without spaces; a replay with the same key answers the first review.
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{8,128}")
+IDEMPOTENCY_KEY_RULE = "8 to 128 printable ASCII characters without spaces, e.g. a UUID"
+# The header as the OpenAPI document declares it on POST /reviews (serving/openapi.py).
+IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[!-~]{8,128}$"},
+    "description": (
+        f"{IDEMPOTENCY_KEY_RULE}. A retry with the same key and body gets the first answer "
+        "(201, same case_id and recorded_at, header Idempotent-Replayed: true) and stores "
+        "nothing; the same key with another body is a 422"
+    ),
+}
 GENESIS = "0" * 64  # prev_hash of the first review
 # `commuter reviews export`: labels (person_id, is_commuter, as_of) plus where each came from; a
 # label file with a case_id column is counted as labels from reviews by `commuter train`.
 REVIEW_LABEL_COLUMNS = ("person_id", "is_commuter", "as_of", "case_id", "valid_until")
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# The store's tables, and what each holds (named when one was dropped).
+STORE_TABLES = ("reviews", "chain_head", "alembic_version")
+TABLE_ROLES = {
+    "reviews": "the reviews",
+    "chain_head": "the chain's last seq and hash",
+    "alembic_version": "the schema version",
+}
+# The append-only triggers migration 0001 creates, per backend, and how verify re-creates them.
+_APPEND_ONLY = "reviews are append-only: record a new review instead"
+TRIGGERS = {
+    "sqlite": ("reviews_no_update", "reviews_no_delete"),
+    "postgresql": ("reviews_no_update_delete",),
+}
+RESTORE_TRIGGERS = {
+    "sqlite": tuple(
+        f"CREATE TRIGGER IF NOT EXISTS reviews_no_{event.lower()} BEFORE {event} ON reviews "
+        f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
+        for event in ("UPDATE", "DELETE")
+    ),
+    "postgresql": (
+        "CREATE OR REPLACE FUNCTION reviews_append_only() RETURNS trigger AS $$ BEGIN "
+        f"RAISE EXCEPTION '{_APPEND_ONLY}'; END; $$ LANGUAGE plpgsql",
+        "DROP TRIGGER IF EXISTS reviews_no_update_delete ON reviews",
+        "CREATE TRIGGER reviews_no_update_delete BEFORE UPDATE OR DELETE ON reviews "
+        "FOR EACH ROW EXECUTE FUNCTION reviews_append_only()",
+    ),
+}
 _PG_PARAMS = 5_000  # ids per IN (...) query
 
 
@@ -72,9 +130,28 @@ class ReviewStoreError(CommuterError, ValueError):
     """The review store cannot be opened or written."""
 
 
+class ReviewStoreDamaged(ReviewStoreError):
+    """A table of the store is gone (dropped behind the project's back): the trail is broken."""
+
+
+class IdempotencyConflict(CommuterError, ValueError):
+    """An Idempotency-Key already recorded with a different review."""
+
+
 def local_today() -> dt.date:
     """Today in Beijing: a review is in force through its valid_until day, local time."""
     return dt.datetime.now(LOCAL).date()
+
+
+def latest_as_of(today: dt.date) -> dt.date:
+    return today + dt.timedelta(days=AS_OF_DAYS_AHEAD)
+
+
+def idempotency_key_problem(key: str) -> str | None:
+    """Why `key` is not a valid Idempotency-Key, or None when it is (the key is never echoed)."""
+    if IDEMPOTENCY_KEY.fullmatch(key) is None:
+        return f"must be {IDEMPOTENCY_KEY_RULE}"
+    return None
 
 
 def a_year_after(day: dt.date) -> dt.date:
@@ -102,7 +179,11 @@ class ReviewRequest(BaseModel):
     reason: Annotated[
         str,
         StringConstraints(strict=True, min_length=1, max_length=MAX_REASON, pattern=r"\S"),
-        Field(description=f"why, in at most {MAX_REASON} characters; no personal data"),
+        AfterValidator(no_controls),
+        Field(
+            description=f"why, in at most {MAX_REASON} characters on one line; no personal data; "
+            + NO_CONTROLS
+        ),
     ]
     evidence: Annotated[
         list[Evidence],
@@ -115,17 +196,34 @@ class ReviewRequest(BaseModel):
     reviewer: Annotated[
         str,
         StringConstraints(strict=True, min_length=1, max_length=MAX_REVIEWER, pattern=r"\S"),
+        AfterValidator(no_controls),
         Field(
-            description="who decided, e.g. xianghe-community-07", examples=["xianghe-community-07"]
+            description=f"who decided, e.g. xianghe-community-07; {NO_CONTROLS}",
+            examples=["xianghe-community-07"],
         ),
     ]
-    valid_until: Annotated[
-        dt.date, Field(strict=True, description="last day the review is in force (YYYY-MM-DD)")
-    ]
+    # as_of before valid_until: valid_until's check needs it.
     as_of: Annotated[
         dt.date | None,
-        Field(strict=True, description="the month's as_of the decision is about (default: today)"),
+        Field(
+            strict=True,
+            description=(
+                "the month's as_of the decision is about, YYYY-MM-DD (default: today); from "
+                f"{EARLIEST_AS_OF} (the working-day calendar's first year) to {AS_OF_DAYS_AHEAD} "
+                "days after today (Beijing date); exported as the label's as_of"
+            ),
+        ),
     ] = None
+    valid_until: Annotated[
+        dt.date,
+        Field(
+            strict=True,
+            description=(
+                "last day the review is in force, YYYY-MM-DD: from today (and not before as_of) "
+                "to a year after today (Beijing date)"
+            ),
+        ),
+    ]
 
     @field_validator("evidence")
     @classmethod
@@ -134,10 +232,30 @@ class ReviewRequest(BaseModel):
             raise ValueError("evidence codes repeat; list each once")
         return value
 
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_in_range(cls, value: dt.date | None) -> dt.date | None:
+        if value is None:
+            return value
+        today = local_today()
+        if value < EARLIEST_AS_OF:
+            raise ValueError(
+                f"as_of {value} is before {EARLIEST_AS_OF}, the working-day calendar's first year"
+            )
+        if value > latest_as_of(today):
+            raise ValueError(
+                f"as_of {value} is more than {AS_OF_DAYS_AHEAD} days ahead "
+                f"(at most {latest_as_of(today)}; today is {today} in Beijing)"
+            )
+        return value
+
     @field_validator("valid_until")
     @classmethod
-    def _in_range(cls, value: dt.date) -> dt.date:
+    def _in_range(cls, value: dt.date, info: ValidationInfo) -> dt.date:
         today = local_today()
+        as_of = info.data.get("as_of")
+        if as_of is not None and value < as_of:
+            raise ValueError(f"valid_until {value} is before the review's as_of {as_of}")
         if value < today:
             raise ValueError(f"valid_until {value} is in the past (today is {today} in Beijing)")
         if value > a_year_after(today):
@@ -163,6 +281,7 @@ class Review:
     recorded_at: str
     prev_hash: str
     hash: str
+    idempotency_key: str | None = None  # the client's key, when it sent one (never shown)
 
     def in_force(self, today: dt.date) -> bool:
         return dt.date.fromisoformat(self.valid_until) >= today
@@ -200,11 +319,16 @@ HASHED = (
     "recorded_at",
     "prev_hash",
 )
+# Hashed only when set: a review recorded without a key (every review before migration 0002)
+# hashes exactly as before, so old chains verify unchanged; a key that was recorded cannot be
+# edited or cleared unnoticed (it decides what a replay answers).
+HASHED_WHEN_SET = ("idempotency_key",)
 
 
 def chain_hash(record: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a review's content and the hash before it."""
     content = {k: record[k] for k in HASHED}
+    content |= {k: record[k] for k in HASHED_WHEN_SET if record.get(k) is not None}
     content["evidence"] = list(content["evidence"])
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -216,6 +340,18 @@ class ChainReport:
     n_reviews: int
     head_hash: str
     problem: str = ""  # the first broken record, in words
+    # Append-only triggers found missing or disabled (the chain may still be intact).
+    missing_triggers: tuple[str, ...] = ()
+    restored_triggers: tuple[str, ...] = ()  # re-created by verify(restore_triggers=True)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What `ReviewStore.record` did: the review as stored, and whether the request was a replay
+    of an Idempotency-Key already recorded (then `review` is the first result, unchanged)."""
+
+    review: Review
+    replayed: bool
 
 
 metadata = sa.MetaData()
@@ -234,6 +370,7 @@ reviews_table = sa.Table(
     sa.Column("recorded_at", sa.String(32), nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(128), nullable=True, unique=True),  # migration 0002
 )
 head_table = sa.Table(
     "chain_head",
@@ -288,6 +425,21 @@ def _row(r: Any) -> Review:
         recorded_at=r.recorded_at,
         prev_hash=r.prev_hash,
         hash=r.hash,
+        idempotency_key=r.idempotency_key,
+    )
+
+
+def _same_request(stored: Review, review: ReviewRequest) -> bool:
+    """Whether `review` asks for what `stored` records (a replay). A replay that leaves as_of out
+    matches whatever as_of the first request got, given or defaulted."""
+    return (
+        stored.person_id == review.person_id
+        and stored.decision == review.decision
+        and stored.reason == review.reason
+        and stored.evidence == tuple(review.evidence)
+        and stored.reviewer == review.reviewer
+        and stored.valid_until == review.valid_until.isoformat()
+        and (review.as_of is None or stored.as_of == review.as_of.isoformat())
     )
 
 
@@ -348,8 +500,24 @@ class ReviewStore:
         with self._writer.begin() as con:
             if self.backend == "postgresql":  # several replicas may open a fresh store at once
                 con.execute(sa.text("SELECT pg_advisory_xact_lock(727211)"))
+            self._check_tables(con)
             config.attributes["connection"] = con
             command.upgrade(config, "head")
+
+    def _check_tables(self, con: sa.Connection) -> None:
+        """A store whose tables were partly dropped is refused in one line, never re-created
+        (migrating would raise a raw error, or start a fresh trail over the remains)."""
+        present = set(sa.inspect(con).get_table_names()) & set(STORE_TABLES)
+        missing = [t for t in STORE_TABLES if t not in present]
+        if present and missing:
+            what = TABLE_ROLES
+            raise ReviewStoreDamaged(
+                f"review store {self.url.render_as_string(hide_password=True)} is damaged: its "
+                + " and ".join(f"{t} table ({what[t]})" for t in missing)
+                + (" is" if len(missing) == 1 else " are")
+                + " missing, dropped outside the project; the audit trail cannot be verified: "
+                "restore the store from its backup (README: the manual route)"
+            )
 
     def close(self) -> None:
         self._writer.dispose()
@@ -360,6 +528,21 @@ class ReviewStore:
 
     def add(self, review: ReviewRequest, *, now: dt.datetime | None = None) -> Review:
         """Append one review at the head of the chain; returns it as stored."""
+        return self.record(review, now=now).review
+
+    def record(
+        self,
+        review: ReviewRequest,
+        *,
+        idempotency_key: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> Recorded:
+        """Append one review, or, when `idempotency_key` was recorded before with the same review,
+        return that first review unchanged (a replay). The same key with a different review is an
+        IdempotencyConflict. Replays are decided under the append lock, so concurrent replays of
+        one key store it once (and a unique index on the key backs that up)."""
+        if idempotency_key is not None and (why := idempotency_key_problem(idempotency_key)):
+            raise UserError(f"Idempotency-Key {why}")
         now = now or dt.datetime.now(dt.UTC)
         # One appender per process at a time: the others wait here, in order, instead of polling
         # SQLite's busy handler (which made 50 concurrent appenders slow and some time out).
@@ -369,6 +552,19 @@ class ReviewStore:
                 .where(head_table.c.id == 1)
                 .with_for_update()
             ).one()
+            if idempotency_key is not None:
+                first = con.execute(
+                    sa.select(reviews_table).where(
+                        reviews_table.c.idempotency_key == idempotency_key
+                    )
+                ).one_or_none()
+                if first is not None:
+                    if not _same_request(_row(first), review):
+                        raise IdempotencyConflict(
+                            "this Idempotency-Key was already used for a different review; "
+                            "send a new key with a new review (a retry must resend the same body)"
+                        )
+                    return Recorded(_row(first), replayed=True)
             record = {
                 "seq": head.seq + 1,
                 "case_id": str(uuid.uuid4()),
@@ -381,6 +577,7 @@ class ReviewStore:
                 "as_of": (review.as_of or now.astimezone(LOCAL).date()).isoformat(),
                 "recorded_at": now.astimezone(dt.UTC).isoformat(timespec="microseconds"),
                 "prev_hash": head.hash,
+                "idempotency_key": idempotency_key,
             }
             record["hash"] = chain_hash(record)
             con.execute(
@@ -393,7 +590,7 @@ class ReviewStore:
                 .where(head_table.c.id == 1)
                 .values(seq=record["seq"], hash=record["hash"])
             )
-        return Review(**{**record, "evidence": tuple(record["evidence"])})
+        return Recorded(Review(**{**record, "evidence": tuple(record["evidence"])}), replayed=False)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -458,8 +655,18 @@ class ReviewStore:
         counts = {d: 0 for d in DECISIONS} | {d: int(n) for d, n in rows}
         return {**counts, "persons_in_force": int(persons)}
 
-    def verify(self) -> ChainReport:
-        """Recompute the chain; the first record that does not hold is named."""
+    def verify(self, *, restore_triggers: bool = False) -> ChainReport:
+        """Recompute the chain; the first record that does not hold is named (inserted, deleted or
+        edited), and append-only triggers found missing or disabled are listed. With
+        `restore_triggers`, missing triggers are re-created first and listed as restored."""
+        missing, restored = self.missing_triggers(), ()
+        if missing and restore_triggers:
+            self._restore_triggers()
+            restored, missing = missing, self.missing_triggers()
+        report = self._verify_chain()
+        return dataclasses.replace(report, missing_triggers=missing, restored_triggers=restored)
+
+    def _verify_chain(self) -> ChainReport:
         expected_prev, expected_seq, n = GENESIS, 1, 0
         with self._reader.connect() as con:
             head = con.execute(
@@ -472,10 +679,29 @@ class ReviewStore:
                 record = dict(r._mapping)
                 record["evidence"] = json.loads(record["evidence"])
                 where = f"review #{r.seq} (case {r.case_id})"
-                if r.seq != expected_seq:
+                if r.seq < expected_seq:  # seqs are unique and ordered: only below #1
                     return self._broken(
-                        n, f"review #{expected_seq} is missing before {where}: it was deleted"
+                        n, f"{where} is numbered below the chain's first review #1: it was inserted"
                     )
+                if head is not None and r.seq > head.seq and expected_seq > head.seq:
+                    return self._broken(
+                        n,
+                        f"{where} lies beyond the chain head (review #{head.seq}): it was inserted "
+                        "(or the head was set back)",
+                    )
+                if r.seq > expected_seq:
+                    if r.prev_hash == expected_prev:
+                        return self._broken(
+                            n,
+                            f"{where} chains directly to the review before #{expected_seq}, "
+                            f"skipping its number: it was inserted (or renumbered)",
+                        )
+                    gap = (
+                        f"review #{expected_seq} is"
+                        if r.seq == expected_seq + 1
+                        else f"reviews #{expected_seq} to #{r.seq - 1} are"
+                    )
+                    return self._broken(n, f"{gap} missing before {where}: deleted")
                 if r.prev_hash != expected_prev:
                     return self._broken(
                         n,
@@ -487,13 +713,50 @@ class ReviewStore:
                 expected_prev, expected_seq, n = r.hash, r.seq + 1, n + 1
         if head is None:
             return self._broken(n, "the chain head row is missing (deleted)")
-        if head.seq != n or head.hash != expected_prev:
+        if head.seq != n:
             return self._broken(
                 n,
                 f"the chain ends at review #{n} but its head records #{head.seq}: "
-                f"review(s) after #{n} were deleted or the head was altered",
+                f"review(s) after #{n} were deleted (or the head was altered)",
+            )
+        if head.hash != expected_prev:
+            return self._broken(
+                n,
+                f"the chain head's hash is not review #{n}'s: the head was altered "
+                f"(or review #{n} replaced)",
             )
         return ChainReport(ok=True, n_reviews=n, head_hash=expected_prev)
+
+    def missing_triggers(self) -> tuple[str, ...]:
+        """The append-only triggers that are gone (or disabled, on PostgreSQL)."""
+        with self._reader.connect() as con:
+            if self.backend == "postgresql":
+                rows = con.execute(
+                    sa.text(
+                        "SELECT tgname, tgenabled FROM pg_trigger "
+                        "WHERE tgrelid = 'reviews'::regclass AND NOT tgisinternal"
+                    )
+                ).all()
+                found = {name: enabled != "D" for name, enabled in rows}
+            else:
+                rows = con.execute(
+                    sa.text(
+                        "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                        "AND tbl_name = 'reviews'"
+                    )
+                ).all()
+                found = {name: True for (name,) in rows}
+        return tuple(
+            name if name not in found else f"{name} (disabled)"
+            for name in TRIGGERS[self.backend]
+            if not found.get(name, False)
+        )
+
+    def _restore_triggers(self) -> None:
+        """Re-create the append-only triggers as migration 0001 creates them."""
+        with self._lock, self._writer.begin() as con:
+            for statement in RESTORE_TRIGGERS[self.backend]:
+                con.exec_driver_sql(statement)
 
     @staticmethod
     def _broken(n: int, problem: str) -> ChainReport:

@@ -15,18 +15,29 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from commuter_badge.features.workdays import LIBRARY_YEARS
 from commuter_badge.serving.reviews import (
+    _MIGRATIONS,
+    EARLIEST_AS_OF,
     EVIDENCE_CODES,
+    GENESIS,
     HASHED,
+    IdempotencyConflict,
     ReviewRequest,
     ReviewStore,
+    ReviewStoreDamaged,
     a_year_after,
     chain_hash,
+    latest_as_of,
     local_today,
+    store_url,
 )
 from tests.needs import missing_server
 from tests.postgres import fresh_database, postgres_cluster
@@ -278,7 +289,7 @@ def test_fresh_store_opened_by_several_workers_at_once_migrates_once(backend):
 def test_migrations_are_recorded_and_idempotent(backend):
     ReviewStore(backend.url).close()
     ReviewStore(backend.url).close()
-    assert backend.sql("SELECT version_num FROM alembic_version") == "0001"
+    assert backend.sql("SELECT version_num FROM alembic_version") == "0002"
     assert backend.sql("SELECT seq FROM chain_head") == "0"
 
 
@@ -306,7 +317,8 @@ def test_store_holds_nothing_but_the_review_fields(tmp_path):
         ["sqlite3", str(tmp_path / "r.db"), "SELECT name FROM pragma_table_info('reviews')"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    assert set(columns) == set(HASHED) | {"hash"}, "no document or personal column"
+    # The client's Idempotency-Key is an opaque token of printable ASCII (a UUID, say).
+    assert set(columns) == set(HASHED) | {"hash", "idempotency_key"}, "no document column"
 
 
 @pytest.mark.parametrize(
@@ -325,6 +337,27 @@ def test_store_holds_nothing_but_the_review_fields(tmp_path):
         ({"valid_until": "next week"}, "valid_until"),
         ({"person_id": ""}, "person_id"),
         ({"document": "base64..."}, "document"),
+        # issue 27: control characters reach an operator's terminal; label dates out of range
+        ({"reason": "checked\x1b[8m hidden"}, "reason"),
+        ({"reason": "line one\r\nline two"}, "reason"),
+        ({"reason": "abc\u202edef"}, "reason"),
+        ({"reviewer": "office\x00"}, "reviewer"),
+        ({"reviewer": "office\u2066-7"}, "reviewer"),
+        ({"person_id": "p1\x1b[2J"}, "person_id"),
+        ({"person_id": "p\u202e1"}, "person_id"),
+        ({"person_id": "p\x9b1"}, "person_id"),
+        ({"person_id": "p\t1"}, "person_id"),
+        ({"as_of": "1900-01-01"}, "as_of"),
+        ({"as_of": "9999-12-31"}, "as_of"),
+        ({"as_of": (EARLIEST_AS_OF - dt.timedelta(days=1)).isoformat()}, "as_of"),
+        ({"as_of": (latest_as_of(TODAY) + dt.timedelta(days=1)).isoformat()}, "as_of"),
+        (
+            {
+                "as_of": (TODAY + dt.timedelta(days=20)).isoformat(),
+                "valid_until": (TODAY + dt.timedelta(days=10)).isoformat(),
+            },
+            "valid_until",
+        ),
     ],
 )
 def test_validation_names_the_field(change, field):
@@ -337,6 +370,238 @@ def test_validation_accepts_the_edges():
     assert request(valid_until=TODAY.isoformat()).valid_until == TODAY
     assert request(valid_until=a_year_after(TODAY).isoformat()).valid_until == a_year_after(TODAY)
     assert request(reason="x" * 500, evidence=list(EVIDENCE_CODES)).reason == "x" * 500
+    assert request(as_of=EARLIEST_AS_OF.isoformat()).as_of == EARLIEST_AS_OF
+    assert request(as_of="2021-10-20").as_of == dt.date(2021, 10, 20), "the simulated months"
+    ahead = latest_as_of(TODAY)
+    assert request(as_of=ahead.isoformat(), valid_until=ahead.isoformat()).as_of == ahead
+    text = "居住证和劳动合同已核对 — Zeugnis geprüft; \"quoted\" 'ok' \\ back"
+    assert request(reason=text, reviewer="香河社区-07", person_id="p 北京 ü").reason == text
+
+
+def test_earliest_as_of_is_the_calendars_first_year():
+    assert dt.date(min(LIBRARY_YEARS), 1, 1) == EARLIEST_AS_OF
+
+
+def test_control_character_errors_name_the_character_not_the_text():
+    with pytest.raises(ValidationError) as info:
+        request(reason="secret\x1bname")
+    message = info.value.errors()[0]["msg"]
+    assert "U+001B" in message, message
+    assert "secret" not in message, message
+
+
+# --- Idempotency-Key (issue 27) ------------------------------------------------------------------
+
+
+def test_a_replayed_key_answers_the_first_review_and_stores_nothing(backend):
+    store = ReviewStore(backend.url)
+    first = store.record(request("p1"), idempotency_key="key-0000-aaaa")
+    again = store.record(request("p1"), idempotency_key="key-0000-aaaa")
+    assert not first.replayed
+    assert again.replayed
+    assert again.review == first.review, "the first result: same case_id, recorded_at, seq"
+    as_of = first.review.as_of  # the default (today) recorded with it
+    assert store.record(request("p1", as_of=as_of), idempotency_key="key-0000-aaaa").replayed
+    assert store.verify().n_reviews == 1
+    store.add(request("p1"))
+    store.add(request("p1"))
+    assert store.verify().n_reviews == 3, "without a key, each request is a review"
+    for changed in (
+        request("p2"),
+        request("p1", "revoke"),
+        request("p1", reason="another reason"),
+        request("p1", evidence=["rail_pass"]),
+        request("p1", valid_until=(TODAY + dt.timedelta(days=31)).isoformat()),
+        request("p1", as_of="2021-10-20"),
+    ):
+        with pytest.raises(IdempotencyConflict, match="different review"):
+            store.record(changed, idempotency_key="key-0000-aaaa")
+    assert store.verify().ok
+    assert store.verify().n_reviews == 3
+    assert backend.sql("SELECT count(*) FROM reviews WHERE idempotency_key IS NOT NULL") == "1"
+
+
+def _replay_many(url: str, worker: int, n: int) -> None:
+    store = ReviewStore(url)
+    for i in range(n):
+        store.record(request("p-retry"), idempotency_key="retry-key-0001")
+        store.record(request(f"w{worker}-{i}"), idempotency_key=f"own-key-{worker}-{i}")
+    store.close()
+
+
+def test_concurrent_replays_of_one_key_store_it_once(backend):
+    ReviewStore(backend.url).close()
+    workers, each = 4, 10
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_replay_many, args=(backend.url, w, each)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    store = ReviewStore(backend.url)
+    report = store.verify()
+    assert report.ok, report.problem
+    assert report.n_reviews == 1 + workers * each
+    assert len(store.history("p-retry")) == 1
+
+
+def test_the_key_is_unique_in_the_database_too(backend):
+    filled(backend, 0).record(request("p1"), idempotency_key="unique-key-01")
+    with pytest.raises(RuntimeError, match=r"(?i)unique"):
+        backend.sql(
+            "INSERT INTO reviews (seq, case_id, person_id, decision, reason, evidence, reviewer, "
+            "valid_until, as_of, recorded_at, prev_hash, hash, idempotency_key) VALUES (2, 'c2', "
+            "'p1', 'grant', 'r', '[]', 'x', '2030-01-01', '2021-10-20', 't', 'h', 'h', "
+            "'unique-key-01')"
+        )
+
+
+def test_an_edited_or_cleared_key_breaks_the_chain(backend):
+    store = filled(backend, 2)
+    store.record(request("p9"), idempotency_key="edited-key-01")
+    store.add(request("p9"))
+    backend.drop_triggers()
+    backend.sql("UPDATE reviews SET idempotency_key = NULL WHERE seq = 3")
+    report = store.verify()
+    assert not report.ok
+    assert "review #3" in report.problem, report.problem
+    assert "edited" in report.problem, report.problem
+
+
+def _at_revision(url: str, revision: str) -> None:
+    engine = sa.create_engine(store_url(url))
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as con:
+        config.attributes["connection"] = con
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+def test_a_store_of_migration_0001_upgrades_and_its_chain_still_verifies(backend):
+    _at_revision(backend.url, "0001")
+    prev = GENESIS
+    for seq in (1, 2):  # reviews as the code before the key recorded them
+        record = {
+            "seq": seq, "case_id": f"00000000-0000-0000-0000-00000000000{seq}",
+            "person_id": f"old-{seq}", "decision": "grant", "reason": "checked",
+            "evidence": ["rail_pass"], "reviewer": "office-1", "valid_until": "2030-01-01",
+            "as_of": "2021-10-20", "recorded_at": "2021-10-21T00:00:00.000000+00:00",
+            "prev_hash": prev,
+        }  # fmt: skip
+        prev = chain_hash(record)
+        backend.sql(
+            "INSERT INTO reviews (seq, case_id, person_id, decision, reason, evidence, reviewer, "
+            "valid_until, as_of, recorded_at, prev_hash, hash) VALUES "
+            f"({seq}, '{record['case_id']}', '{record['person_id']}', 'grant', 'checked', "
+            f"'[\"rail_pass\"]', 'office-1', '2030-01-01', '2021-10-20', "
+            f"'{record['recorded_at']}', '{record['prev_hash']}', '{prev}')"
+        )
+        backend.sql(f"UPDATE chain_head SET seq = {seq}, hash = '{prev}' WHERE id = 1")
+    store = ReviewStore(backend.url)  # migrates to 0002
+    assert backend.sql("SELECT version_num FROM alembic_version") == "0002"
+    assert store.verify().ok, "old reviews hash as before: the key is hashed only when set"
+    store.record(request("new"), idempotency_key="after-the-upgrade")
+    store.add(request("new"))
+    report = store.verify()
+    assert report.ok, report.problem
+    assert report.n_reviews == 4
+
+
+# --- tampering named (issue 27) -------------------------------------------------------------------
+
+_INSERT = (
+    "INSERT INTO reviews (seq, case_id, person_id, decision, reason, evidence, reviewer, "
+    "valid_until, as_of, recorded_at, prev_hash, hash) VALUES ({seq}, 'forged-{seq}', 'p-forged', "
+    "'grant', 'forged', '[\"other\"]', 'nobody', '2030-01-01', '2021-10-20', "
+    "'2021-10-21T00:00:00+00:00', '{prev}', '{hash}')"
+)
+
+
+@pytest.mark.parametrize("seq", [6, 7, 300])
+def test_an_inserted_row_after_the_head_is_named_inserted(backend, seq):
+    store = filled(backend, 5)
+    head = store.verify().head_hash
+    # Chained properly to the last review (the forger read the head), head left alone.
+    record = {
+        "seq": seq, "case_id": f"forged-{seq}", "person_id": "p-forged", "decision": "grant",
+        "reason": "forged", "evidence": ["other"], "reviewer": "nobody",
+        "valid_until": "2030-01-01", "as_of": "2021-10-20",
+        "recorded_at": "2021-10-21T00:00:00+00:00", "prev_hash": head,
+    }  # fmt: skip
+    backend.sql(
+        _INSERT.format(seq=seq, prev=head, hash=chain_hash(record))
+    )  # no trigger in the way
+    report = store.verify()
+    assert not report.ok
+    assert f"review #{seq} (case forged-{seq})" in report.problem, report.problem
+    assert "inserted" in report.problem, report.problem
+    assert "deleted" not in report.problem, report.problem
+
+
+def test_an_inserted_row_with_its_head_moved_is_named_inserted(backend):
+    store = filled(backend, 5)
+    backend.sql(_INSERT.format(seq=7, prev=store.verify().head_hash, hash="f" * 64))
+    backend.sql("UPDATE chain_head SET seq = 7 WHERE id = 1")
+    report = store.verify()
+    assert not report.ok
+    assert "review #7" in report.problem, report.problem
+    assert "inserted" in report.problem, report.problem
+
+
+def test_an_inserted_row_below_the_first_is_named_inserted(backend):
+    store = filled(backend, 3)
+    backend.sql(_INSERT.format(seq=0, prev=GENESIS, hash="f" * 64))
+    report = store.verify()
+    assert not report.ok
+    assert "review #0" in report.problem, report.problem
+    assert "inserted" in report.problem, report.problem
+
+
+@pytest.mark.parametrize(("table", "role"), [("reviews", "the reviews"), ("chain_head", "seq")])
+def test_a_dropped_table_is_one_clear_line(backend, table, role):
+    filled(backend, 3).close()
+    backend.sql(f"DROP TABLE {table}")
+    with pytest.raises(ReviewStoreDamaged) as info:
+        ReviewStore(backend.url)
+    message = str(info.value)
+    assert f"{table} table" in message, message
+    assert role in message, message
+    assert "missing" in message, message
+    assert "\n" not in message, message
+    assert "sqlalchemy" not in message.lower(), message
+    assert "backup" in message, message
+
+
+def test_missing_triggers_are_reported_and_restored_on_request(backend):
+    store = filled(backend, 2)
+    assert store.verify().missing_triggers == ()
+    backend.drop_triggers()
+    report = store.verify()
+    assert report.ok, "the chain itself is intact"
+    expected = {"sqlite": ("reviews_no_update", "reviews_no_delete")}.get(
+        backend.kind, ("reviews_no_update_delete",)
+    )
+    assert report.missing_triggers == expected
+    restored = store.verify(restore_triggers=True)
+    assert restored.restored_triggers == expected
+    assert restored.missing_triggers == ()
+    with pytest.raises(RuntimeError, match="append-only"):
+        backend.sql("UPDATE reviews SET decision = 'revoke' WHERE seq = 1")
+    with pytest.raises(RuntimeError, match="append-only"):
+        backend.sql("DELETE FROM reviews WHERE seq = 2")
+
+
+def test_a_disabled_postgresql_trigger_is_reported(backend):
+    if backend.kind != "postgresql":
+        pytest.skip("SQLite triggers cannot be disabled, only dropped")
+    store = filled(backend, 1)
+    backend.sql("ALTER TABLE reviews DISABLE TRIGGER reviews_no_update_delete")
+    assert store.verify().missing_triggers == ("reviews_no_update_delete (disabled)",)
+    assert store.verify(restore_triggers=True).missing_triggers == ()
+    with pytest.raises(RuntimeError, match="append-only"):
+        backend.sql("DELETE FROM reviews WHERE seq = 1")
 
 
 _record = st.fixed_dictionaries(

@@ -10,13 +10,20 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from commuter_badge.serving.review_routes import COUNTS_EVERY_SECONDS
-from commuter_badge.serving.reviews import ReviewStore, a_year_after, local_today
+from commuter_badge.serving.reviews import (
+    ReviewRequest,
+    ReviewStore,
+    a_year_after,
+    latest_as_of,
+    local_today,
+)
 from tests.postgres import fresh_database, postgres_cluster
 from tests.service.conftest import (
     BIN,
@@ -240,6 +247,149 @@ def test_store_is_owner_only_chained_and_nothing_leaks_to_the_log(
         assert token not in logs, "tokens are never logged"
 
 
+# --- issue 27: control characters, label dates, idempotency, two Authorization headers -----------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"reason": "checked\x1b[8m hidden"}, "reason"),
+        ({"reason": "one\r\ntwo"}, "reason"),
+        ({"reason": "abc\u202edef"}, "reason"),
+        ({"reviewer": "office\x00"}, "reviewer"),
+        ({"person_id": "p\x1b[2J"}, "person_id"),
+        ({"person_id": "p\u202e1"}, "person_id"),
+        ({"as_of": "1900-01-01"}, "as_of"),
+        ({"as_of": "9999-12-31"}, "as_of"),
+        ({"as_of": (latest_as_of(TODAY) + dt.timedelta(days=1)).isoformat()}, "as_of"),
+        (
+            {
+                "as_of": (TODAY + dt.timedelta(days=20)).isoformat(),
+                "valid_until": (TODAY + dt.timedelta(days=10)).isoformat(),
+            },
+            "valid_until",
+        ),
+    ],
+)
+def test_control_characters_and_odd_dates_get_422_naming_the_field(
+    reviewer: httpx.Client, change, field
+):
+    r = reviewer.post("/reviews", json={**review("p-ctl"), **change})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field, r.json()
+    assert "\x1b" not in r.text
+
+
+def test_person_ids_with_control_characters_are_refused_everywhere(
+    reviewer: httpx.Client, issuer: httpx.Client
+):
+    r = issuer.post("/badge", json={"person_ids": ["p1", "p\x1b[8m"]})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "person_ids[1]"
+    body = {"as_of": "2021-10-20", "persons": [{"person_id": "p\u202e1", "trips": []}]}
+    r = issuer.post("/score", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "persons[0].person_id"
+    r = reviewer.get("/reviews/p%1B%5B8m1")
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "person_id"
+    # Printable ids of any script stay valid.
+    assert issuer.post("/badge", json={"person_ids": ["北京 ü-1"]}).status_code == 200
+    assert reviewer.get("/reviews/北京 ü-1").status_code == 200
+
+
+def test_history_escapes_control_characters_of_old_rows(reviewer: httpx.Client, reviews_db: Path):
+    store = ReviewStore(f"sqlite:///{reviews_db}")
+    old = ReviewRequest.model_construct(  # recorded before the rule, bypassing validation
+        person_id="p-old-ctl",
+        decision="grant",
+        reason="hidden\x1b[8m\u202e\x9b",
+        evidence=["rail_pass"],
+        reviewer="office-1",
+        valid_until=TODAY,
+        as_of=None,
+    )
+    store.add(old)
+    store.close()
+    r = reviewer.get("/reviews/p-old-ctl")
+    assert r.status_code == 200, r.text
+    for raw in (b"\x1b", "\u202e".encode(), "\x9b".encode()):
+        assert raw not in r.content, r.content
+    assert r.json()["reviews"][0]["reason"] == old.reason, "the JSON decodes to what is stored"
+
+
+def test_a_replay_with_the_same_idempotency_key_answers_the_first_result(reviewer: httpx.Client):
+    key = {"Idempotency-Key": "5f0b7c9e-idem-0001"}
+    first = reviewer.post("/reviews", json=review("p-idem"), headers=key)
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = reviewer.post("/reviews", json=review("p-idem"), headers=key)
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json(), "same case_id and recorded_at"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = reviewer.post("/reviews", json=review("p-idem", "revoke"), headers=key)
+    assert other.status_code == 422, other.text
+    assert other.json()["field"] == "Idempotency-Key"
+    assert "different review" in other.json()["message"]
+    bad = reviewer.post("/reviews", json=review("p-idem"), headers={"Idempotency-Key": "k 1"})
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["field"] == "Idempotency-Key"
+    two = reviewer.post(
+        "/reviews",
+        json=review("p-idem"),
+        headers=[("Idempotency-Key", "5f0b7c9e-idem-0001"), ("Idempotency-Key", "other-key-02")],
+    )
+    assert two.status_code == 400, two.text
+    assert two.json()["field"] == "Idempotency-Key"
+    history = reviewer.get("/reviews/p-idem").json()["reviews"]
+    assert [x["case_id"] for x in history] == [first.json()["case_id"]], "stored once"
+
+
+def test_concurrent_replays_are_stored_once(reviewer: httpx.Client):
+    key = {"Idempotency-Key": "5f0b7c9e-idem-concurrent"}
+
+    def post(_: int) -> httpx.Response:
+        return reviewer.post("/reviews", json=review("p-idem-many"), headers=key)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(32)))
+    assert {a.status_code for a in answers} == {201}, [a.text for a in answers]
+    assert len({a.json()["case_id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 31
+    assert len(reviewer.get("/reviews/p-idem-many").json()["reviews"]) == 1
+
+
+def test_two_authorization_headers_are_refused(reviewed: Server):
+    reviewer_h = ("Authorization", f"Bearer {REVIEWER_TOKENS[0]}")
+    issuer_h = ("Authorization", f"Bearer {TOKENS[0]}")
+    calls = [
+        ("POST", "/reviews", review("p-two-auth")),
+        ("GET", "/reviews/p-two-auth", None),
+        ("POST", "/badge", {"person_ids": ["p1"]}),
+        ("POST", "/score", {"as_of": "2021-10-20", "persons": []}),
+    ]
+    for method, path, body in calls:
+        for headers in ([reviewer_h, issuer_h], [issuer_h, reviewer_h], [issuer_h, issuer_h]):
+            r = httpx.request(method, reviewed.url + path, json=body, headers=headers, timeout=30)
+            assert r.status_code == 400, (method, path, r.status_code, r.text)
+            assert r.json()["field"] == "Authorization", r.json()
+    headers = {"Authorization": f"Bearer {REVIEWER_TOKENS[0]}"}
+    history = httpx.get(reviewed.url + "/reviews/p-two-auth", headers=headers, timeout=30)
+    assert history.json()["reviews"] == [], "nothing recorded"
+    assert httpx.get(reviewed.url + "/healthz", headers=[reviewer_h, issuer_h]).status_code == 200
+
+
+def test_the_openapi_document_gives_the_date_ranges_and_the_idempotency_key(reviewed: Server):
+    doc = httpx.get(reviewed.url + "/docs.json", timeout=30).json()
+    fields = doc["components"]["schemas"]["ReviewRequest"]["properties"]
+    assert "2004-01-01" in fields["as_of"]["description"], fields["as_of"]
+    assert "31 days after today" in fields["as_of"]["description"]
+    assert "a year after today" in fields["valid_until"]["description"]
+    assert "not before as_of" in fields["valid_until"]["description"]
+    parameters = doc["paths"]["/reviews"]["post"]["parameters"]
+    assert [(p["name"], p["in"]) for p in parameters] == [("Idempotency-Key", "header")]
+
+
 # --- PostgreSQL behind the service ----------------------------------------------------------------
 
 
@@ -251,8 +401,26 @@ def test_service_on_postgresql(world: World, tmp_path: Path):
             wait_until(srv, "/readyz", 200)
             headers = {"Authorization": f"Bearer {REVIEWER_TOKENS[0]}"}
             pid = world.batch.loc[~world.batch["badge"], "person_id"].iloc[7]
+            headers["Idempotency-Key"] = "pg-idempotency-0001"
             r = httpx.post(srv.url + "/reviews", json=review(pid), headers=headers, timeout=30)
             assert r.status_code == 201, r.text
+            with ThreadPoolExecutor(8) as pool:  # retries racing each other, on PostgreSQL
+                replays = list(
+                    pool.map(
+                        lambda _: httpx.post(
+                            srv.url + "/reviews", json=review(pid), headers=headers, timeout=30
+                        ),
+                        range(16),
+                    )
+                )
+            assert {x.status_code for x in replays} == {201}, [x.text for x in replays]
+            assert {x.json()["case_id"] for x in replays} == {r.json()["case_id"]}
+            conflict = httpx.post(
+                srv.url + "/reviews", json=review(pid, "revoke"), headers=headers, timeout=30
+            )
+            assert conflict.status_code == 422, conflict.text
+            history = httpx.get(srv.url + f"/reviews/{pid}", headers=headers, timeout=30).json()
+            assert len(history["reviews"]) == 1, "stored once"
             issuer_headers = {"Authorization": f"Bearer {TOKENS[0]}"}
             answer = httpx.post(
                 srv.url + "/badge", json={"person_ids": [pid]}, headers=issuer_headers, timeout=30
