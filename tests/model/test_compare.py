@@ -159,8 +159,10 @@ def test_gates_fit_a_terminal_rates_have_a_legend_and_different_persons_are_flag
     assert "false positives per 10,000 labelled non-commuters" in text, text
     assert "k false positives of n labelled non-commuters" in text, text
     # and a warning says the figures are on different persons, and how to compare on one month.
-    assert "warning:" in text and "measured on different persons" in text, text
-    assert "input data (digest)" in text and "split seed 11 vs 12" in text, text
+    assert "warning:" in text, text
+    assert "measured on different persons" in text, text
+    assert "input data (digest)" in text, text
+    assert "split seed 11 vs 12" in text, text
     assert f"commuter compare v{a.version} v{b.version} --trips" in text, text
 
 
@@ -178,7 +180,8 @@ def test_two_versions_are_compared_on_one_labelled_month(store):
     assert res.exit_code == 0, res.output
     # then the table is of evaluation figures on the same persons, with no caveat,
     text = " ".join(res.output.split())
-    assert "scored on" in text and "warning:" not in text, text
+    assert "scored on" in text, text
+    assert "warning:" not in text, text
     from commuter_badge.models.compare import compare_on_month
 
     cmp = compare_on_month(f"v{a.version}", f"v{b.version}", *args[1::2], AS_OF)
@@ -193,7 +196,8 @@ def test_two_versions_are_compared_on_one_labelled_month(store):
     assert row.loc["recall", "b"] == pytest.approx(m["recall"])
     # Half the month's options is refused in one line.
     res = cli("compare", f"v{a.version}", f"v{b.version}", *args)
-    assert res.exit_code == 2 and "needs all of --trips, --labels and --as-of" in res.output
+    assert res.exit_code == 2, res.output
+    assert "needs all of --trips, --labels and --as-of" in res.output
 
 
 def test_promote_normalises_the_version_number(two_trainings, tmp_path, monkeypatch):
