@@ -57,6 +57,8 @@ MIN_PERSONS = 1_000
 
 class MonitorError(CommuterError, ValueError):
     """A month the monitor cannot judge; the message says why and what to do."""
+
+
 # Day counts from the window's edges move with the weekday of as_of: a weekly pattern seen from a
 # Saturday and from a Monday is the same population, yet these two features' PSI is ~0.8 between
 # two months of one simulated population (and between two independent ones). The coverage over
