@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from commuter_badge.cli.app import app, clean_errors, out
+from commuter_badge.cli.app import (
+    CalendarFile,
+    app,
+    apply_calendar,
+    clean_errors,
+    err,
+    out,
+    parse_date,
+)
+from commuter_badge.errors import UserError
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
@@ -41,29 +51,60 @@ def compare(
         bool,
         typer.Option("--log/--no-log", help="Log it to MLflow as a run of kind `comparison`."),
     ] = False,
+    trips: Annotated[
+        Path | None,
+        typer.Option(
+            "--trips", help="With --labels and --as-of: score both versions on this month."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Labels of that month: person_id, is_commuter."),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="That month's as_of, YYYY-MM-DD.")
+    ] = None,
+    calendar: CalendarFile = None,
 ) -> None:
-    """Headline metrics (full precision, rates per 10,000), slice deltas and gates of two runs."""
+    """Headline metrics (full precision, rates per 10,000), slice deltas and gates of two runs.
+
+    Each run's figures are on its own persons (a training's validation persons, an evaluation's
+    month); a warning says when those differ. With --trips, --labels and --as-of both versions
+    are scored on that one labelled month instead, so the differences are the models' alone."""
     import mlflow
 
     from commuter_badge.atomic import atomic_write
     from commuter_badge.models import compare as cmp_module
     from commuter_badge.models import registry
 
+    month = [x is not None for x in (trips, labels, as_of)]
+    if any(month) and not all(month):
+        raise UserError("comparing on a labelled month needs all of --trips, --labels and --as-of")
+    day = parse_date(as_of) if as_of is not None else None
+    apply_calendar(calendar)
     registry.configure()
     if out_file is not None:
         cmp_module.output_format(out_file)
-    cmp = cmp_module.compare(first, second)
+    if day is not None:
+        cmp = cmp_module.compare_on_month(first, second, trips, labels, day)
+    else:
+        cmp = cmp_module.compare(first, second)
     # Piped, rich would fold the tables to 80 columns; a file or pager can take the full width.
     show = out if out.is_terminal else Console(width=240, soft_wrap=False, highlight=False)
     for line in cmp_module.sides_text(cmp):
         show.print(line)
+    if caveat := cmp_module.persons_caveat(cmp):
+        err.print(f"warning: {caveat}", soft_wrap=True)
     show.print(
         _table("headline metrics", cmp_module.headline_columns(cmp), cmp_module.headline_rows(cmp))
     )
+    show.print(textwrap.fill(cmp_module.HEADLINE_NOTE, 100), soft_wrap=True)
     show.print(_table("gates", ["gate", cmp.a.label, cmp.b.label], cmp_module.gate_rows(cmp)))
+    for line in cmp_module.decision_lines(cmp):
+        show.print(line, soft_wrap=True)
     if not cmp.slices.empty:
+        show.print(textwrap.fill(cmp_module.NOTE, 100), soft_wrap=True)
         show.print(_table("slices", cmp_module.slice_columns(cmp), cmp_module.slice_rows(cmp)))
-        show.print(cmp_module.NOTE)
     if out_file is not None:
         text = cmp_module.render(cmp, out_file)
         atomic_write(out_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -73,6 +114,8 @@ def compare(
         name = f"compare {cmp.a.label} vs {cmp.b.label}"
         with mlflow.start_run(run_name=name) as run:
             mlflow.set_tags({"kind": "comparison", "run_a": cmp.a.run_id, "run_b": cmp.b.run_id})
+            if day is not None:
+                mlflow.set_tags({"as_of": day.isoformat(), "scored_on": str(labels)})
             mlflow.log_text(cmp_module.to_markdown(cmp), "comparison.md")
             mlflow.log_text(cmp_module.to_html(cmp), "comparison.html")
         out.print(f"logged as run {run.info.run_id} (kind comparison)")

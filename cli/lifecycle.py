@@ -34,6 +34,7 @@ def promote(
 
     if policy_change is not None and not policy_change.strip():
         raise UserError("--policy-change needs a reason in words, e.g. 'board decision 2026-11'")
+    version = promotion.canonical_version(version)  # `01` and `v1` are version 1
     registry.configure()
     move = promotion.promote(version, policy_change)
     gates = ", ".join(f"{k} {v}" for k, v in move.decision.gates.items())

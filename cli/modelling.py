@@ -212,12 +212,10 @@ def evaluate(
             + "  (eval - validation at training)"
         )
     if result["breach"]:
-        err.print(
-            f"FPR BREACH: {m['eval_fpr_against_truth']:.4%} on these labels"
-            + (" (against the truth, policy above)" if m["eval_label_noise"] > 0 else "")
-            + " is above the target "
-            f"{result['target_fpr']:.2%} (tagged evaluation.fpr_breach on the version)"
-        )
+        from commuter_badge.models.evaluate import breach_lines
+
+        for line in breach_lines(m, result["target_fpr"]):
+            err.print(line, soft_wrap=True)
         if fail_on_breach:
             raise typer.Exit(3)
 

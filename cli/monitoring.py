@@ -115,6 +115,8 @@ def recertify(
             promote=promote,
             progress=lambda s: update_status(spinner, s),
         )
+    for text in result.warnings:
+        err.print(f"warning: {text}", soft_wrap=True)
     m = result.metrics
     out.print(f"run id            {result.run_id}")
     out.print(

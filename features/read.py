@@ -372,8 +372,9 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise TripDataError(f"{p}: no labels (the file has a header and no rows)")
 
-    def where(i: int) -> str:  # data rows count from 1, the header not counted
-        return f"{p} row {i + 1}"
+    def where(i: int) -> str:  # as for trips: the file's line in a CSV (header on line 1), the
+        # 1-based data row in Parquet (check_file); a quoted field may span lines, so csv_line
+        return f"{p} line {csv_line(p, i + 1)}" if csv else f"{p} row {i + 1}"
 
     ids = frame["person_id"]
     if not csv and not (pd.api.types.is_string_dtype(ids) or ids.isna().all()):

@@ -6,15 +6,24 @@ decimal that round-trips the logged float) and every rate also per 10,000 person
 be a run id or a registered version (`3`, `v3`, `models:/commuter-badge/3`,
 `models:/commuter-badge@champion`). The comparison is plain data (`Comparison`); rendering it as
 markdown or HTML is here too, the terminal table is the command's.
+
+Each run's figures are on its own persons: a training's validation persons follow from its data,
+its split seed and shares, an evaluation's from its month. When those differ between the sides
+(`persons_caveat`), every difference in the table mixes the two models with the two months.
+`compare_on_month` scores both versions on one labelled month instead (`eval_` figures on the same
+persons, through the same metrics as `commuter evaluate`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import html
 import json
 import re
 import tempfile
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -81,6 +90,9 @@ class Side:
     metrics: dict
     tags: dict
     slices: pd.DataFrame
+    params: dict = field(default_factory=dict)
+    scored_on: str = ""  # the labelled month both were scored on (compare_on_month), else ''
+    persons_digest: str = ""  # of the scored persons' ids (compare_on_month), else ''
 
     @property
     def label(self) -> str:
@@ -159,6 +171,7 @@ def load_side(ref: str, client: MlflowClient | None = None) -> Side:
         metrics=dict(metrics),
         tags=dict(run.data.tags),
         slices=_slices(client, run_id, prefix),
+        params=dict(run.data.params),
     )
 
 
@@ -250,6 +263,108 @@ def compare(ref_a: str, ref_b: str, client: MlflowClient | None = None) -> Compa
     return Comparison(a, b, headline(a, b), slice_deltas(a, b), gates(a, b))
 
 
+# What decides a run's persons: (where it is kept, name, what to call it in the caveat).
+PERSONS_KEYS = (
+    ("tags", "as_of", "as_of"),
+    ("tags", "input_digest", "input data (digest)"),
+    ("params", "seed", "split seed"),
+    ("params", "share_fit", "share_fit"),
+    ("params", "share_early_stop", "share_early_stop"),
+    ("params", "split", "split"),
+)
+
+
+def persons_caveat(cmp: Comparison) -> str | None:
+    """Why the two sides' figures are on different persons, in words; None when they are not."""
+    a, b = cmp.a, cmp.b
+    if a.scored_on or b.scored_on:
+        if a.persons_digest == b.persons_digest:
+            return None
+        return (
+            f"the two versions' windows ({a.tags.get('window_days', '?')} and "
+            f"{b.tags.get('window_days', '?')} days) give different sets of labelled persons with "
+            f"crossings ({int(a.metrics['eval_n_pos'] + a.metrics['eval_n_neg']):,} and "
+            f"{int(b.metrics['eval_n_pos'] + b.metrics['eval_n_neg']):,}): the figures are not "
+            "on exactly the same persons"
+        )
+    differ = []
+    if a.prefix != b.prefix:
+        differ.append(f"{a.prefix}* vs {b.prefix}* figures (validation vs evaluation persons)")
+    for where, key, name in PERSONS_KEYS:
+        va, vb = getattr(a, where).get(key), getattr(b, where).get(key)
+        if va != vb:
+            shown = (
+                f"{(va or '?')[:12]} vs {(vb or '?')[:12]}"
+                if key == "input_digest"
+                else f"{va} vs {vb}"
+            )
+            differ.append(f"{name} {shown}")
+    if not differ:
+        return None
+    return (
+        f"{a.label} and {b.label} were measured on different persons ({'; '.join(differ)}), so "
+        "each difference below mixes the two models with the two sets of persons (a month's "
+        "figures move by chance and with its calendar). To compare the models on the same "
+        f"persons, score both on one labelled month: commuter compare {a.ref} {b.ref} --trips "
+        "TRIPS --labels LABELS --as-of DATE"
+    )
+
+
+def _scored_side(
+    ref: str, trips, labels, as_of: dt.date, client: MlflowClient
+) -> tuple[Side, pd.DataFrame]:
+    """A registered version scored on a labelled month: `eval_` figures as `commuter evaluate`
+    computes them (without logging), with the version's certificate and gates beside them."""
+    from commuter_badge.models import registry
+    from commuter_badge.models.data import labelled_features
+    from commuter_badge.models.metrics import at_threshold
+    from commuter_badge.models.report import review_metrics
+
+    run_id, version = resolve(ref, client)
+    if not version:
+        raise CompareError(
+            f"{ref}: run {run_id} registered no model version; on a labelled month compare two "
+            "versions (3, v3, models:/commuter-badge/3)"
+        )
+    model = registry.load_model(f"models:/{MODEL_NAME}/{version}")
+    frame = labelled_features(trips, labels, as_of, model.meta.window_days).frame.copy()
+    frame["proba"] = model.predict_proba(frame)
+    metrics, slices = review_metrics("eval_", frame, model.threshold, model.target_fpr)
+    if "true_commuter" in frame and frame["true_commuter"].notna().all():
+        truth = at_threshold(frame["true_commuter"], frame["proba"], model.threshold)
+        metrics.update({"eval_true_fpr": truth["fpr"], "eval_true_recall": truth["recall"]})
+    run = client.get_run(run_id)
+    for key in ("cal_fpr", "cal_fpr_upper95", "cal_negatives"):  # the version's certificate
+        if key in run.data.metrics:
+            metrics[key] = run.data.metrics[key]
+    ids = "\n".join(sorted(frame["person_id"].astype(str)))
+    side = Side(
+        ref=ref,
+        run_id=run_id,
+        version=version,
+        run_name=run.info.run_name or "",
+        prefix="eval_",
+        metrics=metrics,
+        tags={**run.data.tags, "window_days": str(model.meta.window_days)},
+        slices=slices,
+        params=dict(run.data.params),
+        scored_on=f"{labels} as_of {as_of} ({len(frame):,} labelled persons with crossings)",
+        persons_digest=hashlib.sha256(ids.encode()).hexdigest(),
+    )
+    return side, frame
+
+
+def compare_on_month(
+    ref_a: str, ref_b: str, trips, labels, as_of: dt.date, client: MlflowClient | None = None
+) -> Comparison:
+    """Both versions scored on the same labelled month (`commuter compare A B --trips --labels
+    --as-of`): the differences are the models', not the months'."""
+    client = client or MlflowClient()
+    a, _ = _scored_side(ref_a, trips, labels, as_of, client)
+    b, _ = _scored_side(ref_b, trips, labels, as_of, client)
+    return Comparison(a, b, headline(a, b), slice_deltas(a, b), gates(a, b))
+
+
 def full(value) -> str:
     """Full precision: integers as integers, floats as the shortest repr that round-trips."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
@@ -322,21 +437,59 @@ def slice_rows(cmp: Comparison) -> list[list[str]]:
     return [[str(r[c]) for c in order] for r in cmp.slices.to_dict("records")]
 
 
+LONG_GATES = ("promotion_decision",)  # sentences: printed under the table, not in it
+
+
 def gate_rows(cmp: Comparison) -> list[list[str]]:
-    return [[r["gate"], r["a"], r["b"]] for r in cmp.gates.to_dict("records")]
+    """The gates table's rows: the short outcomes (True/False/skipped, versions)."""
+    return [
+        [r["gate"], r["a"], r["b"]]
+        for r in cmp.gates.to_dict("records")
+        if r["gate"] not in LONG_GATES
+    ]
+
+
+def decision_lines(cmp: Comparison, width: int = 100) -> list[str]:
+    """Each side's promotion decision in words, wrapped (it runs to a few hundred characters)."""
+    rows = cmp.gates.set_index("gate") if not cmp.gates.empty else None
+    lines = []
+    for side, col in ((cmp.a, "a"), (cmp.b, "b")):
+        text = (
+            rows.loc["promotion_decision", col]
+            if rows is not None and "promotion_decision" in rows.index
+            else ""
+        )
+        if text:
+            lines.append(
+                textwrap.fill(
+                    f"{side.label} promotion decision: {text}",
+                    width=width,
+                    subsequent_indent="    ",
+                    break_on_hyphens=False,
+                )
+            )
+    return lines
 
 
 def sides_text(cmp: Comparison) -> list[str]:
     return [
         f"{s.label}: run {s.run_id} ({s.run_name}), as_of {s.tags.get('as_of', '?')}, "
-        f"given as {s.ref!r}"
+        f"given as {s.ref!r}" + (f"; scored on {s.scored_on}" if s.scored_on else "")
         for s in (cmp.a, cmp.b)
     ]
 
 
+HEADLINE_NOTE = (
+    "Values at full precision; 'per 10k' columns give the rates (target_fpr, FPR, recall, "
+    "precision, ...) per 10,000 persons of the class they count: FPR per 10,000 labelled "
+    "non-commuters, recall per 10,000 labelled commuters."
+)
 NOTE = (
-    "Rates per 10,000 persons; a slice rate resting on fewer than "
-    f"{FEW} labelled persons is shown as counts (events/persons) and gets no delta."
+    "FPR/10k: false positives per 10,000 labelled non-commuters of the slice; recall/10k: "
+    "commuters with a badge per 10,000 labelled commuters. Where fewer than "
+    f"{FEW} labelled persons carry a rate it is shown as counts k/n instead, and gets no delta: "
+    "for FPR, k false positives of n labelled non-commuters; for recall, k badged of n labelled "
+    "commuters (so '0/0' means the slice has none of that class)."
 )
 
 
@@ -351,8 +504,12 @@ def _md_table(columns: list[str], rows: list[list[str]]) -> str:
 
 def to_markdown(cmp: Comparison) -> str:
     parts = [f"# {cmp.a.label} vs {cmp.b.label}", "", *[f"- {t}" for t in sides_text(cmp)], ""]
-    parts += ["## Headline metrics", "", _md_table(headline_columns(cmp), headline_rows(cmp)), ""]
+    if caveat := persons_caveat(cmp):
+        parts += [f"> **Different persons.** {caveat}", ""]
+    parts += ["## Headline metrics", "", HEADLINE_NOTE, ""]
+    parts += [_md_table(headline_columns(cmp), headline_rows(cmp)), ""]
     parts += ["## Gates", "", _md_table(["gate", cmp.a.label, cmp.b.label], gate_rows(cmp)), ""]
+    parts += [*[f"- {' '.join(t.split())}" for t in decision_lines(cmp)], ""]
     if not cmp.slices.empty:
         parts += ["## Slices", "", NOTE, "", _md_table(slice_columns(cmp), slice_rows(cmp)), ""]
     return "\n".join(parts)
@@ -377,10 +534,15 @@ def to_html(cmp: Comparison) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
         f"<style>{style}</style></head><body><h1>{title}</h1><ul>{sides}</ul>",
-        "<h2>Headline metrics</h2>",
+    ]
+    if caveat := persons_caveat(cmp):
+        parts.append(f"<p><strong>Different persons.</strong> {html.escape(caveat)}</p>")
+    parts += [
+        f"<h2>Headline metrics</h2><p>{html.escape(HEADLINE_NOTE)}</p>",
         _html_table(headline_columns(cmp), headline_rows(cmp)),
         "<h2>Gates</h2>",
         _html_table(["gate", cmp.a.label, cmp.b.label], gate_rows(cmp)),
+        *[f"<p>{html.escape(' '.join(t.split()))}</p>" for t in decision_lines(cmp)],
     ]
     if not cmp.slices.empty:
         parts += [

@@ -220,7 +220,13 @@ def decide(
     else:
         newer = champ.as_of is not None and cand.as_of > champ.as_of
         g["newer_data_on_tie"] = Outcome.of(newer)
-        if not newer:
+        if not newer and g["recall_not_worse_than_champion"] is Outcome.FAILED:
+            # not a tie: the recall reason above says what happened; only the data's age is added
+            reasons.append(
+                f"nor is the data newer (as_of {cand.as_of} vs {champ.as_of}), which a tie would "
+                "need"
+            )
+        elif not newer:
             tie = "recall ties" if champ.badge is not None else "champion not comparable"
             reasons.append(
                 f"{tie} with champion v{champ.version} and the data is not newer (as_of "
@@ -240,4 +246,49 @@ def _decision(g, reasons, figures, policy_change, *, policy_ok: bool) -> Decisio
         reasons=[] if passed else reasons,
         figures=figures,
         policy_change=policy_change if policy_ok and policy_change else None,
+    )
+
+
+def validation_above_target(
+    metrics: dict, target: float, label_noise: float, certified_upper: float, prefix: str = "val_"
+) -> str | None:
+    """Words for a validation FPR (point) above the target, None when it is not.
+
+    Not a gate: the certificate is the calibration persons' bound, and a model whose true FPR
+    sits just under the target shows a validation FPR above it about half the time. What it
+    means is said in the line (`commuter train` and `recertify` print it as a warning)."""
+    n_pos = metrics[f"{prefix}n_pos"]
+    fp, neg = against_truth(
+        metrics[f"{prefix}false_positives"],
+        metrics[f"{prefix}n_neg"],
+        n_pos - metrics[f"{prefix}false_negatives"],
+        n_pos,
+        label_noise,
+    )
+    if not neg or not fp / neg > target:
+        return None
+    lower = clopper_pearson_lower(fp, round(neg))
+    figure = (
+        f"{fp / neg:.2%} against the truth at label noise {label_noise:g} "
+        f"({metrics[f'{prefix}fpr']:.2%} against labels)"
+        if label_noise > 0
+        else f"{fp / neg:.2%} (upper95 {metrics[f'{prefix}fpr_upper95']:.2%})"
+    )
+    if lower <= target:
+        meaning = (
+            f"within the certificate's risk: its 95% lower bound {lower:.2%} is not above the "
+            "target, so these persons give no evidence against the certificate (gate "
+            "validation_consistent), and a true FPR under the target shows above it on a "
+            "validation sample this size by chance"
+        )
+    else:
+        meaning = (
+            f"evidence against the certificate: its 95% lower bound {lower:.2%} is above the "
+            "target (gate validation_consistent fails)"
+        )
+    return (
+        f"validation FPR {figure} is above the {target:.2%} target; {meaning}. The promise is "
+        f"the certificate, the calibration persons' bound {certified_upper:.2%} at 95% "
+        "confidence (a true FPR above the target in at most 5% of certifications). Watch the "
+        "next month's `commuter monitor` estimated FPR and a `commuter audit` of its badges"
     )

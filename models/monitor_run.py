@@ -23,7 +23,13 @@ from commuter_badge.features.workdays import calendar_params, window_calendar
 from commuter_badge.models import registry
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.calendar_check import warn_calendar_mismatch
-from commuter_badge.models.monitor import MonitorResult, Thresholds, monitor
+from commuter_badge.models.monitor import (
+    MIN_PERSONS,
+    MonitorError,
+    MonitorResult,
+    Thresholds,
+    monitor,
+)
 from commuter_badge.models.promotion import version_label_noise
 from commuter_badge.models.reference import SCORE_BINS, load_reference
 from commuter_badge.settings import MODEL_NAME
@@ -124,6 +130,12 @@ def run_monitor(
     window = model.meta.window_days
     check_coverage(trips, as_of, window)
     features = build_features(trips, as_of, window)
+    if len(features) < MIN_PERSONS:  # refused before any run or tag is written
+        raise MonitorError(
+            f"{trips}: {len(features):,} persons crossed in the {window} days before {as_of}; the "
+            f"monitor needs at least {MIN_PERSONS:,} to tell drift from sampling noise (README: "
+            "Between months). Judge the whole month's trips, not a sample"
+        )
     proba = month_scores(model, features)
     t = thresholds or Thresholds()
     result = monitor(

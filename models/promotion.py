@@ -19,6 +19,7 @@ What each move leaves behind, on the versions themselves (so the Models page tel
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,19 @@ class Move:
             gates = "gates pass" if self.decision.passed else "gates fail"
             return f"registered only (--no-promote; {gates}: {self.decision.summary()})"
         return f"NOT promoted: {self.decision.summary()}"
+
+
+def canonical_version(text: str) -> str:
+    """A model version as the registry writes it: `01`, `v1` and ` 1 ` are all `1` (MLflow
+    accepts `01` too, so an unnormalised one would be echoed and tagged as given); anything but a
+    number is refused in one line."""
+    m = re.fullmatch(r"[vV]?0*(\d+)", text.strip())
+    if m is None:
+        raise PromotionError(
+            f"{text!r} is not a model version; pass its number as `commuter train` printed it "
+            "(e.g. 3 or v3)"
+        )
+    return m.group(1)
 
 
 def _now() -> str:
@@ -245,6 +259,7 @@ def judge(
 
 def promote(version: str, policy_change: str | None = None) -> Move:
     """`commuter promote VERSION`: judge a registered version now, against today's champion."""
+    version = canonical_version(version)
     _tags(version)  # a clear error for an unknown version
     run_id = _client().get_model_version(MODEL_NAME, version).run_id
     val = validation_persons(run_id, version)
@@ -256,6 +271,7 @@ def rollback(to: str | None = None) -> tuple[str, str]:
 
     The target must load with this code (registry.load_model says which code to deploy if not).
     Rollback is an operator's decision, not gated: the version served before is restored."""
+    to = canonical_version(to) if to else None
     client = _client()
     with registry.store_lock():
         current = registry.champion_version()

@@ -31,7 +31,7 @@ from commuter_badge.models.calibration import PlattCalibrator
 from commuter_badge.models.config import TrainConfig
 from commuter_badge.models.data import Labelled, labelled_features
 from commuter_badge.models.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
-from commuter_badge.models.gates import decide
+from commuter_badge.models.gates import decide, validation_above_target
 from commuter_badge.models.metrics import at_threshold
 from commuter_badge.models.reference import log_reference
 from commuter_badge.models.report import log_review, review_metrics
@@ -132,6 +132,7 @@ class RecertifyResult:
     promoted: bool
     decision: str
     gates: dict
+    warnings: tuple[str, ...] = ()
 
 
 def policy_of(model: CommuterModel, seed: int) -> TrainConfig:
@@ -237,4 +238,13 @@ def recertify(
         promoted=move.moved,
         decision=move.summary(),
         gates={k: str(v) for k, v in move.decision.gates.items()},
+        warnings=tuple(
+            w
+            for w in (
+                validation_above_target(
+                    metrics, config.target_fpr, config.label_noise, info["cal_fpr_upper95"]
+                ),
+            )
+            if w
+        ),
     )

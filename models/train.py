@@ -44,7 +44,7 @@ from commuter_badge.models.fitting import (  # noqa: F401  (the names callers im
     noise_floor_warning,
     split,
 )
-from commuter_badge.models.gates import Outcome
+from commuter_badge.models.gates import Outcome, validation_above_target
 from commuter_badge.models.reference import log_reference
 from commuter_badge.models.report import log_drivers, log_figures, log_review
 from commuter_badge.settings import MODEL_NAME
@@ -327,7 +327,15 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         labels_without_trips=labelled.labels_without_trips,
         labels_without_trips_share=labelled.labels_without_trips_share,
         warnings=tuple(
-            w for w in (*labelled.warnings, noise_floor_warning(fitted.data, config, info)) if w
+            w
+            for w in (
+                *labelled.warnings,
+                noise_floor_warning(fitted.data, config, info),
+                validation_above_target(
+                    metrics, config.target_fpr, config.label_noise, info["cal_fpr_upper95"]
+                ),
+            )
+            if w
         ),
         tuned=tuned,
         labels_from_reviews=labelled.labels_from_reviews,

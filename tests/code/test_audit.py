@@ -209,3 +209,25 @@ def test_audit_commands_end_to_end(tmp_path):
     )
     assert len(runs) == 1, runs
     assert runs[0].data.metrics["fpr_upper95"] == pytest.approx(report["fpr_upper95"])
+
+
+def test_certify_names_a_bad_verdict_by_its_line_in_the_file(tmp_path):
+    # Given verdicts whose first data row (line 2 of the file, after the header) says "yes",
+    from commuter_badge.cli.main import app
+
+    scores, truth = month(200, 800, 2, 500)
+    sample = draw(scores, 20, seed=1)
+    sample.to_csv(tmp_path / "sample.csv", index=False)
+    lines = ["person_id,is_commuter", f"{sample['person_id'].iloc[0]},yes"]
+    lines += [f"{p},1" for p in sample["person_id"].iloc[1:]]
+    (tmp_path / "verdicts.csv").write_text("\n".join(lines) + "\n")
+    # when certified,
+    done = CliRunner().invoke(
+        app,
+        ["audit", "certify", "--sample", str(tmp_path / "sample.csv")]
+        + ["--verdicts", str(tmp_path / "verdicts.csv")],
+    )
+    # then the error names line 2, where the value is, as trips errors name their CSV lines.
+    assert done.exit_code == 2, done.output
+    assert "verdicts.csv line 2: column 'is_commuter' value 'yes'" in done.output, done.output
+    assert "row 1" not in done.output, done.output

@@ -38,3 +38,14 @@ def test_negatives_needed_is_finite_for_tiny_targets():
     # log(1 - 1e-300) is 0 in floating point; log1p keeps the count finite and monotone
     assert negatives_needed(0.01) == 299
     assert negatives_needed(1e-12) > negatives_needed(1e-6) > negatives_needed(1e-4)
+
+
+@pytest.mark.parametrize("args", [["promote", "latest"], ["rollback", "--to", "1.0"]])
+def test_a_version_that_is_not_a_number_is_refused_in_one_line(tmp_path, monkeypatch, args):
+    # Given an empty store, when a version is named by anything but its number,
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = CliRunner().invoke(app, args)
+    # then one line says what a version is (before, `promote latest` asked the registry for it).
+    assert result.exit_code == 2, result.output
+    assert "is not a model version; pass its number" in result.output, result.output
+    assert "Traceback" not in result.output

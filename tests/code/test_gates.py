@@ -145,6 +145,18 @@ def test_significantly_worse_recall_fails():
     assert d.figures["mcnemar_champion_only"] == 100, d.figures
 
 
+def test_worse_recall_on_the_same_data_is_not_also_called_a_tie():
+    # Given an older champion's month and a candidate significantly worse on it (issue 27 adv. 12),
+    cand = candidate(badges_pos=np.arange(1000) < 900)
+    d = decide(cand, champion_like(cand, np.ones(1000, bool)))
+    # then the refusal says "worse" once and never "ties", and still names the data's age.
+    text = d.summary()
+    assert d.gates["recall_not_worse_than_champion"] is Outcome.FAILED, d.gates
+    assert "recall worse" in text, text
+    assert "ties" not in text, text
+    assert "nor is the data newer" in text, text
+
+
 def test_identical_retrain_is_a_tie_on_the_same_data_and_is_refused():
     cand = candidate()
     d = decide(cand, champion_like(cand, np.ones(1000, bool)))

@@ -374,10 +374,10 @@ def test_labels_good_csv_and_parquet(tmp_path):
         ("is_commuter\n1\n", "missing required column(s) person_id"),
         pytest.param(
             "person_id,is_commuter\np1,1\np2,2\n",
-            "row 2: column 'is_commuter' value 2 is not 0 or 1",
+            "line 3: column 'is_commuter' value 2 is not 0 or 1",
             id="value-2",
         ),
-        ("person_id,is_commuter\np1,1\n,0\n", "row 2: column 'person_id' is empty"),
+        ("person_id,is_commuter\np1,1\n,0\n", "line 3: column 'person_id' is empty"),
         ("person_id,is_commuter\np1,1\np1,0\n", "person_id 'p1' is labelled twice"),
     ],
 )

@@ -144,10 +144,10 @@ def test_a_bad_label_is_reported_at_its_own_row_with_its_value(tmp_path):
     lines = ["person_id,is_commuter"] + [f"p{i},{i % 2}" for i in range(1, 8)] + ["p8,yes"]
     path = tmp_path / "labels.csv"
     path.write_text("\n".join(lines) + "\n")
-    # when / then row 8 and 'yes' are named
+    # when / then its line in the file (9, after the header) and 'yes' are named
     with pytest.raises(
         TripDataError,
-        match=re.escape(f"{path} row 8: column 'is_commuter' value 'yes' is not 0 or 1"),
+        match=re.escape(f"{path} line 9: column 'is_commuter' value 'yes' is not 0 or 1"),
     ):
         read_labels(path)
 

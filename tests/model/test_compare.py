@@ -140,3 +140,72 @@ def test_bad_references_are_one_line_errors(store, args, message):
     assert res.exit_code == 2, res.output
     assert message in res.output, res.output
     assert "Traceback" not in res.output
+
+
+def test_gates_fit_a_terminal_rates_have_a_legend_and_different_persons_are_flagged(store):
+    # Given two versions trained on different months' persons (two worlds, split seeds 11, 12),
+    a, b = store["results"]
+    # when compared by their runs (issue 27, newcomer 5),
+    res = cli("compare", f"v{a.version}", f"v{b.version}")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    # then the gates table holds outcomes only, the decisions in words follow it, wrapped,
+    start = next(i for i, line in enumerate(lines) if line.strip() == "gates")
+    end = next(i for i, line in enumerate(lines) if "promotion decision:" in line)
+    assert max(len(line) for line in lines[start:end]) <= 100, "\n".join(lines[start:end])
+    assert all(len(line) <= 100 for line in lines if "promotion" in line), res.output
+    # the per-10,000 columns and the k/n counts are explained,
+    text = " ".join(res.output.split())
+    assert "false positives per 10,000 labelled non-commuters" in text, text
+    assert "k false positives of n labelled non-commuters" in text, text
+    # and a warning says the figures are on different persons, and how to compare on one month.
+    assert "warning:" in text, text
+    assert "measured on different persons" in text, text
+    assert "input data (digest)" in text, text
+    assert "split seed 11 vs 12" in text, text
+    assert f"commuter compare v{a.version} v{b.version} --trips" in text, text
+
+
+def test_two_versions_are_compared_on_one_labelled_month(store):
+    # Given v1 and v2 and the labelled month v1 was trained on,
+    from commuter_badge.models import registry
+    from commuter_badge.models.data import labelled_features
+    from commuter_badge.models.metrics import at_threshold
+
+    a, b = store["results"]
+    world = store["root"] / "world11"
+    args = ["--trips", str(world / "trips.parquet"), "--labels", str(world / "labels.csv")]
+    # when both are scored on it,
+    res = cli("compare", f"v{a.version}", f"v{b.version}", *args, "--as-of", str(AS_OF))
+    assert res.exit_code == 0, res.output
+    # then the table is of evaluation figures on the same persons, with no caveat,
+    text = " ".join(res.output.split())
+    assert "scored on" in text, text
+    assert "warning:" not in text, text
+    from commuter_badge.models.compare import compare_on_month
+
+    cmp = compare_on_month(f"v{a.version}", f"v{b.version}", *args[1::2], AS_OF)
+    row = cmp.headline.set_index("metric")
+    assert row.loc["n_neg", "a"] == row.loc["n_neg", "b"], "the same labelled non-commuters"
+    assert cmp.a.persons_digest == cmp.b.persons_digest
+    # each figure being what the version scores on those persons.
+    model = registry.load_model(f"models:/commuter-badge/{b.version}")
+    frame = labelled_features(*args[1::2], AS_OF, model.meta.window_days).frame
+    m = at_threshold(frame["is_commuter"], model.predict_proba(frame), model.threshold)
+    assert row.loc["fpr", "b"] == pytest.approx(m["fpr"]), "B's FPR on the month"
+    assert row.loc["recall", "b"] == pytest.approx(m["recall"])
+    # Half the month's options is refused in one line.
+    res = cli("compare", f"v{a.version}", f"v{b.version}", *args)
+    assert res.exit_code == 2, res.output
+    assert "needs all of --trips, --labels and --as-of" in res.output
+
+
+def test_promote_normalises_the_version_number(two_trainings, tmp_path, monkeypatch):
+    # Given a private copy of the store, when version 1 is named `01`,
+    from tests.model.stores import private_copy
+
+    private_copy(two_trainings["root"] / "mlflow.db", tmp_path, monkeypatch)
+    res = cli("promote", "01")
+    # then every message names version 1, as the registry does (issue 27, adversarial 12).
+    assert "01" not in res.output, res.output
+    assert "version 1 " in res.output, res.output

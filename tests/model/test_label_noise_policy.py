@@ -72,3 +72,24 @@ def test_monitor_estimates_the_fpr_under_the_versions_label_noise(noisy, store, 
     data = json.loads(report.read_text())
     assert data["estimates"]["label_noise"] == NOISE
     assert data["estimated_fpr"] < data["estimates"]["estimated_fpr_labels"], data["estimates"]
+
+
+def test_a_breach_under_label_noise_gives_the_corrected_figure_and_the_labels_one(
+    noisy, store, tmp_path
+):
+    # Given the version certified under 1% noise and a month with 4% more commuters labelled 0,
+    from tests.model.test_monitoring import noisier_labels
+
+    labels = noisier_labels(noisy["next"], tmp_path / "noisier", 0.04, both=False)
+    res = run("evaluate", "--trips", noisy["next"]["trips"], "--labels", labels, "--as-of", NEXT)
+    tags = dict(MlflowClient().get_model_version(MODEL_NAME, noisy["version"]).tags)
+    m = MlflowClient().get_run(tags["evaluation.run_id"]).data.metrics
+    assert res.exit_code == 0, res.output
+    assert tags["evaluation.fpr_breach"] == "True", m
+    # then the breach line gives the figure compared (against the truth at 0.01) and the labels'.
+    text = " ".join(res.output.split())
+    assert (
+        f"FPR BREACH: {m['eval_fpr_against_truth']:.4%} against the truth at the version's label "
+        f"noise 0.01 ({m['eval_fpr']:.4%} on these labels"
+    ) in text, text
+    assert "taken off as commuters labelled 0" in text, text

@@ -150,3 +150,29 @@ def test_evaluate_logs_the_champion_on_other_labelled_data(trained, tmp_path):
         f"champion recall on new data {run.data.metrics['eval_recall']}"
     )
     assert result["version"] == trained["model"].version, "evaluated the champion version"
+
+
+def test_train_warns_when_the_validation_fpr_is_above_target(tmp_path):
+    # Given a month whose validation persons, under split seed 1, show an FPR of 1.22% for a
+    # model certified at 0.98% (found by trying seeds 0-11 on this world: 3 of 12 do),
+    from typer.testing import CliRunner
+
+    from commuter_badge.cli.main import app
+    from commuter_badge.simulate.world import simulate_world, write_world
+
+    write_world(simulate_world(5_000, AS_OF, seed=41), tmp_path / "w")
+    # when it is trained through the command line,
+    res = CliRunner().invoke(
+        app,
+        ["train", "--trips", str(tmp_path / "w" / "trips.parquet")]
+        + ["--labels", str(tmp_path / "w" / "labels.csv"), "--as-of", str(AS_OF), "--seed", "1"]
+        + ["--param", "max_rounds=150", "--param", "num_threads=1"],
+    )
+    assert res.exit_code == 0, res.output
+    # then the gates pass, and one warning line says the point is above target and what it means.
+    assert "promoted to champion" in res.output, res.output
+    text = " ".join(res.output.split())
+    assert "warning: validation FPR 1.22% (upper95 2.55%) is above the 1.00% target" in text, text
+    assert "within the certificate's risk" in text, text
+    assert "calibration persons' bound 0.98%" in text, text
+    assert "`commuter monitor`" in text, text
