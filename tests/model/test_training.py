@@ -153,8 +153,9 @@ def test_evaluate_logs_the_champion_on_other_labelled_data(trained, tmp_path):
 
 
 def test_train_warns_when_the_validation_fpr_is_above_target(tmp_path):
-    # Given a month whose validation persons, under split seed 1, show an FPR of 1.22% for a
-    # model certified at 0.98% (found by trying seeds 0-11 on this world: 3 of 12 do),
+    # Given a month whose validation persons, under split seed 1, show an FPR above the target
+    # (found by trying seeds 0-11 on this world: 3 of 12 do),
+    import mlflow
     from typer.testing import CliRunner
 
     from commuter_badge.cli.main import app
@@ -169,10 +170,19 @@ def test_train_warns_when_the_validation_fpr_is_above_target(tmp_path):
         + ["--param", "max_rounds=150", "--param", "num_threads=1"],
     )
     assert res.exit_code == 0, res.output
-    # then the gates pass, and one warning line says the point is above target and what it means.
+    (run,) = mlflow.search_runs(filter_string="tags.kind = 'model'", output_format="list")
+    m = run.data.metrics
+    assert m["val_fpr"] > m["target_fpr"], (
+        f"precondition: this world's validation FPR {m['val_fpr']:.2%} is no longer above target; "
+        "pick another seed (the test is about the warning, not this world)"
+    )
+    # then the gates pass, and one warning line gives the run's own figures and what they mean.
     assert "promoted to champion" in res.output, res.output
     text = " ".join(res.output.split())
-    assert "warning: validation FPR 1.22% (upper95 2.55%) is above the 1.00% target" in text, text
+    assert (
+        f"warning: validation FPR {m['val_fpr']:.2%} (upper95 {m['val_fpr_upper95']:.2%}) "
+        f"is above the {m['target_fpr']:.2%} target"
+    ) in text, text
     assert "within the certificate's risk" in text, text
-    assert "calibration persons' bound 0.98%" in text, text
+    assert "calibration persons' bound" in text, text
     assert "`commuter monitor`" in text, text
