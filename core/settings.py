@@ -26,6 +26,9 @@ MAX_WINDOW_DAYS = 62
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_DECISIONS = "decisions.duckdb"
 DEFAULT_REVIEWS = "sqlite:///reviews.db"
+# The secret that turns person ids into the keys logged with validation persons (models/pseudonym.py);
+# created on first use, owner-only, and never logged to MLflow.
+DEFAULT_PERSON_KEY_FILE = "person.key"
 # Loopback unless told otherwise: put a TLS-terminating proxy in front for other hosts (README).
 DEFAULT_HOST = "127.0.0.1"
 
@@ -52,6 +55,9 @@ class Settings(BaseSettings):
     # found at start, so a restarted worker loads that version, not whatever the alias says now.
     model_version: str | None = Field(None, validation_alias="COMMUTER_MODEL_VERSION")
     host: str = Field(DEFAULT_HOST, validation_alias="COMMUTER_HOST")
+    person_key_file: str = Field(
+        DEFAULT_PERSON_KEY_FILE, validation_alias="COMMUTER_PERSON_KEY_FILE"
+    )
 
     @field_validator("api_tokens", "reviewer_tokens", mode="before")
     @classmethod
@@ -60,7 +66,9 @@ class Settings(BaseSettings):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
 
-    @field_validator("tracking_uri", "decisions_path", "reviews_url", "host", mode="before")
+    @field_validator(
+        "tracking_uri", "decisions_path", "reviews_url", "host", "person_key_file", mode="before"
+    )
     @classmethod
     def _empty_is_default(cls, value: object, info) -> object:
         # An empty variable (`COMMUTER_DECISIONS=`) means "not set", as it did before.

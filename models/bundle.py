@@ -2,11 +2,21 @@
 
 Saved as a plain directory (`booster.txt`, `model.json`) inside an MLflow pyfunc model, so batch
 scoring, the HTTP service and Spark load exactly the same numbers.
+
+Integrity: `save` also writes `manifest.json`, the sha256 of each model file, and registration
+records the same digests as version tags (`sha256.booster.txt`, `sha256.model.json`;
+models/registry.py). `load` checks every file against the digests it is given (the registry's, when
+the version is loaded from the registry) or else against the manifest, before LightGBM parses a
+byte: an edited threshold, a changed leaf or a truncated booster is refused with one line naming
+the file, instead of being served or crashing the process. A directory without a manifest (saved
+before models carried one) loads unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +34,80 @@ from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 class ModelError(CommuterError, RuntimeError):
     """The model cannot be found, loaded or used as asked."""
+
+
+MODEL_FILES = ("booster.txt", "model.json")
+MANIFEST = "manifest.json"
+DIGEST_TAG = "sha256."  # version tag prefix: `sha256.booster.txt`, `sha256.model.json`
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digests(directory: str | Path) -> dict[str, str]:
+    """sha256 of each model file in `directory` (what the manifest and the version tags record)."""
+    return {name: sha256_file(Path(directory) / name) for name in MODEL_FILES}
+
+
+def digest_tags(digests: Mapping[str, str]) -> dict[str, str]:
+    return {f"{DIGEST_TAG}{name}": value for name, value in digests.items()}
+
+
+def digests_from_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The model-file digests a registry version records (empty for versions from before them)."""
+    return {k.removeprefix(DIGEST_TAG): v for k, v in tags.items() if k.startswith(DIGEST_TAG)}
+
+
+def manifest_digests(directory: Path) -> dict[str, str] | None:
+    """The digests in `directory`'s manifest; None when it has none (saved before manifests)."""
+    path = directory / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        digests = json.loads(path.read_text())["sha256"]
+        if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+            raise TypeError
+        return digests
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(
+            f"{path} is damaged (not a model manifest): the model directory was changed after "
+            "it was saved; restore it or retrain"
+        ) from None
+
+
+def verify_files(
+    directory: Path, expected: Mapping[str, str] | None = None, where: str = ""
+) -> None:
+    """Refuse (ModelError, one line naming the file) a model file whose sha256 is not the one
+    recorded: `expected` (the registry version's tags) when given, else the manifest's."""
+    manifest = manifest_digests(directory)
+    source = (
+        "in the registry when the version was registered"
+        if expected
+        else f"in its {MANIFEST} when it was saved"
+    )
+    reference = dict(expected or manifest or {})
+    shown = where or str(directory)
+    for name in sorted(reference):
+        path = directory / name
+        if not path.is_file():
+            raise ModelError(f"{shown}: model file {name} is missing; restore it or retrain")
+        if sha256_file(path) != reference[name]:
+            raise ModelError(
+                f"{shown}: model file {name} does not match the sha256 recorded {source} "
+                "(changed or damaged since); refusing to load it: restore the file from a backup "
+                "or retrain"
+            )
+    if expected and manifest is not None and manifest != dict(expected):
+        raise ModelError(
+            f"{shown}: {MANIFEST} does not match the digests recorded in the registry (edited "
+            "since registration); refusing to load it: restore it from a backup or retrain"
+        )
 
 
 @dataclass(frozen=True)
@@ -112,15 +196,26 @@ class CommuterModel:
         meta = asdict(self.meta)
         meta["feature_names"] = list(self.meta.feature_names)
         (d / "model.json").write_text(json.dumps(meta, indent=2))
+        (d / MANIFEST).write_text(json.dumps({"sha256": file_digests(d)}, indent=2))
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, version: str = "") -> CommuterModel:
+    def load(
+        cls,
+        directory: str | Path,
+        version: str = "",
+        *,
+        expected: Mapping[str, str] | None = None,
+        where: str = "",
+    ) -> CommuterModel:
+        """Load a saved model after checking its files (`verify_files`: against `expected`, the
+        registry's digests, when given, else the manifest); `where` names it in errors."""
         d = Path(directory)
+        verify_files(d, expected, where)
         try:
             booster = lgb.Booster(model_file=str(d / "booster.txt"))
             meta = json.loads((d / "model.json").read_text())
-        except (OSError, lgb.basic.LightGBMError, json.JSONDecodeError) as exc:
+        except (OSError, lgb.basic.LightGBMError, ValueError) as exc:
             raise ModelError(f"{d}: not a commuter model directory ({exc})") from None
         meta["feature_names"] = tuple(meta["feature_names"])
         return cls(booster, ModelMeta(**meta), version=version)

@@ -145,7 +145,8 @@ def candidate_from_frame(version: str, tags: dict, val: pd.DataFrame) -> Candida
 
 
 def validation_persons(run_id: str, version: str) -> pd.DataFrame:
-    """The candidate's validation persons (id, label, its badge, features) logged with its run."""
+    """The candidate's validation persons (person key, label, its badge, features) logged with its
+    run; runs from before person keys carry the person id instead."""
     with tempfile.TemporaryDirectory(prefix="commuter-val-") as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
@@ -174,7 +175,7 @@ def champion_evidence(version: str, val: pd.DataFrame) -> Champion:
         tags = {**params, **tags}
     try:
         model = registry.load_model(f"models:/{MODEL_NAME}/{version}")
-        proba = model.predict_proba(val[["person_id", *FEATURE_NAMES]])
+        proba = model.predict_proba(val[list(FEATURE_NAMES)])
         badge, why = model.decide(proba), ""
     except ModelError as exc:
         badge, why = None, str(exc)

@@ -22,7 +22,6 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.workdays import calendar_fingerprint, calendar_params, window_calendar
 from commuter_badge.models import promotion, registry
 from commuter_badge.models.bundle import CommuterModel
@@ -213,9 +212,8 @@ def recertify(
             fitted.model.booster,
             dataclasses.replace(fitted.model.meta, run_id=run.info.run_id),
         )
-        example = val[["person_id", *FEATURE_NAMES]].head(200)
         lineage = {"recertified_from": old.version, "trees_as_of": model.meta.extra["trees_as_of"]}
-        version, tags = register_version(model, example, fitted, labelled, run.info.run_id, lineage)
+        version, tags = register_version(model, fitted, labelled, run.info.run_id, lineage)
         log_version_figures(version, as_of, model, fitted, config.target_fpr)
         log_reference(val, model.threshold, window_calendar(as_of, config.window_days))
         progress("promotion gates")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import fcntl
 import hashlib
 import logging
@@ -25,7 +26,14 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from commuter_badge.models.bundle import CommuterModel, ModelError
+from commuter_badge.models.bundle import (
+    CommuterModel,
+    ModelError,
+    digest_tags,
+    digests_from_tags,
+    file_digests,
+)
+from commuter_badge.models.example import synthetic_example
 from commuter_badge.models.packaging import (
     ARTIFACT_KEY,
     ENTRY_FILE,
@@ -44,6 +52,8 @@ MODEL_DESCRIPTION = (
     "figures, code version, gate outcomes and a model card (model_card.md in its run)."
 )
 _opened: set[str] = set()
+# The example's window for a model that records no training date (any month the calendar covers).
+EXAMPLE_AS_OF = dt.date(2021, 11, 24)
 
 
 def lock_path(uri: str | None = None) -> Path:
@@ -120,14 +130,21 @@ def load_model(uri: str | None = None, *, version: str | None = None) -> Commute
     `uri` is a `models:/` or run URI, or a local MLflow model directory (a Bento's bundled
     champion), for which `version` names the registry version. An alias is resolved to a version
     first and that version is read, so an alias moving meanwhile cannot mix two versions.
+
+    Every model file is checked before it is parsed (models/bundle.py `verify_files`): a registry
+    version against the sha256 digests tagged on it at registration (the registry is the trust
+    anchor; the manifest beside the files could be edited with them), a local directory or run
+    URI against its own manifest.
     """
     uri = uri or f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
     if "://" not in uri and Path(uri).is_dir():
-        return CommuterModel.load(Path(uri) / "artifacts" / ARTIFACT_KEY, version=version or "")
+        local = Path(uri) / "artifacts" / ARTIFACT_KEY
+        return CommuterModel.load(local, version=version or "", where=str(local))
     if version is None:
         version = resolve_version(uri)
     if version and (m := re.fullmatch(r"models:/([^/@]+)@(.+)", uri)):
         uri = f"models:/{m.group(1)}/{version}"
+    expected = registered_digests(uri)
     with tempfile.TemporaryDirectory(prefix="commuter-model-") as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
@@ -135,7 +152,20 @@ def load_model(uri: str | None = None, *, version: str | None = None) -> Commute
             )
         except (MlflowException, OSError) as exc:
             raise ModelError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
-        return CommuterModel.load(Path(local), version=version)  # fully read into memory
+        # fully read into memory
+        return CommuterModel.load(Path(local), version=version, expected=expected, where=uri)
+
+
+def registered_digests(uri: str) -> dict[str, str]:
+    """The model-file digests tagged on the registry version `uri` (models:/name/N) names; empty
+    for other URIs and for versions registered before versions carried them."""
+    if not (m := re.fullmatch(r"models:/([^/@]+)/(\d+)", uri)):
+        return {}
+    try:
+        tags = MlflowClient().get_model_version(m.group(1), m.group(2)).tags
+    except MlflowException:
+        return {}  # no such version: the download below says so
+    return digests_from_tags(tags)
 
 
 def champion_version() -> str | None:
@@ -171,12 +201,18 @@ def ensure_registered_model() -> None:
             client.update_registered_model(MODEL_NAME, description=MODEL_DESCRIPTION)
 
 
-def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
+def log_model(
+    model: CommuterModel, example: pd.DataFrame | None = None
+) -> mlflow.models.model.ModelInfo:
     """Log `model` in the active run with signature and input example, registered as MODEL_NAME.
 
     The version is self-contained (models/packaging.py): it carries its package code, its pinned
     runtime requirements and the code it was trained with (feature names, feature SQL digest,
-    package version, git commit; in `model.json` and in the MLmodel metadata).
+    package version, git commit; in `model.json` and in the MLmodel metadata). The sha256 of each
+    model file is in its `manifest.json` and, from the moment the version exists, in its tags
+    (`sha256.booster.txt`, `sha256.model.json`), which `load_model` checks. The input example
+    (and the signature) come from invented persons (models/example.py), never from `example`'s
+    real rows; `example` is accepted for older callers and unused.
     """
     from mlflow.models import infer_signature
 
@@ -185,7 +221,9 @@ def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.mode
     recorded = code_provenance(model.meta.window_days)
     meta = dataclasses.replace(model.meta, extra={**model.meta.extra, "code": recorded})
     stamped = CommuterModel(model.booster, meta, version=model.version)
-    inputs = example[list(FEATURE_NAMES)].astype("float64")
+    del example  # real persons' rows must not ship inside the model
+    as_of = dt.date.fromisoformat(meta.trained_as_of) if meta.trained_as_of else EXAMPLE_AS_OF
+    inputs = synthetic_example(as_of, meta.window_days)[list(FEATURE_NAMES)]
     outputs = PyfuncCommuterModel()
     outputs.model = stamped
     signature = infer_signature(inputs, outputs.predict(None, inputs))
@@ -193,7 +231,7 @@ def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.mode
     search_path = list(sys.path)  # MLflow puts the logged code first on it to check the example
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            stamped.save(Path(tmp) / ARTIFACT_KEY)
+            digests = file_digests(stamped.save(Path(tmp) / ARTIFACT_KEY))
             return mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(ENTRY_FILE),
@@ -202,8 +240,9 @@ def log_model(model: CommuterModel, example: pd.DataFrame) -> mlflow.models.mode
                 pip_requirements=runtime_requirements(),
                 metadata={"code": recorded},
                 signature=signature,
-                input_example=inputs.head(5),
+                input_example=inputs,
                 registered_model_name=MODEL_NAME,
+                tags=digest_tags(digests),  # on the version as it is created
             )
     finally:
         sys.path[:] = search_path

@@ -27,7 +27,7 @@ import pandas as pd
 from commuter_badge.features.build import memory_cap
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.workdays import calendar_params, window_calendar
-from commuter_badge.models import card, promotion, provenance, registry, tuning
+from commuter_badge.models import card, promotion, provenance, pseudonym, registry, tuning
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.config import TrainConfig, to_toml
 from commuter_badge.models.data import Labelled, labelled_features
@@ -88,7 +88,6 @@ def _log_trial(number: int, params: dict, value: float, seconds: float, rounds: 
 
 def register_version(
     model: CommuterModel,
-    example: pd.DataFrame,
     fitted: Fitted,
     labelled: Labelled,
     run_id: str,
@@ -96,7 +95,7 @@ def register_version(
 ) -> tuple[str, dict[str, str]]:
     """Log `model` in the active run as a new registered version, tagged (contract §4); return
     the version and its tags."""
-    version = str(registry.log_model(model, example).registered_model_version)
+    version = str(registry.log_model(model).registered_model_version)
     client = mlflow.MlflowClient()
     tags = {**_version_tags(fitted, labelled, run_id), **(extra_tags or {}), **calendar_params()}
     for key, value in tags.items():
@@ -169,8 +168,11 @@ def _version_tags(fitted: Fitted, labelled: Labelled, run_id: str) -> dict[str, 
 
 
 def _log_validation_persons(val: pd.DataFrame) -> pd.DataFrame:
-    """The persons the gates compare champion and candidate on (ids are pseudonymous)."""
-    persons = val[["person_id", "is_commuter", "badge", "proba", *FEATURE_NAMES]]
+    """The persons the gates compare champion and candidate on, keyed by `person_key` (a keyed
+    hash of the id whose secret stays outside MLflow, models/pseudonym.py), never by the id."""
+    keys = pseudonym.person_keys(val["person_id"], pseudonym.person_secret())
+    persons = val[["is_commuter", "badge", "proba", *FEATURE_NAMES]].copy()
+    persons.insert(0, "person_key", keys)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(promotion.VALIDATION_ARTIFACT).name
         persons.to_parquet(path, index=False)
@@ -279,8 +281,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         model = CommuterModel(
             model.booster, dataclasses.replace(model.meta, run_id=run.info.run_id)
         )
-        example = frame[frame["part"] == "fit"].head(200)
-        version, tags = register_version(model, example, fitted, labelled, run.info.run_id)
+        version, tags = register_version(model, fitted, labelled, run.info.run_id)
         caption = log_version_figures(version, as_of, model, fitted, config.target_fpr)
         log_drivers(model.booster, val, caption)
         # What `commuter monitor` judges later months against (models/reference.py).

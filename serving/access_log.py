@@ -1,4 +1,10 @@
-"""Access-log lines of refused (401) requests, sampled: a flood of bad tokens must not flood the log.
+"""Access-log lines: no person id in them, and refused (401) requests sampled.
+
+`GET /reviews/<person_id>` carries a person id in its path, which BentoML's access log writes
+as is; `RedactPersonIds` replaces it with `{person_id}` on every line of that logger (the person
+ids of `/score` and `/badge` travel in bodies, which the access log never writes).
+
+Refused requests are sampled: a flood of bad tokens must not flood the log.
 
 BentoML's access-log middleware (logger `bentoml.access`) writes one line per request, before our
 guard runs, so it cannot be told to skip some. A filter on that logger keeps the first
@@ -10,12 +16,40 @@ next kept line how many it dropped. Every other line is kept. Counts per status 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
 ACCESS_LOGGER = "bentoml.access"
 WINDOW_SECONDS = 60.0
 UNAUTHORIZED_PER_WINDOW = 10
+PERSON_PATH = "/reviews/"
+REDACTED = PERSON_PATH + "{person_id}"
+# "scheme=http,method=GET,path=/reviews/<id>[,type=...][,length=...]": the id is whatever lies
+# between the prefix and the optional content fields BentoML appends.
+_IN_REQUEST = re.compile(
+    r"path=" + re.escape(PERSON_PATH) + r".*?(?P<tail>(?:,type=[^,]*)?(?:,length=\d*)?)$",
+    re.DOTALL,
+)
+
+
+class RedactPersonIds(logging.Filter):
+    """Replace the person id in a `/reviews/<person_id>` path of an access-log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(a, str) and PERSON_PATH in a for a in record.args
+        ):
+            record.args = tuple(_redacted(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and PERSON_PATH in record.msg:
+            record.msg = _IN_REQUEST.sub(lambda m: "path=" + REDACTED + m["tail"], record.msg)
+        return True
+
+
+def _redacted(text: str) -> str:
+    if text.startswith(PERSON_PATH):  # the bare path (BentoML's websocket lines)
+        return REDACTED
+    return _IN_REQUEST.sub(lambda m: "path=" + REDACTED + m["tail"], text)
 
 
 class UnauthorizedSampler(logging.Filter):
@@ -56,8 +90,11 @@ def _is_unauthorized(record: logging.LogRecord) -> bool:
 
 
 def sample_unauthorized() -> UnauthorizedSampler:
-    """Install the sampler on BentoML's access logger once per process; return it."""
+    """Install the person-id redaction and the sampler on BentoML's access logger once per
+    process; return the sampler."""
     logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, RedactPersonIds) for f in logger.filters):
+        logger.addFilter(RedactPersonIds())
     for existing in logger.filters:
         if isinstance(existing, UnauthorizedSampler):
             return existing
