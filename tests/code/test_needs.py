@@ -24,4 +24,6 @@ def test_make_test_requires_the_servers():
 
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     test_rule = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
-    assert "COMMUTER_TESTS_REQUIRE_SERVERS=1" in test_rule, "make test must fail on a missing server"
+    assert "COMMUTER_TESTS_REQUIRE_SERVERS=1" in test_rule, (
+        "make test must fail on a missing server"
+    )
