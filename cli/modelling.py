@@ -101,19 +101,20 @@ def train(
     output's `promotion` line and the version's tags say which and why.
     """
     from commuter_badge.models.config import load_config
-    from commuter_badge.models.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
 
     # Every option and setting is checked before MLflow and LightGBM load or any data is read.
     day = parse_date(as_of)
-    apply_calendar(calendar)  # recorded on the run and the model version
     config = load_config(
         config_file, params or [], target_fpr=target_fpr, seed=seed, window_days=window_days
     )
+    from commuter_badge.models.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
+
     if not MIN_TARGET_FPR <= config.target_fpr <= MAX_TARGET_FPR:
         raise UserError(
             f"target FPR {config.target_fpr:g} is outside the allowed range {MIN_TARGET_FPR:g} "
             f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
         )
+    apply_calendar(calendar)  # recorded on the run and the model version
     from commuter_badge.models.train import train as run_training
 
     source = " + ".join(
