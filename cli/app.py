@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +119,24 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+# MLflow's own, documented switches: no tqdm bar per artifact download, no INFO lines (e.g.
+# "Validating input example against model signature"). Defaults only: an operator who sets them
+# gets MLflow's chatter back.
+QUIET_LIBRARY_ENV = {
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
+
+
+def quiet_libraries() -> None:
+    """Before every command: stderr carries our own lines (errors, warnings, progress on a
+    terminal), not the libraries' bars and INFO logs. Imports nothing heavy."""
+    for name, value in QUIET_LIBRARY_ENV.items():
+        os.environ.setdefault(name, value)
+    if "mlflow" in sys.modules:  # imported already (in-process use): MLflow read the level then
+        logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
 
 
 def status(text: str):

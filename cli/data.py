@@ -91,6 +91,13 @@ def features(
     """One row per person: person_id, every model feature, and the main mode and region."""
     import time
 
+    if engine not in ("duckdb", "spark"):
+        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
+    suffix = Path(out_file).suffix.lower()
+    if engine == "duckdb" and suffix not in (".csv", ".parquet", ".pq"):
+        raise UserError(
+            f"--out {out_file}: unsupported output type {suffix!r}; use .csv or .parquet"
+        )
     apply_calendar(calendar)
     day = parse_date(as_of)
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from commuter_badge.cli import (  # noqa: F401  (registers commands)
     reviews,
     serve,
 )
-from commuter_badge.cli.app import app
+from commuter_badge.cli.app import app, quiet_libraries
 
 
 @app.callback()
@@ -26,6 +26,8 @@ def _owner_only() -> None:
     # Before every command: each store and output it creates (MLflow's database and artifact
     # folders, DuckDB files, the decision and review stores) is readable by its owner only.
     os.umask(0o077)
+    # And stderr holds our own lines only: no MLflow progress bars or INFO chatter (README).
+    quiet_libraries()
 
 
 def main() -> None:

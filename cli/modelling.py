@@ -23,7 +23,6 @@ from commuter_badge.cli.app import (
     update_status,
 )
 from commuter_badge.errors import UserError
-from commuter_badge.models.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
 from commuter_badge.settings import (
     CHAMPION_URI,
     DEFAULT_WINDOW_DAYS,
@@ -102,18 +101,22 @@ def train(
     output's `promotion` line and the version's tags say which and why.
     """
     from commuter_badge.models.config import load_config
-    from commuter_badge.models.train import train as run_training
 
+    # Every option and setting is checked before MLflow and LightGBM load or any data is read.
     day = parse_date(as_of)
-    apply_calendar(calendar)  # recorded on the run and the model version
     config = load_config(
         config_file, params or [], target_fpr=target_fpr, seed=seed, window_days=window_days
     )
+    from commuter_badge.models.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
+
     if not MIN_TARGET_FPR <= config.target_fpr <= MAX_TARGET_FPR:
         raise UserError(
             f"target FPR {config.target_fpr:g} is outside the allowed range {MIN_TARGET_FPR:g} "
             f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
         )
+    apply_calendar(calendar)  # recorded on the run and the model version
+    from commuter_badge.models.train import train as run_training
+
     source = " + ".join(
         x for x in (str(config_file) if config_file else "", "--param" if params else "") if x
     )
@@ -183,10 +186,10 @@ def evaluate(
 
     Also compared with the version's own training metrics (printed and logged as deltas), and
     flagged on the version (`evaluation.fpr_breach`) when the FPR is above the target."""
-    from commuter_badge.models.evaluate import evaluate as run_evaluation
-
     day = parse_date(as_of)
     apply_calendar(calendar)
+    from commuter_badge.models.evaluate import evaluate as run_evaluation
+
     with status("evaluating"):
         result = run_evaluation(trips, labels, day, model)
     m = result["metrics"]
@@ -257,17 +260,19 @@ def score(
     """
     import time
 
+    day = parse_date(as_of)  # the options first: refused before MLflow loads or data is read
+    if engine not in ("duckdb", "spark"):
+        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
+    if engine == "duckdb" and Path(out_file).suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"--out {out_file}: unsupported output type; use .csv or .parquet")
+    apply_calendar(calendar)
     from commuter_badge.models import registry
     from commuter_badge.serving.decisions import publish as publish_decisions
     from commuter_badge.serving.decisions import read_scores
 
-    day = parse_date(as_of)
-    apply_calendar(calendar)
     settings = load_settings()
     registry.configure(settings.tracking_uri)
     start = time.perf_counter()
-    if engine not in ("duckdb", "spark"):
-        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
     loaded = registry.load_model(model)
     if engine == "spark":
         from commuter_badge.models.spark_score import write_spark_scores
@@ -281,8 +286,6 @@ def score(
     else:
         from commuter_badge.models.score import score_path
 
-        if Path(out_file).suffix.lower() not in (".csv", ".parquet", ".pq"):
-            raise UserError(f"--out {out_file}: unsupported output type; use .csv or .parquet")
         with status("scoring"):
             scored = score_path(trips, day, loaded)
     published = ""

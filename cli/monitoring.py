@@ -51,10 +51,10 @@ def monitor(
 ) -> None:
     """An unlabelled month against the model's training reference: drift per feature, score
     shift, badge share, estimated FPR and recall; logged as a `monitor` run."""
-    from commuter_badge.models.monitor_run import run_monitor
-
     day = parse_date(as_of)
     apply_calendar(calendar)
+    from commuter_badge.models.monitor_run import run_monitor
+
     with status("monitoring"):
         result, run_id = run_monitor(trips, day, model)
     if report is not None:
@@ -101,10 +101,10 @@ def recertify(
 ) -> None:
     """The model's trees, calibration and threshold chosen again on a newer labelled month;
     registered as a new version and promoted only if the gates pass."""
-    from commuter_badge.models.recertify import recertify as run_recertify
-
     day = parse_date(as_of)
     apply_calendar(calendar)
+    from commuter_badge.models.recertify import recertify as run_recertify
+
     with status("recertifying") as spinner:
         result = run_recertify(
             trips,

@@ -12,10 +12,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from commuter_badge.errors import UserError
+
+if TYPE_CHECKING:  # the command line imports this module; pandas loads only for a frame
+    import pandas as pd
 
 # Leftovers of a writer killed mid-write: `.<name>.<random>.tmp` (and DuckDB's `.tmp.wal`).
 TMP_SUFFIX = ".tmp"

@@ -104,11 +104,12 @@ def labelled_features(
     copies: bool = False,
 ) -> Labelled:
     """Features joined to labels; with `copies`, also the labelled persons' weekday copies."""
+    # The labels first: a wrong --labels file is refused before the trips are read.
+    y, label_paths, per_file = counted_label_files(labels)
     coverage = check_coverage(trips, as_of, window_days)
     for text in coverage.warnings:
         log.warning("%s", text)
     features = build_features(trips, as_of, window_days)
-    y, label_paths, per_file = counted_label_files(labels)
     for path, n in zip(label_paths, per_file, strict=True):
         kind = "reviews" if is_review_export(path) else "labels"
         log.info("%s: %d of the %d labels used (%s)", path.name, n, len(y), kind)

@@ -157,9 +157,9 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
             }
         )
         registry.log_input(
-            mlflow.data.from_pandas(
+            registry.dataset(
                 frame[["person_id", "is_commuter"]].astype({"person_id": "object"}),
-                source=str(trips),
+                source=trips,
                 name=f"evaluation-{as_of}",
                 targets="is_commuter",
             ),

@@ -188,6 +188,24 @@ def log_input(dataset, context: str) -> None:
         mlflow.log_input(dataset, context=context)
 
 
+def dataset(frame: pd.DataFrame, source: str | Path, name: str, targets: str):
+    """`frame` as an MLflow dataset read from the local file or directory `source`.
+
+    The source is given as MLflow's local dataset source itself (a bare path or file URI matches
+    two registered source types, and MLflow warns), and integer columns are logged as float64, as
+    MLflow's schema inference asks for (an integer column cannot hold a missing value)."""
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
+    local = [s for s in get_registered_sources() if s._get_source_type() == "local"][-1]
+    ints = frame.select_dtypes(include="integer").columns
+    return mlflow.data.from_pandas(
+        frame.astype(dict.fromkeys(ints, "float64")),
+        source=local(Path(source).resolve().as_uri()),
+        name=name,
+        targets=targets,
+    )
+
+
 def ensure_registered_model() -> None:
     """Create the registered model with its description (under the lock), or add a missing one."""
     client = MlflowClient()
@@ -232,7 +250,7 @@ def log_model(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             digests = file_digests(stamped.save(Path(tmp) / ARTIFACT_KEY))
-            return mlflow.pyfunc.log_model(
+            info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(ENTRY_FILE),
                 artifacts={ARTIFACT_KEY: str(Path(tmp) / ARTIFACT_KEY)},
@@ -241,11 +259,21 @@ def log_model(
                 metadata={"code": recorded},
                 signature=signature,
                 input_example=inputs,
-                registered_model_name=MODEL_NAME,
-                tags=digest_tags(digests),  # on the version as it is created
             )
     finally:
         sys.path[:] = search_path
+    # Registered here rather than by log_model's registered_model_name, which prints "Registered
+    # model ... already exists" and "Created version ..." to stderr on every training (the
+    # registered model is created with its description beforehand, ensure_registered_model).
+    created = MlflowClient().create_model_version(
+        MODEL_NAME,
+        source=info.model_uri,
+        run_id=info.run_id,
+        model_id=info.model_id,
+        tags=digest_tags(digests),  # on the version as it is created
+    )
+    info.registered_model_version = created.version
+    return info
 
 
 def set_champion(version: str) -> None:

@@ -16,7 +16,6 @@ import dataclasses
 import datetime as dt
 import logging
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +49,6 @@ from commuter_badge.models.report import log_drivers, log_figures, log_review
 from commuter_badge.settings import MODEL_NAME
 
 log = logging.getLogger(__name__)
-# Our features are deliberately float64 at the model boundary; MLflow's hints are noise here.
-QUIET = (
-    "Hint: Inferred schema contains integer",
-    "The specified dataset source can be interpreted",
-)
 
 
 @dataclass
@@ -199,12 +193,7 @@ def train(
     copies = config.copy_weight > 0
     progress("checking coverage and building features" + (" and weekday copies" if copies else ""))
     labelled = labelled_features(trips, labels, as_of, config.window_days, copies=copies)
-    with warnings.catch_warnings():
-        for text in QUIET:
-            warnings.filterwarnings("ignore", message=text)
-        return _train_logged(
-            trips, labels, labelled, config, progress, promote, tune, config_source
-        )
+    return _train_logged(trips, labels, labelled, config, progress, promote, tune, config_source)
 
 
 def _train_logged(trips, labels, labelled, config, progress, promote, tune, config_source):
@@ -241,11 +230,11 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
             }
         )
         registry.log_input(
-            mlflow.data.from_pandas(
+            registry.dataset(
                 frame.loc[
                     frame["part"] != COPY_PART, ["person_id", *FEATURE_NAMES, "is_commuter"]
                 ].astype({"person_id": "object", **dict.fromkeys(FEATURE_NAMES, "float64")}),
-                source=Path(trips).resolve().as_uri(),
+                source=trips,
                 name=f"trips-features-{as_of}",
                 targets="is_commuter",
             ),
