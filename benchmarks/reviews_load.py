@@ -210,7 +210,8 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run(
                 [str(BIN / "commuter"), "score", "--trips", str(root / "world" / "trips.parquet"),
-                 "--as-of", AS_OF.isoformat(), "--out", str(root / "rescored.parquet")],
+                 "--as-of", AS_OF.isoformat(), "--out", str(root / "rescored.parquet"),
+                 "--publish"],
                 env=env, cwd=root, capture_output=True, check=True, timeout=600,
             )  # fmt: skip
             return time.perf_counter() - start

@@ -137,6 +137,7 @@ def prepare(root: Path, env: dict[str, str], persons: int) -> None:
             AS_OF.isoformat(),
             "--out",
             str(root / "scores.parquet"),
+            "--publish",
         ],
         env,
         root,

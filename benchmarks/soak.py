@@ -117,6 +117,7 @@ async def republisher(
         proc = await asyncio.create_subprocess_exec(
             str(BIN / "commuter"),
             *("score", "--trips", trips, "--as-of", AS_OF.isoformat(), "--out", str(out)),
+            "--publish",
             env=env,
             cwd=root,
             stdout=asyncio.subprocess.PIPE,

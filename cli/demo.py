@@ -164,6 +164,7 @@ def main() -> None:
         AS_OF,
         "--out",
         str(args.dir / "scores.csv"),
+        "--publish",
     )
     ask_service(world, free_port())
     print("\nMLflow: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db")

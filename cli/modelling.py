@@ -236,27 +236,34 @@ def score(
     ] = "duckdb",
     publish: Annotated[
         bool,
-        typer.Option("--publish/--no-publish", help="Publish decisions to the store /badge reads."),
-    ] = True,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Also replace the live decisions /badge answers (COMMUTER_DECISIONS) with these; "
+            "off by default: scoring for analysis never touches them.",
+        ),
+    ] = False,
     allow_shrink: Annotated[
         bool,
         typer.Option(
             "--allow-shrink",
-            help="Publish even an empty result, or one over 50% smaller than the current one.",
+            help="With --publish: publish even an empty result, one with over 50% fewer persons or "
+            "badges than the live one, or a window running past the trips.",
         ),
     ] = False,
     allow_older: Annotated[
         bool,
         typer.Option(
-            "--allow-older", help="Publish even an as_of older than the current publication's."
+            "--allow-older",
+            help="With --publish: replace the live decisions even with an older as_of.",
         ),
     ] = False,
 ) -> None:
     """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version.
 
-    DuckDB engine: the decisions are published first and the output file written second, so a
-    refused publication writes nothing, and after a kill the store is never older than the file.
-    Spark engine: the output directory is written first, then read back and published.
+    Only with --publish are the decisions also published to the store /badge reads. DuckDB engine:
+    published first and the output file written second, so a refused publication writes nothing,
+    and after a kill the store is never older than the file. Spark engine: the output directory
+    is written first, then read back and published.
     """
     import time
 
@@ -265,12 +272,17 @@ def score(
         raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
     if engine == "duckdb" and Path(out_file).suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise UserError(f"--out {out_file}: unsupported output type; use .csv or .parquet")
+    if (allow_shrink or allow_older) and not publish:
+        flag = "--allow-shrink" if allow_shrink else "--allow-older"
+        raise UserError(
+            f"{flag} only applies with --publish (without it the live decisions are not touched)"
+        )
     apply_calendar(calendar)
     from commuter_badge.models import registry
-    from commuter_badge.serving.decisions import publish as publish_decisions
-    from commuter_badge.serving.decisions import read_scores
+    from commuter_badge.serving.decisions import check_store_location, deliver, read_scores
 
     settings = load_settings()
+    store = check_store_location(settings.decisions_path) if publish else None
     registry.configure(settings.tracking_uri)
     start = time.perf_counter()
     loaded = registry.load_model(model)
@@ -283,34 +295,46 @@ def score(
         # DuckDB path's. Cluster outputs are left to the job that copies them next to the service.
         remote = "://" in str(out_file) and not str(out_file).startswith("file:")
         scored = None if remote else read_scores(out_file)
+        warnings: tuple[str, ...] = ()
     else:
+        from commuter_badge.features.coverage import check_coverage
         from commuter_badge.models.score import score_path
+        from commuter_badge.serving.decisions import check_window_coverage
 
+        with status("checking coverage"):  # no crossing in the window: error
+            coverage = check_coverage(trips, day, loaded.meta.window_days)
+        if store is not None:  # a window past the trips is refused before any scoring
+            check_window_coverage(coverage, allow_shrink=allow_shrink)
+        warnings = coverage.warnings
         with status("scoring"):
             scored = score_path(trips, day, loaded)
-    published = ""
-    if publish and scored is not None:
-        with status("publishing"):
-            publish_decisions(
+    published = None
+    if scored is not None:
+        with status("publishing" if store is not None else "writing"):
+            published = deliver(
                 scored,
                 day,
-                settings.decisions_path,
+                out=out_file if engine != "spark" else None,  # Spark's is written already
+                store=store,
                 allow_shrink=allow_shrink,
                 allow_older=allow_older,
             )
-        published = f", published to {settings.decisions_path}"
-    if engine != "spark":  # written after publishing: see the docstring
-        from commuter_badge.models.score import write_scores
-
-        write_scores(scored, out_file)
+    for text in warnings:
+        err.print(f"warning: {text}", soft_wrap=True)
     counts = (
         f"{len(scored):,} persons scored, {int(scored['badge'].sum()):,} badges"
         if scored is not None
         else "scored"
     )
+    if published:
+        where = f", published to {published}"
+    elif store is not None:  # a cluster output: published by the job that copies it
+        where = ", not published (a cluster output; publish a local copy)"
+    else:
+        where = ", not published (no --publish)"
     out.print(
         f"{counts} (model v{loaded.version or '?'}, threshold {loaded.threshold:.4f}, {engine}) "
-        f"-> {out_file}{published} ({time.perf_counter() - start:.1f} s)"
+        f"-> {out_file}{where} ({time.perf_counter() - start:.1f} s)"
     )
     if scored is not None:
         report_overrides(scored, settings.reviews_url)

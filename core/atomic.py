@@ -3,11 +3,16 @@
 A crash at any point leaves either the old file or the new one, never half of one. Every writer of
 the project (features, scores, simulated worlds, the decision store) goes through `atomic_write`.
 Files are created readable by their owner only.
+
+A writer killed mid-write leaves its temp file behind. Temp names carry the writer's process id
+(`.<name>.<pid>-<random>.tmp`), so the next write of the same target removes the temp files of
+writers that no longer run (and never those of a live one, which may still be writing).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,7 +24,7 @@ from commuter_badge.errors import UserError
 if TYPE_CHECKING:  # the command line imports this module; pandas loads only for a frame
     import pandas as pd
 
-# Leftovers of a writer killed mid-write: `.<name>.<random>.tmp` (and DuckDB's `.tmp.wal`).
+# Leftovers of a writer killed mid-write: `.<name>.<pid>-<random>.tmp` (and DuckDB's `.tmp.wal`).
 TMP_SUFFIX = ".tmp"
 
 
@@ -34,7 +39,9 @@ def fsync_path(path: Path) -> None:
 
 def temp_path(target: Path) -> Path:
     """A fresh, empty-name temp path beside `target` (the file itself does not exist yet)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}-", suffix=TMP_SUFFIX, dir=target.parent
+    )
     os.close(fd)
     os.unlink(tmp)
     return Path(tmp)
@@ -47,6 +54,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     target = Path(path).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_leftovers(target)
     tmp = temp_path(target)
     try:
         write(tmp)
@@ -66,7 +74,38 @@ def remove_leftovers(target: str | Path) -> list[Path]:
     """Delete temp files a killed writer of `target` left behind; return what was removed."""
     target = Path(target).absolute()
     removed = []
-    for leftover in target.parent.glob(f".{target.name}.*{TMP_SUFFIX}*"):
+    for leftover in target.parent.glob(f"{glob.escape('.' + target.name)}.*{TMP_SUFFIX}*"):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_leftovers(target: str | Path) -> list[Path]:
+    """Delete temp files of `target` whose writer (named by the pid in the name) no longer runs.
+
+    Safe without a lock: a live writer's temp file is kept. Temp files of other hosts sharing the
+    directory are not told apart (the pid is this host's); names without a pid are kept too.
+    """
+    target = Path(target).absolute()
+    prefix = f".{target.name}."
+    removed = []
+    for leftover in target.parent.glob(f"{glob.escape(prefix)}*{TMP_SUFFIX}*"):
+        pid, dash, _ = leftover.name[len(prefix) :].partition("-")
+        if not dash or not pid.isdigit() or _writer_alive(int(pid)):
+            continue
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             leftover.unlink()
             removed.append(leftover)

@@ -33,6 +33,14 @@ class Coverage:
     window: Window
     warnings: tuple[str, ...]
 
+    @property
+    def days_past_data(self) -> int:
+        """Days at the end of the window after the day of the last crossing (0: the data reaches it)."""
+        if self.last is None:
+            return self.window.window_days
+        last_day = self.window.as_of - dt.timedelta(days=1)
+        return max(0, (last_day - self.last.date()).days)
+
     def describe_data(self) -> str:
         if self.first is None:
             return "the trips hold no crossings"

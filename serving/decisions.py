@@ -7,13 +7,18 @@ mtime; when a newer publication has replaced it, the store reopens. DuckDB locks
 process, which is why the service never opens the live file read-write and the writer never writes
 to it in place: a reader cannot block the writer, and the writer cannot block a reader.
 
+Publishing is deliberate: `commuter score` publishes only with `--publish` (`deliver` below holds
+that rule and the order of the two outputs); scoring for analysis never touches the store.
+
 `publish` is also the one guard against a publication that would silently lose the current one
 (both engines of `commuter score` go through it): it refuses an empty result, one that holds more
-than `MAX_SHRINK` fewer persons than the publication it replaces, and one whose as_of is older
-than the current one's, unless told otherwise (`allow_shrink`, `allow_older`). A refused
-publication changes nothing: the check runs before anything is written. Publishers take an
-exclusive lock on the store's directory, so temp files a killed publisher left
-(`.<name>.<random>.tmp` and its `.wal`) can be removed safely by the next one.
+than `MAX_SHRINK` fewer persons or fewer badges than the publication it replaces, and one whose
+as_of is older than the current one's, unless told otherwise (`allow_shrink`, `allow_older`);
+`check_window_coverage` refuses a window that runs more than `MAX_DAYS_PAST_DATA` days past the
+trips. A refused publication changes nothing: the checks run before anything is written. The
+store's directory must exist (COMMUTER_DECISIONS names the file; only the file is ever created).
+Publishers take an exclusive lock on the store's directory, so temp files a killed publisher left
+(`.<name>.<pid>-<random>.tmp` and its `.wal`) can be removed safely by the next one.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -35,7 +40,10 @@ import pyarrow as pa
 
 from commuter_badge.atomic import atomic_write, remove_leftovers
 from commuter_badge.errors import CommuterError
-from commuter_badge.models.score import SCORE_COLUMNS, SCORE_SCHEMA
+from commuter_badge.models.score import SCORE_COLUMNS, SCORE_SCHEMA, write_scores
+
+if TYPE_CHECKING:
+    from commuter_badge.features.coverage import Coverage
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +51,11 @@ COLUMNS = SCORE_COLUMNS
 # A new publication may hold at most this share fewer persons than the one it replaces: a month's
 # population moves by a few percent, so losing half of it means a wrong window or a partial input.
 MAX_SHRINK = 0.5
+# A window may end at most this many days after the last crossing: a feed a day or two late is
+# published with a warning; more means a wrong --as-of or a partial input (every person's history
+# is cut short, and badges fall).
+MAX_DAYS_PAST_DATA = 2
+SETTING = "COMMUTER_DECISIONS"
 
 _SCHEMA = """
 CREATE TABLE decisions (
@@ -68,6 +81,41 @@ class DecisionStoreError(CommuterError, ValueError):
 
 class PublicationRefused(DecisionStoreError):
     """Publishing would lose the current decisions for no stated reason; the store is untouched."""
+
+
+class DecisionStoreLocationError(CommuterError):
+    """COMMUTER_DECISIONS names a place where the store cannot be published; nothing is created."""
+
+
+def check_store_location(path: str | Path) -> Path:
+    """The store's absolute path, once its directory is known to exist and be writable.
+
+    Nothing is created here or by `publish` but the store's own file: a mistyped setting must not
+    grow directories (a publication there would never be read by the service).
+    """
+    target = Path(path).expanduser().absolute()
+    parent = target.parent
+    where = f"{SETTING}={path}"
+    if target.is_dir():
+        raise DecisionStoreLocationError(
+            f"{where} is a directory; name the store's file, e.g. {target / 'decisions.duckdb'}"
+        )
+    existing = next(p for p in [parent, *parent.parents] if p.exists())
+    if not existing.is_dir():
+        raise DecisionStoreLocationError(
+            f"{where}: {existing} is a file, not a directory; correct {SETTING}"
+        )
+    if existing != parent:
+        raise DecisionStoreLocationError(
+            f"{where}: directory {parent} does not exist; correct {SETTING} or create the "
+            "directory (only the store's file is ever created)"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DecisionStoreLocationError(
+            f"{where}: cannot write in {parent} (permission denied); set {SETTING} to a file in "
+            "a directory this user may write, or fix the directory's permissions"
+        )
+    return target
 
 
 def _checked(frame: pd.DataFrame) -> pa.Table:
@@ -109,7 +157,6 @@ def _publisher_lock(target: Path) -> Iterator[None]:
 
     The lock is on the directory itself, so no lock file is left beside the store.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -119,7 +166,7 @@ def _publisher_lock(target: Path) -> Iterator[None]:
 
 
 def current_publication(path: str | Path) -> dict[str, Any] | None:
-    """rows, as_of and model_version of the publication at `path`; None without a readable one.
+    """rows, badges, as_of and model_version of the publication at `path`; None without one.
 
     Read in a process of its own (as `commuter score` is): DuckDB keeps one database instance per
     path per process, so a process that also holds a DecisionStore open could be shown the file
@@ -136,6 +183,7 @@ def current_publication(path: str | Path) -> dict[str, Any] | None:
                 "SELECT rows, as_of, model_version FROM publication "
                 "ORDER BY published_at DESC LIMIT 1"
             ).fetchone()
+            badges = con.execute("SELECT count(*) FILTER (WHERE badge) FROM decisions").fetchone()
     except duckdb.Error as exc:
         logger.warning(
             "current decision store %s cannot be read (%s); it will be replaced",
@@ -145,7 +193,12 @@ def current_publication(path: str | Path) -> dict[str, Any] | None:
         return None
     if row is None:
         return None
-    return {"rows": int(row[0]), "as_of": row[1], "model_version": row[2]}
+    return {"rows": int(row[0]), "badges": int(badges[0]), "as_of": row[1], "model_version": row[2]}
+
+
+# What every refusal ends with: analysis needs no flag at all; the overrides are for an operator
+# who means to replace the live decisions with these.
+_ANALYSIS = "to score for analysis only, leave out --publish (the store stays as it is)"
 
 
 def check_replacement(
@@ -154,37 +207,65 @@ def check_replacement(
     current: dict[str, Any] | None,
     *,
     path: Path,
+    badges: int | None = None,
     allow_shrink: bool = False,
     allow_older: bool = False,
 ) -> None:
-    """Raise PublicationRefused when `rows` decisions for `as_of` should not replace `current`."""
+    """Raise PublicationRefused when `rows` decisions (`badges` of them badges) for `as_of` should
+    not replace `current`."""
     where = f"{path.name} (in {path.parent})"
     now = (
-        f"the current publication holds {current['rows']:,} persons as of {current['as_of']}"
+        f"the live publication holds {current['rows']:,} persons"
+        + (f" ({current['badges']:,} badges)" if current.get("badges") is not None else "")
+        + f" as of {current['as_of']}"
         if current
-        else "there is no current publication"
+        else "there is no live publication"
     )
     if rows == 0 and not allow_shrink:
         raise PublicationRefused(
             f"refusing to publish 0 decisions to {where}: {now}, and an empty store would answer "
-            "found: false for everyone. The window probably holds no crossings: check --trips "
-            "and --as-of; pass --allow-shrink to publish it anyway"
+            f"found: false for everyone. The window probably holds no crossings: check --trips "
+            f"and --as-of; {_ANALYSIS}; --allow-shrink publishes it anyway"
         )
     if current is None:
         return
     if as_of < current["as_of"] and not allow_older:
         raise PublicationRefused(
             f"refusing to publish decisions as of {as_of} to {where}: {now}, which is newer. "
-            "Pass --allow-older to go back to an older month on purpose"
+            f"{_ANALYSIS[0].upper()}{_ANALYSIS[1:]}; --allow-older replaces the live decisions "
+            "with this older month, for a deliberate rollback of the decisions only"
         )
     floor = current["rows"] * (1 - MAX_SHRINK)
     if rows < floor and not allow_shrink:
         drop = 1 - rows / current["rows"]
         raise PublicationRefused(
             f"refusing to publish {rows:,} decisions to {where}: {now}, a drop of {drop:.0%} "
-            f"(more than {MAX_SHRINK:.0%}). Check that --trips holds the whole population; pass "
-            "--allow-shrink to publish it anyway"
+            f"(more than {MAX_SHRINK:.0%}). Check that --trips holds the whole population; "
+            f"{_ANALYSIS}; --allow-shrink publishes it anyway"
         )
+    live = current.get("badges")
+    if badges is not None and live and badges < live * (1 - MAX_SHRINK) and not allow_shrink:
+        raise PublicationRefused(
+            f"refusing to publish {rows:,} decisions with {badges:,} badges to {where}: {now}, "
+            f"a drop in badges of {1 - badges / live:.0%} (more than {MAX_SHRINK:.0%}). Check "
+            f"that --trips covers the whole window of --as-of; {_ANALYSIS}; --allow-shrink "
+            "publishes it anyway"
+        )
+
+
+def check_window_coverage(coverage: Coverage, *, allow_shrink: bool = False) -> None:
+    """Refuse to publish decisions whose window runs more than MAX_DAYS_PAST_DATA days past the
+    trips: every person's history is cut short, so the decisions lose badges for no reason."""
+    past = coverage.days_past_data
+    if past <= MAX_DAYS_PAST_DATA or allow_shrink:
+        return
+    last_day = coverage.window.as_of - dt.timedelta(days=1)
+    raise PublicationRefused(
+        f"refusing to publish: the window of --as-of {coverage.window.as_of} ends {last_day}, "
+        f"{past} days after the last crossing ({coverage.last:%Y-%m-%d}), more than "
+        f"{MAX_DAYS_PAST_DATA}: every history would be cut short. Check --trips and --as-of; "
+        f"{_ANALYSIS}; --allow-shrink publishes it anyway"
+    )
 
 
 def publish(
@@ -199,14 +280,17 @@ def publish(
 
     `frame` holds one row per person: person_id, commuter_probability, badge, threshold,
     model_version. The new file is complete and synced before it replaces the old one. Refused
-    (PublicationRefused, nothing written) when it is empty or more than MAX_SHRINK smaller than
-    the current publication (unless `allow_shrink`), or older than it (unless `allow_older`).
+    (PublicationRefused, nothing written) when it is empty or holds more than MAX_SHRINK fewer
+    persons or badges than the current publication (unless `allow_shrink`), or is older than it
+    (unless `allow_older`); DecisionStoreLocationError when the store's directory is missing or
+    not writable (nothing is created).
     """
     if isinstance(as_of, dt.datetime):
         as_of = as_of.date()
     table = _checked(frame)
     versions = sorted(set(table.column("model_version").to_pylist()))
-    target = Path(path).absolute()
+    badges = int(table.column("badge").to_numpy().sum())
+    target = check_store_location(path)
 
     def write(tmp: Path) -> None:
         con = duckdb.connect(str(tmp), config={"threads": 1})
@@ -226,21 +310,53 @@ def publish(
         finally:
             con.close()
 
-    with _publisher_lock(target):
-        # Holding the lock, no live publisher owns a temp file: whatever is there was left by a
-        # killed one.
-        for leftover in remove_leftovers(target):
-            logger.info("removed %s, left by an interrupted publication", leftover.name)
-        check_replacement(
-            table.num_rows,
-            as_of,
-            current_publication(target),
-            path=target,
-            allow_shrink=allow_shrink,
-            allow_older=allow_older,
-        )
-        atomic_write(target, write)
+    try:
+        with _publisher_lock(target):
+            # Holding the lock, no live publisher owns a temp file: whatever is there was left by
+            # a killed one.
+            for leftover in remove_leftovers(target):
+                logger.info("removed %s, left by an interrupted publication", leftover.name)
+            check_replacement(
+                table.num_rows,
+                as_of,
+                current_publication(target),
+                path=target,
+                badges=badges,
+                allow_shrink=allow_shrink,
+                allow_older=allow_older,
+            )
+            atomic_write(target, write)
+    except PermissionError as exc:  # the directory changed after the check, or a read-only mount
+        raise DecisionStoreLocationError(
+            f"{SETTING}={path}: cannot write in {target.parent} ({exc.strerror}); set {SETTING} "
+            "to a file in a directory this user may write"
+        ) from None
     return table.num_rows
+
+
+def deliver(
+    scored: pd.DataFrame,
+    as_of: dt.date,
+    *,
+    out: str | Path | None,
+    store: str | Path | None,
+    allow_shrink: bool = False,
+    allow_older: bool = False,
+) -> Path | None:
+    """A scored batch's two outputs: the decisions published to `store`, then the scores to `out`.
+
+    Publishing is deliberate: only a `store` given on purpose (`commuter score --publish`) is
+    replaced; analysis passes None and never touches the live decisions. Published first, so a
+    refused publication writes no file and after a kill the store is never older than the file.
+    `out` None: already written (Spark's directory). Returns the store's path when published.
+    """
+    published = None
+    if store is not None:
+        publish(scored, as_of, store, allow_shrink=allow_shrink, allow_older=allow_older)
+        published = Path(store).expanduser().absolute()
+    if out is not None:
+        write_scores(scored, out)
+    return published
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
@@ -350,7 +466,7 @@ class DecisionStore:
         self._publication = None
         if signature is None:
             self.problem = (
-                f"no decision store at {self.path}; publish one with `commuter score` "
+                f"no decision store at {self.path}; publish one with `commuter score --publish` "
                 "(COMMUTER_DECISIONS sets the path)"
             )
             return
@@ -361,7 +477,10 @@ class DecisionStore:
                 "ORDER BY published_at DESC LIMIT 1"
             ).fetchone()
         except duckdb.Error as exc:
-            self.problem = f"decision store {self.path} cannot be read: {str(exc).splitlines()[0]}"
+            self.problem = (
+                f"decision store {self.path} (COMMUTER_DECISIONS) cannot be read: "
+                f"{str(exc).splitlines()[0]}"
+            )
             logger.warning("%s", self.problem)
             return
         self._con = con

@@ -205,7 +205,11 @@ def build_world(root: Path) -> World:
         how["model"] = "small booster"
     scores = root / "scores.parquet"
     if has_command("score", env):
-        run_cli(["score", "--trips", trips, "--as-of", as_of, "--out", str(scores)], env, root)
+        run_cli(
+            ["score", "--trips", trips, "--as-of", as_of, "--out", str(scores), "--publish"],
+            env,
+            root,
+        )
         how["decisions"] = "commuter score"
     else:
         run_python(_with_argv(_SCORE_AND_PUBLISH, trips, as_of, str(scores)), env, root)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +19,9 @@ from commuter_badge.serving.decisions import (
     MAX_SHRINK,
     DecisionStore,
     DecisionStoreError,
+    DecisionStoreLocationError,
     PublicationRefused,
+    deliver,
     publish,
 )
 
@@ -177,9 +181,111 @@ def test_half_the_persons_same_or_newer_as_of_publish_without_flags(tmp_path):
     assert publish(many(80), AS_OF + dt.timedelta(days=30), path) == 80
 
 
+def with_badges(n, badges, version="7"):
+    """n persons, the first `badges` of them holding a badge."""
+    return decisions(
+        ids=[f"p{i}" for i in range(n)],
+        proba=[0.9 if i < badges else 0.1 for i in range(n)],
+        version=version,
+    )
+
+
+def test_a_publication_that_loses_most_badges_is_refused_untouched(tmp_path):
+    """Issue 27, adversarial 3: 0 badges among as many persons replaced 2,370 badges."""
+    path = tmp_path / "d.duckdb"
+    publish(with_badges(100, 40), AS_OF, path)
+    before = fingerprint(path)
+    for badges, drop in ((0, "100%"), (19, "52%")):
+        with pytest.raises(PublicationRefused, match=f"a drop in badges of {drop}") as refused:
+            publish(with_badges(100, badges, version="8"), AS_OF, path)
+        assert "(40 badges)" in str(refused.value), "names the live publication's badges"
+        assert "leave out --publish" in str(refused.value), "analysis needs no override"
+        assert fingerprint(path) == before, "the refused publication changed the store"
+    assert publish(with_badges(100, 20, version="8"), AS_OF, path) == 100, "half is within"
+    assert publish(with_badges(100, 0, version="9"), AS_OF, path, allow_shrink=True) == 100
+    assert DecisionStore(path).lookup(["p0"])["p0"]["model_version"] == "9", "on purpose"
+    assert publish(with_badges(100, 0, version="10"), AS_OF, path) == 100, "0 of 0 is no drop"
+
+
+def test_older_month_refusal_points_analysis_away_from_the_override(tmp_path):
+    """Issue 27, newcomer 1: the refusal used to advise --allow-older, replacing live decisions."""
+    path = tmp_path / "d.duckdb"
+    publish(many(100), AS_OF, path)
+    with pytest.raises(PublicationRefused) as refused:
+        publish(many(100), AS_OF - dt.timedelta(days=30), path)
+    text = str(refused.value)
+    assert "leave out --publish" in text, text
+    assert text.index("leave out --publish") < text.index("--allow-older"), "analysis first"
+
+
+def test_deliver_without_a_store_writes_the_scores_and_leaves_the_store_alone(tmp_path):
+    """Publishing is deliberate: the function below `commuter score` publishes only when told."""
+    path = tmp_path / "d.duckdb"
+    publish(many(100), AS_OF, path)
+    before = fingerprint(path)
+    out = tmp_path / "analysis.parquet"
+    older = AS_OF - dt.timedelta(days=30)
+    assert deliver(many(3, version="8"), older, out=out, store=None) is None
+    assert fingerprint(path) == before, "analysis scoring touched the live decisions"
+    assert pd.read_parquet(out)["person_id"].tolist() == ["p0", "p1", "p2"]
+    assert deliver(many(100, version="8"), AS_OF, out=out, store=path) == path
+    assert DecisionStore(path).lookup(["p1"])["p1"]["model_version"] == "8", "published"
+
+
+@pytest.mark.parametrize("case", ["missing-dir", "parent-is-a-file", "read-only-dir", "a-dir"])
+def test_a_store_path_that_cannot_hold_a_store_is_one_error_and_creates_nothing(tmp_path, case):
+    """Issue 27, adversarial 10: a mistyped COMMUTER_DECISIONS grew directories, or crashed."""
+    with read_only_or_blocked(tmp_path, case) as path:
+        listing = sorted(tmp_path.rglob("*"))
+        with pytest.raises(DecisionStoreLocationError, match="COMMUTER_DECISIONS=") as refused:
+            publish(many(10), AS_OF, path)
+        assert "\n" not in str(refused.value)
+        assert sorted(tmp_path.rglob("*")) == listing, "nothing created"
+        store = DecisionStore(path)  # the service's side only ever reads
+        assert not store.ready
+        assert "COMMUTER_DECISIONS" in store.problem
+        assert sorted(tmp_path.rglob("*")) == listing, "the reading side creates nothing either"
+
+
+@contextlib.contextmanager
+def read_only_or_blocked(root, case):
+    """A store path under `root` that cannot be published to, for each way a setting goes wrong."""
+    if case == "missing-dir":
+        yield root / "nonexistent" / "dir" / "decisions.duckdb"
+    elif case == "parent-is-a-file":
+        (root / "afile").write_text("")
+        yield root / "afile" / "decisions.duckdb"
+    elif case == "a-dir":
+        (root / "adir").mkdir()
+        yield root / "adir"
+    else:
+        locked = root / "locked"
+        locked.mkdir()
+        with read_only(locked):
+            yield locked / "decisions.duckdb"
+
+
+@contextlib.contextmanager
+def read_only(directory):
+    """`directory` unwritable even for root (which ignores modes): immutable via chattr."""
+    if os.geteuid() != 0:
+        directory.chmod(0o500)
+        try:
+            yield
+        finally:
+            directory.chmod(0o700)
+        return
+    if subprocess.run(["chattr", "+i", str(directory)], check=False).returncode != 0:
+        pytest.skip("running as root without chattr +i: no directory is read-only to root")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(directory)], check=True)
+
+
 def test_first_publication_may_not_be_empty_either(tmp_path):
     path = tmp_path / "d.duckdb"
-    with pytest.raises(PublicationRefused, match="there is no current publication"):
+    with pytest.raises(PublicationRefused, match="there is no live publication"):
         publish(many(0), AS_OF, path)
     assert not path.exists(), "no store created for an empty result"
 
@@ -200,10 +306,12 @@ def test_store_is_replaced_exactly_when_the_rule_allows(
     path = tmp_path_factory.mktemp("rule") / "d.duckdb"
     publish(many(current), AS_OF, path)
     before = fingerprint(path)
+    badges_now, badges_new = many(current)["badge"].sum(), many(new)["badge"].sum()
     allowed = (
         (new > 0 or allow_shrink)
         and (days >= 0 or allow_older)
         and (new >= current * (1 - MAX_SHRINK) or allow_shrink)
+        and (badges_new >= badges_now * (1 - MAX_SHRINK) or allow_shrink)
     )
     as_of = AS_OF + dt.timedelta(days=days)
     try:

@@ -210,7 +210,7 @@ def test_a_correction_supersedes_and_a_new_batch_hides_nothing(
     scores = world.root / "rescored.parquet"
     done = subprocess.run(
         [str(BIN / "commuter"), "score", "--trips", str(world.root / "world" / "trips.parquet"),
-         "--as-of", "2021-10-20", "--out", str(scores)],
+         "--as-of", "2021-10-20", "--out", str(scores), "--publish"],
         env=reviewed.env, cwd=world.root, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -49,7 +49,7 @@ def test_spark_scores_are_written_and_published(spark, world_dir, champion, tmp_
     result = CliRunner().invoke(
         app,
         ["score", "--engine", "spark", "--trips", trips, "--as-of", AS_OF.isoformat()]
-        + ["--out", str(out)],
+        + ["--out", str(out), "--publish"],
     )
     # then the Spark run succeeds, writes its output directory and publishes every person
     assert result.exit_code == 0, result.output
