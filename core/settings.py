@@ -7,6 +7,9 @@ layers take plain arguments. Defaults are embedded and live in the working direc
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -58,6 +61,9 @@ class Settings(BaseSettings):
     person_key_file: str = Field(
         DEFAULT_PERSON_KEY_FILE, validation_alias="COMMUTER_PERSON_KEY_FILE"
     )
+    # The pid of the server process that starts the service's workers (set by that process, see
+    # `export_for_workers`); a worker exits when that process is gone (serving/workers.py).
+    server_pid: int | None = Field(None, validation_alias="COMMUTER_SERVER_PID")
 
     @field_validator("api_tokens", "reviewer_tokens", mode="before")
     @classmethod
@@ -76,7 +82,9 @@ class Settings(BaseSettings):
             return cls.model_fields[info.field_name].default
         return value
 
-    @field_validator("calendar", "duckdb_memory", "spark_master", "model_version", mode="before")
+    @field_validator(
+        "calendar", "duckdb_memory", "spark_master", "model_version", "server_pid", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -106,3 +114,47 @@ def _without_password(url: str) -> str:
 def load_settings() -> Settings:
     """The settings as the environment says now."""
     return Settings()
+
+
+# The settings that name a file (or a URL holding one): relative ones mean "in the directory the
+# command or the server was started in".
+PATH_SETTINGS = ("tracking_uri", "decisions_path", "reviews_url", "calendar", "person_key_file")
+# sqlite:///relative/file.db (three slashes and no fourth); also sqlite+driver:///...
+_SQLITE_RELATIVE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/)([^?]+)(\?.*)?$")
+
+
+def absolute_location(value: str, cwd: Path) -> str:
+    """A relative path, `file:` URI or `sqlite:///` URL made absolute against `cwd`; any other
+    URL (postgresql://, http://, sqlite:////abs, in-memory SQLite) as it is."""
+    if match := _SQLITE_RELATIVE.match(value):
+        scheme, path, query = match.groups()
+        if path == ":memory:":
+            return value
+        return f"{scheme}{cwd / path}{query or ''}"
+    if value.startswith("file:") and not value.startswith("file:/"):
+        return "file:" + str(cwd / value[len("file:") :])
+    if "://" in value or value.startswith("file:") or value == "databricks":
+        return value
+    return str(cwd / Path(value).expanduser())
+
+
+def absolute_paths(settings: Settings, cwd: Path | None = None) -> dict[str, str]:
+    """Every path setting, defaults included, absolute against `cwd` (default: this directory),
+    keyed by its environment variable: what a process started elsewhere (the service's workers,
+    which run in the project root or inside a Bento) needs to open the same files as this one."""
+    cwd = Path(cwd or Path.cwd()).absolute()
+    out = {}
+    for name in PATH_SETTINGS:
+        value = getattr(settings, name)
+        if value:
+            out[str(Settings.model_fields[name].validation_alias)] = absolute_location(value, cwd)
+    return out
+
+
+def export_for_workers(cwd: Path | None = None) -> dict[str, str]:
+    """In the server process, before it starts workers: every path setting made absolute against
+    the directory the operator started in (`absolute_paths`), and this process's pid as
+    COMMUTER_SERVER_PID, put into this process's environment, which the workers inherit."""
+    exported = {**absolute_paths(load_settings(), cwd), "COMMUTER_SERVER_PID": str(os.getpid())}
+    os.environ.update(exported)
+    return exported

@@ -1,7 +1,9 @@
 """A Bento per promoted version: the service, its code and one model version, built together.
 
 `python -m commuter_badge.serving.bento [--model URI] [--out DIR]` stages a build context and runs
-`bentoml build -f bentofile.yaml DIR` on it (bentofile.yaml is in the repository root):
+`bentoml build -f bentofile.yaml DIR` on it (bentofile.yaml is in the repository root). Without
+`--out` the context is a private temporary directory (0700, like everything staged in it: the
+process runs with umask 077), removed after the build; with `--out` it is kept:
 
     DIR/commuter_badge/...                          the service's packages, as installed
     DIR/commuter_badge/serving/bundled_model/model  the version's MLflow model directory
@@ -19,9 +21,12 @@ the code version to deploy, instead of failing in production.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -108,17 +113,33 @@ def build(context: Path, bentofile: Path, version: str) -> tuple[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model URI (default: the champion)")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "bento")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="stage the context here and keep it (default: a private temporary directory, "
+        "removed after the build)",
+    )
     parser.add_argument("--bentofile", type=Path, default=PROJECT_ROOT / "bentofile.yaml")
     parser.add_argument("--no-build", action="store_true", help="stage the context only")
     args = parser.parse_args(argv)
+    if args.no_build and args.out is None:
+        parser.error("--no-build needs --out DIR, the directory to keep the staged context in")
+    os.umask(0o077)  # the staged model and code, and the Bento built from them: owner-only
     registry.configure(load_settings().tracking_uri)
     try:
-        info = stage(args.out, args.model)
-        print(f"staged model version {info['version']} in {args.out}")
-        if not args.no_build:
-            tag, seconds = build(args.out, args.bentofile, info["version"])
-            print(f"built Bento {tag} in {seconds:.1f} s")
+        with contextlib.ExitStack() as stack:
+            out = args.out
+            if out is None:  # mkdtemp: 0700, removed on the way out, built or not
+                out = Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="commuter-bento-"))
+                )
+            info = stage(out, args.model)
+            kept = "" if args.out is not None else " (removed after the build)"
+            print(f"staged model version {info['version']} in {out}{kept}")
+            if not args.no_build:
+                tag, seconds = build(out, args.bentofile, info["version"])
+                print(f"built Bento {tag} in {seconds:.1f} s")
     except CommuterError as exc:
         sys.exit(f"error: {exc}")
 

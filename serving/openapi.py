@@ -255,8 +255,11 @@ def _review_paths() -> dict[str, Any]:
 
 
 def _request_by_reference(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
-    """The inline request body of API `x` refers to its component `x__Input` instead."""
+    """The inline request body of API `x` refers to its component `x__Input` instead, and is
+    required (BentoML leaves that out; an empty body is answered 400 or 422)."""
     component = f"{operation.get('x-bentoml-name')}__Input"
+    if "requestBody" in operation:
+        operation["requestBody"]["required"] = True
     for media in operation.get("requestBody", {}).get("content", {}).values():
         if component in schemas:
             media["schema"] = {"$ref": f"#/components/schemas/{component}"}

@@ -7,19 +7,75 @@ script) should see the calendar in the same answer. BentoML's own `/readyz` (dri
 ready answer with JSON: `{"status": "ready", "model_version": "7", "calendar": {library_version,
 file_digest, years, ...}}` (features/workdays.py `calendar_info`; the model version is the one this
 worker serves, pinned when the service started). A not-ready answer passes through unchanged.
+
+A review store on a database server (PostgreSQL) can go away after the worker opened it; while it
+is away `/reviews` and `/badge` answer 503, so `/readyz` must too. `StorePing` asks it `SELECT 1`
+on a connection of its own (2 s to connect or answer), at most once a second per worker. A SQLite
+store is a local file the worker holds open: it is not pinged (opening a second connection to it
+and closing it would drop the worker's SQLite locks, serving/reviews.py `_owner_only`).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Awaitable, Callable
 
 import bentoml
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from commuter_badge.features.workdays import calendar_info
 
 READY_PATH = "/readyz"
+PING_TIMEOUT_SECONDS = 2  # libpq's connect_timeout takes whole seconds, at least 2
+PING_EVERY_SECONDS = 1.0
+
+
+class StorePing:
+    """Whether a database server behind a store answers now: None when it does (or when the store
+    is a local SQLite file), else one line saying why not. Answers are reused for
+    PING_EVERY_SECONDS, and one ping at a time runs (other callers get the last answer)."""
+
+    def __init__(self, url: URL, every: float = PING_EVERY_SECONDS) -> None:
+        self.every = every
+        self._engine = None
+        if url.get_backend_name() != "sqlite":
+            args = {}
+            if url.get_backend_name() == "postgresql":
+                ms = PING_TIMEOUT_SECONDS * 1000
+                args = {
+                    "connect_timeout": PING_TIMEOUT_SECONDS,
+                    "options": f"-c statement_timeout={ms}",
+                }
+            self._engine = sa.create_engine(url, poolclass=NullPool, connect_args=args)
+        self._lock = threading.Lock()
+        self._checked = -float("inf")
+        self._problem: str | None = None
+
+    def problem(self) -> str | None:
+        if self._engine is None:
+            return None
+        if time.monotonic() - self._checked < self.every or not self._lock.acquire(blocking=False):
+            return self._problem
+        try:
+            try:
+                with self._engine.connect() as con:
+                    con.execute(sa.text("SELECT 1"))
+                self._problem = None
+            except sa.exc.SQLAlchemyError as exc:
+                self._problem = f"the server did not answer ({exc.__class__.__name__})"
+            self._checked = time.monotonic()
+        finally:
+            self._lock.release()
+        return self._problem
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 class ReadyzCalendar:

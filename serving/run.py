@@ -5,10 +5,12 @@ with the BentoML server (signals such as Ctrl-C then reach it directly).
 
 BentoML 1.4's `serve` command has no workers option: the worker count is service configuration,
 so it is passed as `BENTOML_CONFIG_OVERRIDES` (merged with any override already in the
-environment). The server's processes run in the project root (`--working-dir`), so paths that the
-settings resolve relative to the caller's directory (the decision store, a SQLite tracking store)
-are made absolute first: the service reads the same stores `commuter score` writes. So is the
-holiday schedule file (`--calendar` / COMMUTER_CALENDAR), which every worker loads at its start.
+environment). The server's workers run in the project root (`--working-dir`), so every path
+setting, defaults included (the decision store, the review store, a SQLite tracking store, the
+holiday schedule file of `--calendar` / COMMUTER_CALENDAR), is made absolute against the caller's
+directory first (`settings.absolute_paths`): the service reads and writes the same stores as
+`commuter score` and `commuter reviews` run there. The service does the same again in the server
+process before it starts workers (`CommuterBadge._before_workers`), which is what covers a Bento.
 
 Each server gets its own BentoML home, `<BENTOML_HOME or ./.bentoml>/commuter_badge-<port>`:
 BentoML keeps its Prometheus multiprocess files in `<home>/prometheus_multiproc_dir` and wipes
@@ -31,20 +33,15 @@ from pathlib import Path
 
 from commuter_badge.models import registry
 from commuter_badge.serving.service import SERVICE_NAME
-from commuter_badge.settings import DEFAULT_HOST, load_settings
+from commuter_badge.settings import (
+    DEFAULT_HOST,
+    absolute_location,
+    absolute_paths,
+    load_settings,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SERVICE_TARGET = "commuter_badge.serving.service:CommuterBadge"
-
-
-def absolute_tracking_uri(uri: str, cwd: Path | None = None) -> str:
-    """A relative SQLite or plain-path tracking URI made absolute against `cwd`; others as is."""
-    cwd = cwd or Path.cwd()
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str((cwd / uri[len("sqlite:///") :]).resolve())
-    if "://" not in uri and not uri.startswith("file:"):
-        return str((cwd / uri).resolve())
-    return uri
 
 
 def service_home(port: int, env: dict[str, str], cwd: Path | None = None) -> Path:
@@ -73,14 +70,11 @@ def server_env(
     port: int | None = None,
 ) -> dict[str, str]:
     """The environment for the server: the caller's, with absolute stores and the worker count."""
-    from commuter_badge.settings import load_settings
-
     env = dict(os.environ if base is None else base)
     settings = load_settings()
-    env["COMMUTER_DECISIONS"] = str(Path(settings.decisions_path).expanduser().absolute())
-    if calendar := calendar or settings.calendar:
-        env["COMMUTER_CALENDAR"] = str(Path(calendar).expanduser().absolute())
-    env["MLFLOW_TRACKING_URI"] = absolute_tracking_uri(settings.tracking_uri)
+    env.update(absolute_paths(settings))  # every path setting, defaults included
+    if calendar:
+        env["COMMUTER_CALENDAR"] = absolute_location(str(calendar), Path.cwd())
     if version := pinned_model_version(settings.model_version, env["MLFLOW_TRACKING_URI"]):
         env["COMMUTER_MODEL_VERSION"] = version
     if port is not None:

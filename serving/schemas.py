@@ -247,8 +247,11 @@ class ErrorBody(BaseModel):
     )
 
 
-# pydantic error types that mean "too much" rather than "malformed": answered 413, not 422.
+# A list over one of the request-size limits (MAX_PERSONS, MAX_TRIPS, MAX_BADGE_IDS) is "too
+# much" rather than "malformed": answered 413, not 422. Any other list too long (a review's
+# evidence codes, at most one of each) is an invalid body, 422 naming the field.
 _TOO_LARGE = {"too_long"}
+_SIZE_LIMITED = {"persons", "trips", "person_ids"}
 _MAX_LISTED = 20
 
 
@@ -274,7 +277,9 @@ def validation_problem(exc: ValidationError) -> tuple[int, dict[str, Any]]:
     first, first_type = listed[0], errors[0]["type"]
     if first_type == "json_invalid":
         return 400, problem("invalid JSON", "body", f"the body is not JSON: {first['message']}")
-    too_large = [e for e in errors if e["type"] in _TOO_LARGE]
+    too_large = [
+        e for e in errors if e["type"] in _TOO_LARGE and e["loc"] and e["loc"][-1] in _SIZE_LIMITED
+    ]
     if too_large:
         e = too_large[0]
         return 413, problem("request too large", field_path(e["loc"]), e["msg"])

@@ -49,7 +49,7 @@ from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
 from commuter_badge.serving.http_errors import json_protocol_errors
 from commuter_badge.serving.metrics import bound_endpoint_labels
 from commuter_badge.serving.precedence import badge_answers
-from commuter_badge.serving.readiness import ReadyzCalendar
+from commuter_badge.serving.readiness import ReadyzCalendar, StorePing
 from commuter_badge.serving.request_features import request_features
 from commuter_badge.serving.review_routes import ReviewRoutes, show_counts
 from commuter_badge.serving.reviews import ReviewRequest, ReviewStore, ReviewStoreError
@@ -67,7 +67,8 @@ from commuter_badge.serving.schemas import (
     ScoreResponse,
     problem,
 )
-from commuter_badge.settings import MODEL_NAME
+from commuter_badge.serving.workers import die_with_server
+from commuter_badge.settings import MODEL_NAME, export_for_workers
 
 logger = logging.getLogger(__name__)
 
@@ -301,12 +302,14 @@ class CommuterBadge:
         from commuter_badge.settings import load_settings
 
         settings = load_settings()
+        die_with_server(settings.server_pid)  # never outlive the server (serving/workers.py)
         registry.configure(settings.tracking_uri)
         # One calendar per worker, chosen before any request (COMMUTER_CALENDAR; a bad file stops
         # the worker: `commuter serve` checks it first); /readyz reports it.
         logger.info("working-day calendar: %s", use_calendar(settings.calendar).info())
         self.store = DecisionStore(settings.decisions_path)
         self.reviews, self.reviews_problem = _open_reviews(settings.reviews_url)
+        self.reviews_ping = None if self.reviews is None else StorePing(self.reviews.url)
         self._model: Any = None
         self._model_problem = "the model has not been loaded yet"
         self._model_uri, self._model_version = model_to_serve(settings.model_version)
@@ -355,10 +358,21 @@ class CommuterBadge:
             problems.append(f"no decision store: {self.store.problem}")
         if self.reviews is None:  # a revoke it holds must not be missed
             problems.append(f"no review store: {self.reviews_problem}")
+        elif self.reviews_ping is not None and (down := self.reviews_ping.problem()) is not None:
+            problems.append(
+                f"no review store: {down}"
+            )  # a database server gone since (readiness.py)
         return problems
 
     def __is_ready__(self) -> bool:
         return not self.readiness_problems()
+
+    @bentoml.on_deployment
+    def _before_workers() -> None:
+        # Once, in the server process, in the directory the operator started it in (`commuter
+        # serve` and `bentoml serve` of a Bento alike), before any worker: relative paths of the
+        # settings made absolute there, since workers run in the project root or the Bento.
+        export_for_workers()
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
@@ -366,6 +380,8 @@ class CommuterBadge:
         self.store.close()
         if self.reviews is not None:
             self.reviews.close()
+        if self.reviews_ping is not None:
+            self.reviews_ping.close()
 
     @bentoml.api(route="/score")
     async def score(self, as_of: AsOf, persons: Persons, ctx: bentoml.Context) -> ScoreResponse:

@@ -61,6 +61,27 @@ class Postgres:
     url: str  # postgresql://postgres@127.0.0.1:PORT/postgres
     bin: Path
     port: int
+    data: Path | None = None  # the cluster's data directory (for stop/start)
+    options: str = ""  # the server options it was started with
+    prefix: tuple[str, ...] = ()  # runs the server's commands as its user
+
+    def _pg_ctl(self, *args: str) -> None:
+        log = self.data.parent / "server.log"
+        done = subprocess.run(
+            [*self.prefix, str(self.bin / "pg_ctl"), "-D", str(self.data), *args],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"pg_ctl {args[-1]} failed: {done.stderr.strip()} {tail}")
+
+    def stop(self) -> None:
+        """Stop the server (an outage); `start` brings it back on the same port and data."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        log = self.data.parent / "server.log"
+        self._pg_ctl("-o", self.options, "-l", str(log), "-w", "-t", "60", "start")
 
     def psql(self, sql: str) -> str:
         """Run SQL with psql behind the project's back (as an operator would)."""
@@ -117,7 +138,12 @@ def postgres_cluster(*, fsync: bool = False) -> Iterator[Postgres]:
         pytest.fail(f"PostgreSQL did not start: {done.stderr[-1000:]} {log[-2000:]}")
     try:
         yield Postgres(
-            url=f"postgresql://postgres@127.0.0.1:{port}/postgres", bin=bindir, port=port
+            url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            bin=bindir,
+            port=port,
+            data=data,
+            options=options,
+            prefix=tuple(prefix),
         )
     finally:
         subprocess.run(

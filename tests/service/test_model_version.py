@@ -2,18 +2,22 @@
 
 - `commuter serve` resolves the champion once: after the alias moves and BentoML restarts a killed
   worker, every `/score` and `/readyz` answer still names the version the service started with.
-- `python -m commuter_badge.serving.bento` stages and builds a Bento of a version; `bentoml serve`
-  of it from another directory, with no registry to read, answers `/score` as the service does.
+- `python -m commuter_badge.serving.bento` stages and builds a Bento of a version (in a private
+  temporary directory, removed afterwards); `bentoml serve` of it from another directory, with no
+  registry to read and the default stores, answers `/score` as the service does, and a review
+  POSTed to it lands in that directory's review store, where `commuter reviews list` finds it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -22,6 +26,7 @@ import pytest
 from .conftest import (
     AS_OF,
     BIN,
+    PROJECT_ROOT,
     TOKENS,
     Server,
     free_port,
@@ -74,6 +79,25 @@ def worker_pids(server: Server) -> list[int]:
         except psutil.Error:  # exited meanwhile
             continue
     return sorted(found)
+
+
+REVIEWER_TOKEN = "model-version-reviewer-token"
+
+
+def post_review(server: Server, person_id: str) -> str:
+    """A grant for `person_id` POSTed to `server`; its case id."""
+    body = {
+        "person_id": person_id,
+        "decision": "grant",
+        "reason": "residence and employment proof checked at the community office",
+        "evidence": ["residence_permit"],
+        "reviewer": "xianghe-community-07",
+        "valid_until": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+    }
+    headers = {"Authorization": f"Bearer {REVIEWER_TOKEN}"}
+    r = httpx.post(server.url + "/reviews", json=body, headers=headers, timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()["case_id"]
 
 
 def readyz_version(server: Server) -> str:
@@ -137,7 +161,7 @@ def test_a_bento_serves_the_same_answers_from_another_directory(world, server, t
     env = {**world.env, "BENTOML_HOME": str(tmp_path / "bentoml-home")}
     done = subprocess.run(
         [str(BIN / "python"), "-m", "commuter_badge.serving.bento"]
-        + ["--model", f"models:/commuter-badge/{version}", "--out", str(tmp_path / "context")],
+        + ["--model", f"models:/commuter-badge/{version}"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -149,13 +173,21 @@ def test_a_bento_serves_the_same_answers_from_another_directory(world, server, t
     built = re.search(r"built Bento (\S+) in ([\d.]+) s", done.stdout)
     assert built, done.stdout
     tag, seconds = built.group(1), float(built.group(2))
+    staged = re.search(
+        r"staged model version \S+ in (\S+) \(removed after the build\)", done.stdout
+    )
+    assert staged, done.stdout
+    assert not Path(staged.group(1)).is_relative_to(PROJECT_ROOT), "staged outside the checkout"
+    assert not Path(staged.group(1)).exists(), "and removed after the build"
 
-    # Another directory, a tracking store with no model in it and no checkout on the path: the
-    # model and the code can only come from the Bento.
+    # Another directory, no tracking store and no checkout on the path: the model and the code
+    # can only come from the Bento. Every store is the default, a file of this directory.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    serve_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-    serve_env["MLFLOW_TRACKING_URI"] = f"sqlite:///{elsewhere / 'empty.db'}"
+    shutil.copy(world.decisions_path, elsewhere / "decisions.duckdb")
+    stores = ("PYTHONPATH", "MLFLOW_TRACKING_URI", "COMMUTER_DECISIONS", "COMMUTER_REVIEWS")
+    serve_env = {k: v for k, v in env.items() if k not in stores}
+    serve_env["COMMUTER_REVIEWER_TOKENS"] = REVIEWER_TOKEN
     port = free_port()
     log_path = elsewhere / "bento.log"
     with log_path.open("wb") as log:
@@ -178,6 +210,14 @@ def test_a_bento_serves_the_same_answers_from_another_directory(world, server, t
         got = httpx.post(bento.url + "/score", json=body, headers=AUTH, timeout=60)
         assert want.status_code == got.status_code == 200, got.text
         assert got.json() == want.json()
+        case_id = post_review(bento, world.batch["person_id"].iloc[0])
+        assert (elsewhere / "reviews.db").exists(), "the review store of the serving directory"
+        assert not list((tmp_path / "bentoml-home" / "bentos").glob("*/*/src/reviews.db*"))
+        listed = subprocess.run(
+            [str(BIN / "commuter"), "reviews", "list"],
+            env=serve_env, cwd=elsewhere, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert case_id in listed.stdout, listed.stdout + listed.stderr
         src = (tmp_path / "bentoml-home" / "bentos").glob(
             "*/*/src/commuter_badge/serving/service.py"
         )
