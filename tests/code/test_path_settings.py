@@ -16,12 +16,14 @@ def test_the_defaults_are_all_made_absolute(monkeypatch, tmp_path: Path):
         "COMMUTER_DECISIONS",
         "COMMUTER_REVIEWS",
         "COMMUTER_CALENDAR",
+        "COMMUTER_PERSON_KEY_FILE",
     ):
         monkeypatch.delenv(var, raising=False)
     assert absolute_paths(Settings(), tmp_path) == {
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
         "COMMUTER_DECISIONS": f"{tmp_path}/decisions.duckdb",
         "COMMUTER_REVIEWS": f"sqlite:///{tmp_path}/reviews.db",
+        "COMMUTER_PERSON_KEY_FILE": f"{tmp_path}/person.key",
     }
 
 
