@@ -16,7 +16,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from commuter_badge.features.read import connect
-from commuter_badge.models import registry
+from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.serving.auth import RequestGuard
 from commuter_badge.serving.schemas import MAX_PERSONS, AsOf, PersonTrips
 from commuter_badge.serving.service import MAX_BATCH_PERSONS, score_persons

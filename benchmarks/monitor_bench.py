@@ -1,14 +1,14 @@
 """How often `commuter monitor` alarms on months that did and did not shift, and how far its
 label-free FPR estimate is from the truth.
 
-For each seed: a model is trained (the pure core, models/fitting.py) on the first month of a
+For each seed: a model is trained (the pure core, models/core/fitting.py) on the first month of a
 simulated sequence, its reference built as training stores it, and the monitor run on
   - unshifted next months (the default sequence: ~8% of persons change truth, mix unchanged);
   - shifted next months: new kinds of behaviour (UNSEEN_KINDS), and a mix shift (more people who
     stopped commuting, drive for hire or carry patients).
 Printed: per month the figures the alarm looks at, the real FPR (against the simulation's truth
 and against the noisy labels) beside the CBPE estimate, then the false-alarm rate (unshifted) and
-the detection rate (shifted) under models/monitor.py's `Thresholds`.
+the detection rate (shifted) under models/core/monitor.py's `Thresholds`.
 
 With `--timing N`: monitor time on one N-person month against the feature build alone.
 
@@ -30,12 +30,12 @@ import pandas as pd
 
 from commuter_badge.features.build import build_features
 from commuter_badge.features.workdays import window_calendar
-from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.data import labelled_features
-from commuter_badge.models.fitting import fit_and_evaluate
-from commuter_badge.models.monitor import Thresholds, monitor
-from commuter_badge.models.monitor_run import month_scores
-from commuter_badge.models.reference import build_reference
+from commuter_badge.models.core.config import TrainConfig
+from commuter_badge.models.core.data import labelled_features
+from commuter_badge.models.core.fitting import fit_and_evaluate
+from commuter_badge.models.core.monitor import Thresholds, monitor
+from commuter_badge.models.core.reference import build_reference
+from commuter_badge.models.runs.monitor_run import month_scores
 from commuter_badge.simulate import (
     UNSEEN_KINDS,
     DriftSettings,

@@ -21,8 +21,8 @@ import pandas as pd
 import pyarrow as pa
 
 from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS
-from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.threshold import NeymanPearsonThreshold
+from commuter_badge.models.core.config import TrainConfig
+from commuter_badge.models.core.threshold import NeymanPearsonThreshold
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 TREES = 400

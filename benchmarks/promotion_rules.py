@@ -1,7 +1,7 @@
 """How often does each validation rule refuse a correctly certified model? A simulation.
 
 A model is correctly certified when its true FPR is at most the target. The Neyman–Pearson
-threshold (models/threshold.py) sits just above the (k*+1)-th largest of the n_cal calibration
+threshold (models/core/threshold.py) sits just above the (k*+1)-th largest of the n_cal calibration
 negatives' scores, k* the most false positives whose Clopper–Pearson upper bound is within target;
 its true FPR is then Beta(k* + 1, n_cal - k*) whatever the score law (only ranks matter). The
 validation part then sees k ~ Binomial(n_val, true FPR) false positives, and
@@ -17,8 +17,8 @@ import argparse
 
 import numpy as np
 
-from commuter_badge.models.gates import clopper_pearson_lower
-from commuter_badge.models.threshold import clopper_pearson_upper
+from commuter_badge.models.core.gates import clopper_pearson_lower
+from commuter_badge.models.core.threshold import clopper_pearson_upper
 
 
 def admissible_false_positives(n_cal: int, target: float) -> int:

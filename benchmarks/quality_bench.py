@@ -1,6 +1,6 @@
 """Recall and FPR on worlds the model was not built on: the robustness benchmark of issue 14.
 
-A model is trained through the project's own pure core (models/fitting.py `fit_and_evaluate`,
+A model is trained through the project's own pure core (models/core/fitting.py `fit_and_evaluate`,
 default `TrainConfig`) on a default-settings world, then scored on worlds made with *different*
 simulator settings (simulate/variation.py, simulate/months.py):
 
@@ -21,7 +21,7 @@ and for issue 14's plain reference (plain_reference.py, trained on the same labe
   - recall at 0.1% FPR: the threshold is chosen on this world's own truth negatives, so it is an
     ORACLE figure (no deployed model can pick it), a measure of how well the scores rank;
   - recall per commuter archetype, badge rate per non-commuter archetype;
-  - what `commuter monitor` says of the world without labels (models/monitor.py against the
+  - what `commuter monitor` says of the world without labels (models/core/monitor.py against the
     reference training stores): alarm and reasons, estimated FPR and recall beside the truth's,
     and whether its features were compared (only between windows of the same calendar).
 Every person of a world counts: one with no crossing in the window has no features and no badge
@@ -54,12 +54,12 @@ import pandas as pd
 
 from commuter_badge.features.build import build_features
 from commuter_badge.features.workdays import window_calendar
-from commuter_badge.models.bundle import CommuterModel
-from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.data import labelled_features
-from commuter_badge.models.fitting import fit_and_evaluate
-from commuter_badge.models.monitor import CALENDAR_PHASE, monitor
-from commuter_badge.models.reference import build_reference
+from commuter_badge.models.core.bundle import CommuterModel
+from commuter_badge.models.core.config import TrainConfig
+from commuter_badge.models.core.data import labelled_features
+from commuter_badge.models.core.fitting import fit_and_evaluate
+from commuter_badge.models.core.monitor import CALENDAR_PHASE, monitor
+from commuter_badge.models.core.reference import build_reference
 from commuter_badge.simulate import (
     SPRING_FESTIVAL_2022_AS_OF,
     UNSEEN_KINDS,

@@ -91,7 +91,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> str:
 
 ENSURE_CHAMPION = """
 from mlflow.tracking import MlflowClient
-from commuter_badge.models import registry
+from commuter_badge.models.mlflow_edge import registry
 registry.configure()
 if registry.champion_version() is None:  # trained but not promoted: serve it anyway for the bench
     v = max(int(m.version) for m in MlflowClient().search_model_versions("name='commuter-badge'"))
@@ -370,7 +370,7 @@ def floors(env: dict[str, str], requests: list[dict], n: int) -> list[dict]:
     os.environ.update({k: env[k] for k in ("MLFLOW_TRACKING_URI", "COMMUTER_DECISIONS")})
     from commuter_badge.features.build import features_from_trips, model_matrix
     from commuter_badge.features.read import connect
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
     from commuter_badge.serving.request_features import request_features
     from commuter_badge.serving.schemas import ScoreRequest
 

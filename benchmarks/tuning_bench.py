@@ -1,6 +1,6 @@
 """Time per Optuna trial (`commuter train --tune N`) on a simulated world.
 
-Builds the labelled features once, then runs N trials of models/tuning.py exactly as training
+Builds the labelled features once, then runs N trials of models/core/tuning.py exactly as training
 does (fit on the fit persons, early stopping and objective on the early-stopping persons) and
 prints wall-clock and CPU seconds per trial. CPU seconds are the steadier figure on a shared
 machine. Run:
@@ -16,10 +16,10 @@ import os
 import time
 from pathlib import Path
 
-from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.data import labelled_features
-from commuter_badge.models.fitting import fit_booster, split
-from commuter_badge.models.tuning import tune
+from commuter_badge.models.core.config import TrainConfig
+from commuter_badge.models.core.data import labelled_features
+from commuter_badge.models.core.fitting import fit_booster, split
+from commuter_badge.models.core.tuning import tune
 
 
 def main() -> None:

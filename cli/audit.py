@@ -42,7 +42,7 @@ def draw_command(
 ) -> None:
     """A random, reproducible sample in two strata: badge holders and non-holders."""
     from commuter_badge.atomic import write_frame
-    from commuter_badge.models.audit import draw
+    from commuter_badge.models.core.audit import draw
     from commuter_badge.serving.decisions import read_scores
 
     if not scores.exists():
@@ -71,8 +71,8 @@ def certify_command(
 ) -> None:
     """One-sided 95% upper bounds for the whole month, logged to MLflow as an `audit` run."""
     from commuter_badge.features.read import read_labels
-    from commuter_badge.models.audit import certify
-    from commuter_badge.models.audit_run import log_audit
+    from commuter_badge.models.core.audit import certify
+    from commuter_badge.models.runs.audit_run import log_audit
 
     result = certify(_read_table(sample), read_labels(verdicts))
     run_id = log_audit(result, as_of, str(sample), str(verdicts))

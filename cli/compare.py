@@ -74,8 +74,8 @@ def compare(
     import mlflow
 
     from commuter_badge.atomic import atomic_write
-    from commuter_badge.models import compare as cmp_module
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
+    from commuter_badge.models.reporting import compare as cmp_module
 
     month = [x is not None for x in (trips, labels, as_of)]
     if any(month) and not all(month):

@@ -3,7 +3,7 @@
 `train` promotes only through the gates; these two commands are the deliberate moves: promoting a
 version registered with --no-promote (or one whose policy differs from the champion's, with the
 reason on record), and putting back the version served before. Both are recorded on the versions
-involved (models/promotion.py); a running service picks the new champion up on restart.
+involved (models/runs/promotion.py); a running service picks the new champion up on restart.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def promote(
     ] = None,
 ) -> None:
     """Move `champion` to VERSION if its gates pass against today's champion (exit 2 if not)."""
-    from commuter_badge.models import promotion, registry
+    from commuter_badge.models.mlflow_edge import registry
+    from commuter_badge.models.runs import promotion
 
     if policy_change is not None and not policy_change.strip():
         raise UserError("--policy-change needs a reason in words, e.g. 'board decision 2026-11'")
@@ -56,7 +57,8 @@ def rollback(
     ] = None,
 ) -> None:
     """Move `champion` back to the previous champion (or --to VERSION), recorded on both versions."""
-    from commuter_badge.models import promotion, registry
+    from commuter_badge.models.mlflow_edge import registry
+    from commuter_badge.models.runs import promotion
 
     registry.configure()
     left, restored = promotion.rollback(to)

@@ -72,7 +72,7 @@ def train(
         Path | None,
         typer.Option(
             "--config",
-            help="TOML file of training settings (see models/config.py).",
+            help="TOML file of training settings (see models/core/config.py).",
             dir_okay=False,
         ),
     ] = None,
@@ -100,14 +100,14 @@ def train(
     --window-days; every value is logged. Exits 0 whether or not the version was promoted: the
     output's `promotion` line and the version's tags say which and why.
     """
-    from commuter_badge.models.config import load_config
+    from commuter_badge.models.core.config import load_config
 
     # Every option and setting is checked before MLflow and LightGBM load or any data is read.
     day = parse_date(as_of)
     config = load_config(
         config_file, params or [], target_fpr=target_fpr, seed=seed, window_days=window_days
     )
-    from commuter_badge.models.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
+    from commuter_badge.models.core.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
 
     if not MIN_TARGET_FPR <= config.target_fpr <= MAX_TARGET_FPR:
         raise UserError(
@@ -115,7 +115,7 @@ def train(
             f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
         )
     apply_calendar(calendar)  # recorded on the run and the model version
-    from commuter_badge.models.train import train as run_training
+    from commuter_badge.models.runs.train import train as run_training
 
     source = " + ".join(
         x for x in (str(config_file) if config_file else "", "--param" if params else "") if x
@@ -188,7 +188,7 @@ def evaluate(
     flagged on the version (`evaluation.fpr_breach`) when the FPR is above the target."""
     day = parse_date(as_of)
     apply_calendar(calendar)
-    from commuter_badge.models.evaluate import evaluate as run_evaluation
+    from commuter_badge.models.runs.evaluate import evaluate as run_evaluation
 
     with status("evaluating"):
         result = run_evaluation(trips, labels, day, model)
@@ -215,7 +215,7 @@ def evaluate(
             + "  (eval - validation at training)"
         )
     if result["breach"]:
-        from commuter_badge.models.evaluate import breach_lines
+        from commuter_badge.models.runs.evaluate import breach_lines
 
         for line in breach_lines(m, result["target_fpr"]):
             err.print(line, soft_wrap=True)
@@ -278,7 +278,7 @@ def score(
             f"{flag} only applies with --publish (without it the live decisions are not touched)"
         )
     apply_calendar(calendar)
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
     from commuter_badge.serving.decisions import check_store_location, deliver, read_scores
 
     settings = load_settings()
@@ -287,7 +287,7 @@ def score(
     start = time.perf_counter()
     loaded = registry.load_model(model)
     if engine == "spark":
-        from commuter_badge.models.spark_score import write_spark_scores
+        from commuter_badge.models.runs.spark_score import write_spark_scores
 
         with status("scoring on Spark"):
             write_spark_scores(str(trips), day, str(out_file), model=loaded)
@@ -298,7 +298,7 @@ def score(
         warnings: tuple[str, ...] = ()
     else:
         from commuter_badge.features.coverage import check_coverage
-        from commuter_badge.models.score import score_path
+        from commuter_badge.models.runs.score import score_path
         from commuter_badge.serving.decisions import check_window_coverage
 
         with status("checking coverage"):  # no crossing in the window: error

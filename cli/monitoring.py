@@ -1,8 +1,8 @@
 """`commuter monitor` and `commuter recertify`: guarding the FPR promise between months.
 
-monitor judges an unlabelled month against the model's training reference (models/monitor.py);
+monitor judges an unlabelled month against the model's training reference (models/core/monitor.py);
 recertify chooses calibration and threshold again on a newer labelled month
-(models/recertify.py). Both log to MLflow and leave their outcome on the model version.
+(models/runs/recertify.py). Both log to MLflow and leave their outcome on the model version.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def monitor(
     shift, badge share, estimated FPR and recall; logged as a `monitor` run."""
     day = parse_date(as_of)
     apply_calendar(calendar)
-    from commuter_badge.models.monitor_run import run_monitor
+    from commuter_badge.models.runs.monitor_run import run_monitor
 
     with status("monitoring"):
         result, run_id = run_monitor(trips, day, model)
@@ -103,7 +103,7 @@ def recertify(
     registered as a new version and promoted only if the gates pass."""
     day = parse_date(as_of)
     apply_calendar(calendar)
-    from commuter_badge.models.recertify import recertify as run_recertify
+    from commuter_badge.models.runs.recertify import recertify as run_recertify
 
     with status("recertifying") as spinner:
         result = run_recertify(

@@ -29,7 +29,7 @@ MAX_WINDOW_DAYS = 62
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_DECISIONS = "decisions.duckdb"
 DEFAULT_REVIEWS = "sqlite:///reviews.db"
-# The secret that turns person ids into the keys logged with validation persons (models/pseudonym.py);
+# The secret that turns person ids into the keys logged with validation persons (models/mlflow_edge/pseudonym.py);
 # created on first use, owner-only, and never logged to MLflow.
 DEFAULT_PERSON_KEY_FILE = "person.key"
 # Loopback unless told otherwise: put a TLS-terminating proxy in front for other hosts (README).

@@ -1,7 +1,7 @@
 """Weekday copies: a person's crossings on two or three of the weekdays they come, as a new person.
 
 With `copy_weight` > 0 (off by default) training reads them as extra fit persons with the
-original's label (models/fitting.py `split`): a
+original's label (models/core/fitting.py `split`): a
 commuter who comes on fewer weekdays, at the same hours, is still a commuter (issue 14: the
 commuters missed on independent worlds were people seen one to three days a week), and a
 non-commuter's copy stays a non-commuter, so sparse visitors are not left to the commuters' copies

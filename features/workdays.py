@@ -197,7 +197,7 @@ def calendar_info() -> dict[str, Any]:
 
 
 def calendar_fingerprint() -> dict[str, Any]:
-    """The active calendar as a model records it (models/bundle.py `ModelMeta.calendar`)."""
+    """The active calendar as a model records it (models/core/bundle.py `ModelMeta.calendar`)."""
     return _active.fingerprint()
 
 

@@ -35,8 +35,8 @@ import mlflow
 
 from commuter_badge.atomic import atomic_write
 from commuter_badge.errors import CommuterError
-from commuter_badge.models import registry
-from commuter_badge.models.packaging import MODEL_PACKAGES, lay_out, package_dirs
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.mlflow_edge.packaging import MODEL_PACKAGES, lay_out, package_dirs
 from commuter_badge.settings import CHAMPION_URI, MODEL_NAME, load_settings
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "bundled_model"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import logging
 import os
 import threading
@@ -40,7 +39,8 @@ import pyarrow as pa
 
 from commuter_badge.atomic import atomic_write, remove_leftovers
 from commuter_badge.errors import CommuterError
-from commuter_badge.models.score import SCORE_COLUMNS, SCORE_SCHEMA, write_scores
+from commuter_badge.locks import file_lock
+from commuter_badge.models.runs.score import SCORE_COLUMNS, SCORE_SCHEMA, write_scores
 
 if TYPE_CHECKING:
     from commuter_badge.features.coverage import Coverage
@@ -157,12 +157,8 @@ def _publisher_lock(target: Path) -> Iterator[None]:
 
     The lock is on the directory itself, so no lock file is left beside the store.
     """
-    fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock(target.parent, directory=True):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def current_publication(path: str | Path) -> dict[str, Any] | None:

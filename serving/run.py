@@ -31,7 +31,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from commuter_badge.models import registry
+from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.serving.service import SERVICE_NAME
 from commuter_badge.settings import (
     DEFAULT_HOST,

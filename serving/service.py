@@ -298,7 +298,7 @@ class CommuterBadge:
     """Commuter probability with reasons from recent crossings, and the latest batch decisions."""
 
     def __init__(self) -> None:
-        from commuter_badge.models import registry
+        from commuter_badge.models.mlflow_edge import registry
         from commuter_badge.settings import load_settings
 
         settings = load_settings()
@@ -328,7 +328,7 @@ class CommuterBadge:
         with self._model_lock:
             if self._model is not None or time.monotonic() < self._next_model_attempt:
                 return self._model
-            from commuter_badge.models.registry import load_model
+            from commuter_badge.models.mlflow_edge.registry import load_model
 
             try:
                 model = load_model(self._model_uri, version=self._model_version)

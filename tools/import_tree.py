@@ -2,7 +2,7 @@
 
 The editable install maps `commuter_badge.features` to `features/` and so on (pyproject's
 package-dir); grimp walks one directory tree from the root package, so it needs the installed
-layout. `commuter_badge.models.packaging.lay_out` copies the sources into DIR in that layout, as
+layout. `commuter_badge.models.mlflow_edge.packaging.lay_out` copies the sources into DIR in that layout, as
 the wheel has it (the same function builds the code logged with each model version).
 """
 
@@ -12,7 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from commuter_badge.models.packaging import lay_out
+from commuter_badge.models.mlflow_edge.packaging import lay_out
 
 ROOT = Path(__file__).resolve().parents[1]
 

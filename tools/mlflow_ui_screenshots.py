@@ -138,8 +138,8 @@ def train_small_store(directory: Path, persons: int) -> None:
     """A simulated month trained with the real pipeline into directory/mlflow.db; its artifacts
     go to directory/mlruns (MLflow roots them at the working directory when the store opens)."""
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{directory / 'mlflow.db'}"
-    from commuter_badge.models import registry
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.mlflow_edge import registry
+    from commuter_badge.models.runs.train import TrainConfig, train
     from commuter_badge.simulate.world import simulate_world, write_world
 
     before = Path.cwd()

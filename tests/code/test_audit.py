@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from commuter_badge.models.audit import (
+from commuter_badge.models.core.audit import (
     HOLDERS,
     NON_HOLDERS,
     AuditError,

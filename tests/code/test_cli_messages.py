@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from commuter_badge.cli.main import app
-from commuter_badge.models.threshold import negatives_needed
+from commuter_badge.models.core.threshold import negatives_needed
 
 
 @pytest.mark.parametrize("value", ["1e-300", "0.9"])

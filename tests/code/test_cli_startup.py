@@ -137,7 +137,7 @@ def test_option_errors_come_before_any_data_or_model(tmp_path, argv, expected):
 def test_labels_are_read_before_the_trips(tmp_path):
     """A wrong --labels path is named before the (possibly huge) trips are read."""
     from commuter_badge.errors import CommuterError
-    from commuter_badge.models.data import labelled_features
+    from commuter_badge.models.core.data import labelled_features
 
     with pytest.raises(CommuterError, match="no such labels file"):
         labelled_features(NO_TRIPS, tmp_path / "labels.csv", dt.date(2021, 10, 20))

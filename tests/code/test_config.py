@@ -9,15 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models.config import ConfigError, TrainConfig, load_config, to_toml
-from commuter_badge.models.split import PARTS
+from commuter_badge.models.core.config import ConfigError, TrainConfig, load_config, to_toml
+from commuter_badge.models.core.split import PARTS
 
 
 def test_defaults_are_the_settings_models_were_trained_with():
     # Given no file and no overrides, then the split and LightGBM settings are the ones chosen on
     # the quality benchmark's development worlds (issue 14), passed to LightGBM as they are.
     config = load_config()
-    assert config.parts() == PARTS, "default split shares differ from models/split.py"
+    assert config.parts() == PARTS, "default split shares differ from models/core/split.py"
     assert PARTS == {"fit": 0.5, "early_stop": 0.05, "calibration": 0.3, "validation": 0.15}
     params = config.lgb_params()
     assert params["feature_fraction"] == 0.9, params
@@ -109,8 +109,8 @@ def test_early_stopping_needs_its_part_or_folds():
 def test_tuning_without_an_early_stop_part_says_so():
     import pandas as pd
 
-    from commuter_badge.models.fitting import fit_booster
-    from commuter_badge.models.tuning import TuningError, tune
+    from commuter_badge.models.core.fitting import fit_booster
+    from commuter_badge.models.core.tuning import TuningError, tune
 
     config = load_config(params=["share_early_stop=0", "share_fit=0.55", "early_stopping_folds=5"])
     data = pd.DataFrame({"person_id": ["a", "b"], "is_commuter": [0, 1], "part": ["fit", "fit"]})

@@ -1,4 +1,4 @@
-"""Weekday copies (features/copies.py) and where training puts them (models/fitting.py `split`)."""
+"""Weekday copies (features/copies.py) and where training puts them (models/core/fitting.py `split`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from commuter_badge.features.build import features_from_trips
 from commuter_badge.features.copies import COPY_PREFIX, copies_sql, weekday_copies
 from commuter_badge.features.read import register_trips
 from commuter_badge.features.sql import Window
-from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.data import Labelled
-from commuter_badge.models.fitting import COPY_PART, split
+from commuter_badge.models.core.config import TrainConfig
+from commuter_badge.models.core.data import Labelled
+from commuter_badge.models.core.fitting import COPY_PART, split
 from tests.code.test_features import NOV_WORKDAYS
 from tests.code.tripdata import NOV_AS_OF, SH, assert_same_features, flat_rows, trip, write_parquet
 
@@ -153,8 +153,8 @@ def test_only_fit_persons_are_copied_and_the_held_out_parts_do_not_change():
 
 
 def test_training_with_copies_certifies_on_the_same_persons(tmp_path):
-    from commuter_badge.models.data import labelled_features
-    from commuter_badge.models.fitting import fit_and_evaluate
+    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.fitting import fit_and_evaluate
     from commuter_badge.simulate import simulate_world, write_world
 
     as_of = dt.date(2021, 11, 20)

@@ -64,9 +64,9 @@ def test_features_command_refuses_a_window_past_the_data(world, tmp_path):
 
 
 def test_one_class_error_names_its_cause(world):
-    from commuter_badge.models.config import TrainConfig
-    from commuter_badge.models.data import labelled_features
-    from commuter_badge.models.fitting import OneClassError, fit_model, split
+    from commuter_badge.models.core.config import TrainConfig
+    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.fitting import OneClassError, fit_model, split
 
     labelled = labelled_features(world / "trips.parquet", world / "labels.csv", AS_OF)
     frame = split(labelled, TrainConfig()).assign(is_commuter=0)

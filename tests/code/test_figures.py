@@ -10,9 +10,15 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commuter_badge.models import figures
-from commuter_badge.models.figures import MIN_BIN, Caption, logit, reliability_bins, wilson
-from commuter_badge.models.report import per10k
+from commuter_badge.models.core.metrics import per10k
+from commuter_badge.models.reporting import figures
+from commuter_badge.models.reporting.figures import (
+    MIN_BIN,
+    Caption,
+    logit,
+    reliability_bins,
+    wilson,
+)
 
 CAPTION = Caption("v7", "2021-10-20", 123_456, "validation persons")
 
@@ -34,7 +40,7 @@ def texts(fig) -> str:
 
 def test_importing_the_figures_picks_no_backend():
     code = (
-        "import sys, commuter_badge.models.figures, commuter_badge.models.report; "
+        "import sys, commuter_badge.models.reporting.figures, commuter_badge.models.reporting.report; "
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported at import time'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

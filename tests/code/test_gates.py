@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commuter_badge.models.config import Policy
-from commuter_badge.models.gates import (
+from commuter_badge.models.core.config import Policy
+from commuter_badge.models.core.gates import (
     GATES,
     Candidate,
     Champion,
@@ -19,7 +19,7 @@ from commuter_badge.models.gates import (
     decide,
     mcnemar,
 )
-from commuter_badge.models.threshold import clopper_pearson_upper, negatives_needed
+from commuter_badge.models.core.threshold import clopper_pearson_upper, negatives_needed
 
 POLICY = Policy(0.01, 0.95, 28)
 MONTH = dt.date(2021, 10, 20)

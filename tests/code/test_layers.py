@@ -47,13 +47,13 @@ def test_a_reversed_import_breaks_the_layers_contract(tmp_path):
 
 def test_an_import_hidden_in_a_function_is_seen_too(tmp_path):
     tree = lay_out(tmp_path)
-    target = tree / "commuter_badge" / "models" / "score.py"
+    target = tree / "commuter_badge" / "models" / "runs" / "score.py"
     target.write_text(
         target.read_text() + "\n\ndef _sneaky():\n    from commuter_badge.cli import app  # noqa\n"
     )
     result = lint(tree)
     assert result.returncode != 0, result.stdout
-    assert "commuter_badge.models.score -> commuter_badge.cli" in result.stdout, result.stdout
+    assert "commuter_badge.models.runs.score -> commuter_badge.cli" in result.stdout, result.stdout
 
 
 def test_the_bottom_layer_imports_no_layer(tmp_path):
@@ -62,5 +62,37 @@ def test_the_bottom_layer_imports_no_layer(tmp_path):
     target.write_text(target.read_text() + "\nimport commuter_badge.features.sql  # noqa\n")
     result = lint(tree)
     assert result.returncode != 0, result.stdout
-    assert "The bottom (settings, errors, atomic writes) imports no layer BROKEN" in result.stdout
+    assert (
+        "The bottom (settings, errors, atomic writes, locks) imports no layer BROKEN"
+        in result.stdout
+    )
     shutil.rmtree(tree)
+
+
+def test_a_reversed_import_between_rooms_of_models_breaks_their_contract(tmp_path):
+    # given the pure core importing from the runs above it
+    tree = lay_out(tmp_path)
+    target = tree / "commuter_badge" / "models" / "core" / "gates.py"
+    target.write_text(
+        target.read_text() + "\nfrom commuter_badge.models.runs import promotion  # noqa\n"
+    )
+    # when the contracts are checked
+    result = lint(tree)
+    # then the rooms' contract fails and names the import
+    assert result.returncode != 0, result.stdout
+    assert "Rooms of models point one way: runs -> reporting -> mlflow_edge -> core BROKEN" in (
+        result.stdout
+    )
+    assert "commuter_badge.models.core.gates -> commuter_badge.models.runs.promotion" in (
+        result.stdout
+    )
+
+
+def test_the_models_core_imports_no_mlflow(tmp_path):
+    tree = lay_out(tmp_path)
+    target = tree / "commuter_badge" / "models" / "core" / "threshold.py"
+    target.write_text(target.read_text() + "\n\ndef _sneaky():\n    import mlflow  # noqa\n")
+    result = lint(tree)
+    assert result.returncode != 0, result.stdout
+    assert "The models core is pure: no MLflow, no figures BROKEN" in result.stdout
+    assert "commuter_badge.models.core.threshold -> mlflow" in result.stdout, result.stdout

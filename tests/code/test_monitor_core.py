@@ -12,15 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models import registry
-from commuter_badge.models.monitor import Thresholds, cbpe, monitor, psi
-from commuter_badge.models.reference import (
+from commuter_badge.models.core.monitor import Thresholds, cbpe, monitor, psi
+from commuter_badge.models.core.reference import (
     NoReferenceError,
     bin_counts,
     bin_edges,
     build_reference,
-    load_reference,
 )
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.mlflow_edge.reference_log import load_reference
 
 
 def frame(n: int, rng: np.random.Generator, shift: float = 0.0) -> pd.DataFrame:

@@ -16,7 +16,7 @@ OPEN = textwrap.dedent(
     go = Path(sys.argv[2])
     while not go.exists():  # start together
         time.sleep(0.01)
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
     registry.configure(sys.argv[1])
     registry.experiment_id()
     registry.ensure_registered_model()
@@ -27,7 +27,7 @@ OPEN = textwrap.dedent(
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
     with registry.store_lock(sys.argv[1]):
         start = time.time()
         time.sleep(1.0)
@@ -76,3 +76,38 @@ def test_lock_keeps_critical_sections_apart(tmp_path):
     (a0, a1), (b0, b1) = sorted(spans)
     assert b0 >= a1, f"two processes held the store lock at once: {spans}"
     assert (tmp_path / "mlflow.db.lock").exists(), "the lock file sits beside the store"
+
+
+HOLD_DIRECTORY = textwrap.dedent(
+    """
+    import sys, time
+    from commuter_badge.locks import file_lock
+    with file_lock(sys.argv[1], directory=True):
+        start = time.time()
+        time.sleep(1.0)
+        print(start, time.time())
+    """
+)
+
+
+@pytest.mark.servers
+def test_one_lock_helper_keeps_directory_holders_apart_and_leaves_no_file(tmp_path):
+    # Given two processes taking the decision store's kind of lock: on the directory itself,
+    store = tmp_path / "store"
+    store.mkdir()
+    procs = [_spawn(HOLD_DIRECTORY, str(store)) for _ in range(2)]
+    spans = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-1500:]
+        spans.append(tuple(map(float, out.split())))
+    # then one holds it after the other, and nothing is left in the directory.
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert b0 >= a1, f"two processes held the directory lock at once: {spans}"
+    assert list(store.iterdir()) == [], "a directory lock leaves no file"
+    # A lock file is created owner-only, with its folder.
+    from commuter_badge.locks import file_lock
+
+    with file_lock(tmp_path / "new" / "store.db.lock"):
+        pass
+    assert (tmp_path / "new" / "store.db.lock").stat().st_mode & 0o777 == 0o600

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.stats import beta as beta_dist
 from sklearn.exceptions import NotFittedError
 
-from commuter_badge.models.threshold import (
+from commuter_badge.models.core.threshold import (
     NeymanPearsonThreshold,
     NotEnoughNegativesError,
     against_truth,

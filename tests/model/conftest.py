@@ -13,8 +13,8 @@ from tests.model.stores import own_store
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """Train once on 20,000 simulated persons with its own MLflow store; yield what the tests need."""
-    from commuter_badge.models import registry
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.mlflow_edge import registry
+    from commuter_badge.models.runs.train import TrainConfig, train
     from commuter_badge.simulate.world import simulate_world, write_world
 
     root = tmp_path_factory.mktemp("trained")

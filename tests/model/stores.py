@@ -14,7 +14,7 @@ import mlflow
 @contextlib.contextmanager
 def own_store(root: Path) -> Iterator[str]:
     """Inside: tracking on `root/mlflow.db`, artifacts under `root/mlruns`; restored after."""
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     old, cwd = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()

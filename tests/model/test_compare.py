@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def two_trainings(tmp_path_factory):
     """Two trainings on different small worlds, registered as v1 and v2 in one store."""
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.runs.train import TrainConfig, train
     from commuter_badge.simulate.world import simulate_world, write_world
 
     root = tmp_path_factory.mktemp("compare")
@@ -37,7 +37,7 @@ def two_trainings(tmp_path_factory):
 
 @pytest.fixture
 def store(two_trainings, monkeypatch):
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", two_trainings["uri"])
     registry.configure(two_trainings["uri"])
@@ -51,7 +51,7 @@ def cli(*args: str):
 
 
 def test_versions_and_run_ids_name_the_same_runs(store):
-    from commuter_badge.models.compare import compare
+    from commuter_badge.models.reporting.compare import compare
 
     a, b = store["results"]
     by_version = compare(f"v{a.version}", f"models:/commuter-badge/{b.version}")
@@ -63,7 +63,7 @@ def test_versions_and_run_ids_name_the_same_runs(store):
 
 
 def test_headline_is_at_full_precision_and_per_10000(store):
-    from commuter_badge.models.compare import compare
+    from commuter_badge.models.reporting.compare import compare
 
     a, b = store["results"]
     cmp = compare(a.run_id, b.run_id)
@@ -110,7 +110,7 @@ def test_cli_prints_tables_and_writes_markdown_html_and_a_run(store, tmp_path):
 
 
 def test_slice_rates_on_few_persons_are_counts(store):
-    from commuter_badge.models.compare import FEW, compare
+    from commuter_badge.models.reporting.compare import FEW, compare
 
     a, b = store["results"]
     cmp = compare(a.run_id, b.run_id)
@@ -168,9 +168,9 @@ def test_gates_fit_a_terminal_rates_have_a_legend_and_different_persons_are_flag
 
 def test_two_versions_are_compared_on_one_labelled_month(store):
     # Given v1 and v2 and the labelled month v1 was trained on,
-    from commuter_badge.models import registry
-    from commuter_badge.models.data import labelled_features
-    from commuter_badge.models.metrics import at_threshold
+    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.metrics import at_threshold
+    from commuter_badge.models.mlflow_edge import registry
 
     a, b = store["results"]
     world = store["root"] / "world11"
@@ -182,7 +182,7 @@ def test_two_versions_are_compared_on_one_labelled_month(store):
     text = " ".join(res.output.split())
     assert "scored on" in text, text
     assert "warning:" not in text, text
-    from commuter_badge.models.compare import compare_on_month
+    from commuter_badge.models.reporting.compare import compare_on_month
 
     cmp = compare_on_month(f"v{a.version}", f"v{b.version}", *args[1::2], AS_OF)
     row = cmp.headline.set_index("metric")

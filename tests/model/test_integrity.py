@@ -26,7 +26,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models.bundle import MANIFEST, ModelError, file_digests
+from commuter_badge.models.core.bundle import MANIFEST, ModelError, file_digests
 from tests.conftest import AS_OF
 from tests.model.stores import own_store
 
@@ -38,7 +38,7 @@ MODEL_NAME = "commuter-badge"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     from commuter_badge.features.build import build_features
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.runs.train import TrainConfig, train
     from commuter_badge.simulate.world import simulate_world, write_world
 
     root = tmp_path_factory.mktemp("integrity")
@@ -164,7 +164,7 @@ def test_the_pyfunc_refuses_a_changed_copy_naming_the_file(store, tmp_path, how)
     with pytest.raises(Exception, match=rf"model file {re.escape(name)} does not match") as caught:
         mlflow.pyfunc.load_model(str(local))
     assert "\n" not in str(caught.value).strip()
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
 
     with pytest.raises(ModelError, match=rf"model file {re.escape(name)} does not match"):
         registry.load_model(str(local), version=store["version"])
@@ -192,7 +192,7 @@ def test_validation_persons_carry_keyed_hashes_not_ids(store):
 
 
 def test_the_input_examples_are_invented_persons_not_real_rows(store):
-    from commuter_badge.models.example import synthetic_example
+    from commuter_badge.models.mlflow_edge.example import synthetic_example
 
     # given the examples MLflow keeps inside the model (and so inside every Bento)
     d = store["dir"].parents[1]  # the MLflow model directory
@@ -201,7 +201,7 @@ def test_the_input_examples_are_invented_persons_not_real_rows(store):
     assert serving["columns"] == example["columns"] == list(FEATURE_NAMES)
     assert serving["data"] == example["data"]
     rows = pd.DataFrame(example["data"], columns=example["columns"], dtype="float64")
-    # then they are the invented persons of models/example.py for the model's window, and the
+    # then they are the invented persons of models/mlflow_edge/example.py for the model's window, and the
     # daily commuter among them, whose crossings are on the minute, matches no real person's row
     invented = synthetic_example(AS_OF, 28)
     pd.testing.assert_frame_equal(rows, invented, check_exact=False, rtol=1e-12)

@@ -24,7 +24,7 @@ NOISE = 0.01
 
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory):
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.runs.train import TrainConfig, train
     from commuter_badge.simulate import simulate_months, write_months
 
     root = tmp_path_factory.mktemp("noisy")

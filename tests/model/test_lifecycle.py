@@ -33,8 +33,8 @@ def worlds(tmp_path_factory):
 
 
 def _train(world: Path, as_of: dt.date, **kwargs):
-    from commuter_badge.models.config import TrainConfig
-    from commuter_badge.models.train import train
+    from commuter_badge.models.core.config import TrainConfig
+    from commuter_badge.models.runs.train import train
 
     promote = kwargs.pop("promote", True)
     tune = kwargs.pop("tune", 0)
@@ -53,7 +53,7 @@ def _champion(client: MlflowClient) -> str:
 
 
 def test_scripted_sequence_of_promotions_and_a_rollback(worlds, isolated_stores):
-    from commuter_badge.models import promotion
+    from commuter_badge.models.runs import promotion
 
     client = MlflowClient(tracking_uri=isolated_stores, registry_uri=isolated_stores)
     m1, m2 = worlds / "m1", worlds / "m2"
@@ -177,10 +177,10 @@ def test_two_trainings_at_once_on_a_fresh_store_end_with_one_champion(worlds, tm
 
 
 def test_tuning_runs_nested_trials_and_never_reads_calibration_or_validation(worlds):
-    from commuter_badge.models.config import TrainConfig
-    from commuter_badge.models.data import labelled_features
-    from commuter_badge.models.fitting import fit_booster, split
-    from commuter_badge.models.tuning import tune
+    from commuter_badge.models.core.config import TrainConfig
+    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.fitting import fit_booster, split
+    from commuter_badge.models.core.tuning import tune
 
     labelled = labelled_features(
         worlds / "m1" / "trips.parquet", worlds / "m1" / "labels.csv", AS_OF
@@ -208,9 +208,9 @@ def test_tuning_runs_nested_trials_and_never_reads_calibration_or_validation(wor
 
 
 def test_fit_and_evaluate_needs_no_tracking_store(worlds, tmp_path):
-    from commuter_badge.models.config import TrainConfig
-    from commuter_badge.models.data import labelled_features
-    from commuter_badge.models.fitting import fit_and_evaluate
+    from commuter_badge.models.core.config import TrainConfig
+    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.fitting import fit_and_evaluate
 
     labelled = labelled_features(
         worlds / "m1" / "trips.parquet", worlds / "m1" / "labels.csv", AS_OF
@@ -225,9 +225,9 @@ def test_fit_and_evaluate_needs_no_tracking_store(worlds, tmp_path):
 def test_cross_fitted_early_stopping_reads_only_the_fit_part(worlds):
     """Rounds by 5-fold cross-validation inside the fit part; the certificate's and validation's
     persons are exactly those of the default split, so neither was seen by the trees."""
-    from commuter_badge.models.config import TrainConfig
-    from commuter_badge.models.data import labelled_features
-    from commuter_badge.models.fitting import fit_and_evaluate, split
+    from commuter_badge.models.core.config import TrainConfig
+    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.fitting import fit_and_evaluate, split
 
     labelled = labelled_features(
         worlds / "m1" / "trips.parquet", worlds / "m1" / "labels.csv", AS_OF

@@ -33,7 +33,7 @@ SECTION_5 = (
 @pytest.fixture(scope="module")
 def months(tmp_path_factory):
     """Trained on month one (its own store); month two unshifted and shifted."""
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.runs.train import TrainConfig, train
     from commuter_badge.simulate import UNSEEN_KINDS, DriftSettings, simulate_months, write_months
 
     root = tmp_path_factory.mktemp("months")
@@ -142,7 +142,7 @@ def test_evaluate_flags_the_breach_compares_with_training_and_logs_truth(months,
 
 
 def test_recertify_keeps_the_trees_and_registers_a_gated_version(months, store):
-    from commuter_badge.models import registry
+    from commuter_badge.models.mlflow_edge import registry
 
     # Given the champion trained on month one,
     old = registry.load_model(f"models:/{MODEL_NAME}/{months['version']}")

@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models import provenance, registry
-from commuter_badge.models.bundle import CommuterModel, ModelError
-from commuter_badge.models.packaging import RUNTIME_DISTRIBUTIONS
+from commuter_badge.models.core import provenance
+from commuter_badge.models.core.bundle import CommuterModel, ModelError
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.mlflow_edge.packaging import RUNTIME_DISTRIBUTIONS
 from commuter_badge.settings import MODEL_NAME
 from tests.conftest import AS_OF
 
@@ -107,7 +108,7 @@ def logged(tmp_path_factory):
 
     from commuter_badge.features.build import build_features, model_matrix
     from commuter_badge.features.read import read_labels
-    from commuter_badge.models.bundle import ModelMeta
+    from commuter_badge.models.core.bundle import ModelMeta
     from commuter_badge.simulate.world import simulate_world, write_world
 
     root = tmp_path_factory.mktemp("self-contained")
@@ -121,6 +122,7 @@ def logged(tmp_path_factory):
     booster = lgb.train(params, lgb.Dataset(model_matrix(frame), frame["is_commuter"]), 60)
     meta = ModelMeta(threshold=0.5, target_fpr=0.05, calib_a=1.3, calib_b=-0.2)
     mlflow.set_experiment("commuter-badge")
+    registry.ensure_registered_model()  # log_model registers into it (it creates none)
     with mlflow.start_run():
         info = registry.log_model(CommuterModel(booster, meta), frame)
     version = str(info.registered_model_version)

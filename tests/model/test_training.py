@@ -60,9 +60,9 @@ def test_mlflow_run_shows_everything_reviewers_need(trained):
 def test_training_is_deterministic(trained):
     import pandas as pd
 
-    from commuter_badge.models.data import labelled_features
-    from commuter_badge.models.split import assign
-    from commuter_badge.models.train import TrainConfig, fit_model
+    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.split import assign
+    from commuter_badge.models.runs.train import TrainConfig, fit_model
 
     world = trained["world"]
     data = labelled_features(world / "trips.parquet", world / "labels.csv", AS_OF).frame
@@ -82,8 +82,8 @@ def test_training_is_deterministic(trained):
 
 def test_champion_does_not_move_when_recall_is_worse(trained, tmp_path):
     # Given the trained champion, when a stricter model (lower recall) is trained on the same data,
-    from commuter_badge.models import registry
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.mlflow_edge import registry
+    from commuter_badge.models.runs.train import TrainConfig, train
 
     world = trained["world"]
     registry.configure(trained["uri"])
@@ -131,7 +131,7 @@ def test_evaluate_logs_the_champion_on_other_labelled_data(trained, tmp_path):
     # Given the champion and a labelled world it never saw (another seed),
     import os
 
-    from commuter_badge.models.evaluate import evaluate
+    from commuter_badge.models.runs.evaluate import evaluate
     from commuter_badge.simulate.world import simulate_world, write_world
 
     write_world(simulate_world(4_000, AS_OF, seed=202), tmp_path / "other")

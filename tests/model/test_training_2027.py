@@ -11,11 +11,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.workdays import CalendarRangeError, calendar_params, use_calendar
-from commuter_badge.models import registry
-from commuter_badge.models.bundle import CommuterModel
-from commuter_badge.models.calendar_check import MISMATCH_TAG, calendar_mismatch
-from commuter_badge.models.evaluate import evaluate
-from commuter_badge.models.train import TrainConfig, train
+from commuter_badge.models.core.bundle import CommuterModel
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.mlflow_edge.calendar_check import MISMATCH_TAG, calendar_mismatch
+from commuter_badge.models.runs.evaluate import evaluate
+from commuter_badge.models.runs.train import TrainConfig, train
 from commuter_badge.settings import MODEL_NAME
 from commuter_badge.simulate.world import simulate_world, write_world
 from tests.conftest import AS_OF_2027, CALENDAR_2027
@@ -103,7 +103,9 @@ def test_evaluate_warns_when_the_calendar_changed_a_year_the_model_saw(store, tm
     use_calendar(changed)
     # when the model is evaluated under it
     paths = store["paths"]
-    with caplog.at_level(logging.WARNING, logger="commuter_badge.models.calendar_check"):
+    with caplog.at_level(
+        logging.WARNING, logger="commuter_badge.models.mlflow_edge.calendar_check"
+    ):
         out = evaluate(paths["trips"], paths["labels"], AS_OF_2027, f"models:/{MODEL_NAME}/1")
     # then a warning and a run tag name the year whose working days differ
     tag = MlflowClient().get_run(out["run_id"]).data.tags.get(MISMATCH_TAG, "")

@@ -161,8 +161,8 @@ def test_review_notebook_trains_a_demo_without_a_champion(tmp_path, kernel, isol
 @pytest.mark.slow
 def test_review_notebook_reads_the_champion_of_the_configured_store(tmp_path, kernel, monkeypatch):
     """As after `commuter train` in a project directory, opened by Jupyter from its notebooks/."""
-    from commuter_badge.models import registry
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.mlflow_edge import registry
+    from commuter_badge.models.runs.train import TrainConfig, train
     from commuter_badge.simulate.world import simulate_world, write_world
 
     project = tmp_path / "project"

@@ -118,7 +118,7 @@ def run_python(code: str, env: dict[str, str], cwd: Path) -> str:
 # service tests need a champion, not a promotion decision) and prints its version.
 _ENSURE_CHAMPION = """
 from mlflow.tracking import MlflowClient
-from commuter_badge.models import registry
+from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.settings import MODEL_NAME
 registry.configure()
 version = registry.champion_version()
@@ -135,8 +135,8 @@ import sys, datetime as dt
 import lightgbm as lgb, mlflow, pandas as pd
 from commuter_badge.features.build import build_features, model_matrix
 from commuter_badge.features.read import read_labels
-from commuter_badge.models import registry
-from commuter_badge.models.bundle import CommuterModel, ModelMeta
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.core.bundle import CommuterModel, ModelMeta
 registry.configure()
 trips, labels, as_of = sys.argv[1], sys.argv[2], dt.date.fromisoformat(sys.argv[3])
 frame = build_features(trips, as_of).merge(read_labels(labels), on="person_id")
@@ -144,6 +144,7 @@ booster = lgb.train({"objective": "binary", "num_leaves": 15, "verbose": -1, "nu
                      "seed": 0}, lgb.Dataset(model_matrix(frame), frame["is_commuter"]), 60)
 model = CommuterModel(booster, ModelMeta(threshold=0.5, target_fpr=0.05, calib_a=1.0, calib_b=0.0))
 mlflow.set_experiment("commuter-badge")
+registry.ensure_registered_model()
 with mlflow.start_run():
     info = registry.log_model(model, frame)
 registry.set_champion(str(info.registered_model_version))
@@ -155,7 +156,7 @@ _SCORE_AND_PUBLISH = """
 import sys, datetime as dt
 import pandas as pd
 from commuter_badge.features.build import build_features
-from commuter_badge.models import registry
+from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.serving.decisions import publish
 registry.configure()
 model = registry.load_model(None)

@@ -29,7 +29,7 @@ def champion_dir(world: World) -> Path:
     version = MlflowClient(uri, uri).get_model_version("commuter-badge", world.model_version)
     digest = version.tags["sha256.booster.txt"]
     for booster in world.root.glob("mlruns/**/artifacts/commuter_model/booster.txt"):
-        from commuter_badge.models.bundle import sha256_file
+        from commuter_badge.models.core.bundle import sha256_file
 
         if sha256_file(booster) == digest:
             return booster.parent

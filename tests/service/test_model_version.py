@@ -44,7 +44,7 @@ WORKER_MODULE = "_bentoml_impl.worker.service"
 # Registers the champion's artifacts again as a new version (only its number differs) and prints it.
 _REGISTER_AGAIN = """
 from mlflow.tracking import MlflowClient
-from commuter_badge.models import registry
+from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.settings import MODEL_NAME
 registry.configure()
 client = MlflowClient()
@@ -54,7 +54,7 @@ print(client.create_model_version(MODEL_NAME, source=champion.source, run_id=cha
 
 _MOVE_ALIAS = """
 import sys
-from commuter_badge.models import registry
+from commuter_badge.models.mlflow_edge import registry
 registry.configure()
 registry.set_champion(sys.argv[1])
 print(registry.champion_version())

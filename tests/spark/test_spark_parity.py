@@ -20,7 +20,7 @@ from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.read import read_labels
 from commuter_badge.features.schema import TripDataError
-from commuter_badge.models.bundle import CommuterModel, ModelMeta
+from commuter_badge.models.core.bundle import CommuterModel, ModelMeta
 from tests.spark.conftest import AS_OF, PERSONS
 
 pytestmark = pytest.mark.spark
@@ -81,7 +81,7 @@ def model(world_dir, duckdb_features):
 
 
 def test_spark_scores_equal_batch_scores(spark_feature_df, duckdb_features, model):
-    from commuter_badge.models.spark_score import score_features
+    from commuter_badge.models.runs.spark_score import score_features
 
     # spark_score = spark_features + score_features; the features are the ones compared above.
     table = score_features(spark_feature_df, model).toArrow()
@@ -111,7 +111,7 @@ def test_write_spark_features_and_scores(spark, world_dir, model, tmp_path):
     """The CLI's entry points, on a small feed: Spark output directories, counts, same numbers."""
     from commuter_badge.features.build import build_features
     from commuter_badge.features.spark import write_spark_features
-    from commuter_badge.models.spark_score import write_spark_scores
+    from commuter_badge.models.runs.spark_score import write_spark_scores
 
     trips = pq.read_table(world_dir / "trips.parquet")
     small = trips.filter(

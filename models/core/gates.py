@@ -9,7 +9,7 @@ A version becomes champion only when every rule holds (docs/contract.md §4):
                                   is near the target; see benchmarks/promotion_rules.py.)
                                   Under a policy with label noise rho the false positives and
                                   negatives are first restated against the truth as the
-                                  certificate counts them (models/threshold.py `against_truth`).
+                                  certificate counts them (models/core/threshold.py `against_truth`).
   policy_matches_champion         target FPR, confidence and window equal the champion's; a
                                   different policy needs a stated reason (`commuter promote
                                   VERSION --policy-change REASON`);
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import beta, binomtest
 
-from commuter_badge.models.config import Policy
-from commuter_badge.models.threshold import against_truth
+from commuter_badge.models.core.config import Policy
+from commuter_badge.models.core.threshold import against_truth
 
 ALPHA = 0.05  # one-sided level of the validation bound and of McNemar's test
 GATES = (

@@ -7,41 +7,17 @@ and the 1% target both as "0.01"; per 10,000 they read 98.49 and 100.
 
 from __future__ import annotations
 
-import re
-
 import mlflow
 import numpy as np
 import pandas as pd
 
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models import figures
-from commuter_badge.models.figures import Caption
-from commuter_badge.models.metrics import by_slice, summary, suspected_label_noise
+from commuter_badge.models.core.metrics import review_metrics, slice_table
+from commuter_badge.models.reporting import figures
+from commuter_badge.models.reporting.figures import Caption
 
-SLICE_COLUMNS = ("main_mode", "main_region", "archetype")
-MIN_SLICE_CLASS = 30  # fewest negatives (positives) behind a logged slice FPR (recall)
-PER_10K = ("fpr", "fpr_upper95", "recall", "precision", "suspected_noise_rate")
 SHAP_SAMPLE = 20_000  # persons behind the global SHAP view (TreeSHAP costs per person and tree)
-
-
-def _metric_key(text: str) -> str:
-    return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", text)
-
-
-def per10k(metrics: dict[str, float], names=PER_10K, prefix: str = "") -> dict[str, float]:
-    """`{prefix}{name}_per10k` for each rate present: the same number times 10,000."""
-    return {
-        f"{prefix}{k}_per10k": float(metrics[f"{prefix}{k}"]) * 1e4
-        for k in names
-        if f"{prefix}{k}" in metrics and np.isfinite(metrics[f"{prefix}{k}"])
-    }
-
-
-def slice_table(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    parts = [by_slice(frame, c, threshold) for c in SLICE_COLUMNS if c in frame.columns]
-    parts = [p for p in parts if len(p)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def run_caption(n: int, population: str = "validation persons") -> Caption:
@@ -57,40 +33,6 @@ def run_caption(n: int, population: str = "validation persons") -> Caption:
     return Caption(model=model, as_of=tags.get("as_of", ""), n=n, population=population)
 
 
-def review_metrics(
-    prefix: str,
-    frame: pd.DataFrame,
-    threshold: float,
-    target_fpr: float,
-    certificate: dict | None = None,
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """What `log_review` logs, computed without MLflow: the metrics and the slice table (pure)."""
-    y = frame["is_commuter"].to_numpy().astype(int)
-    proba = frame["proba"].to_numpy()
-    m = summary(y, proba, threshold)
-    m.update(suspected_label_noise(y, proba))
-    metrics = {f"{prefix}{k}": float(v) for k, v in m.items() if k != "threshold"}
-    metrics["threshold"] = float(threshold)
-    metrics["target_fpr"] = float(target_fpr)
-    metrics.update(per10k(metrics, prefix=prefix))
-    metrics["target_fpr_per10k"] = float(target_fpr) * 1e4
-    if certificate:
-        metrics.update(per10k(certificate, ("fpr", "fpr_upper95"), prefix="cal_"))
-    slices = slice_table(frame, threshold)
-    for row in slices.itertuples():
-        # A rate on a handful of persons is noise (a commuter archetype's "FPR" counts only its
-        # mislabelled members); those stay in the slice table with their counts, not in metrics.
-        key = _metric_key(f"{prefix}{row.slice}.{row.value}")
-        if row.n_neg >= MIN_SLICE_CLASS:
-            metrics[f"{key}.fpr"] = float(row.fpr)
-            metrics[f"{key}.fpr_upper95"] = float(row.fpr_upper95)
-            metrics[f"{key}.fpr_per10k"] = float(row.fpr) * 1e4
-        if row.n_pos >= MIN_SLICE_CLASS:
-            metrics[f"{key}.recall"] = float(row.recall)
-        metrics[f"{key}.n"] = float(row.n)
-    return metrics, slices
-
-
 def log_review(
     prefix: str,
     frame: pd.DataFrame,
@@ -102,8 +44,9 @@ def log_review(
     caption: Caption | None = None,
     certificate: dict | None = None,
 ) -> dict[str, float]:
-    """Log `review_metrics`, the slice table `{prefix}slices.json` and the figures for `frame`
-    (is_commuter, proba); `caption` titles the figures (default: from the active run)."""
+    """Log `review_metrics` (models/core/metrics.py), the slice table `{prefix}slices.json` and the
+    figures for `frame` (is_commuter, proba); `caption` titles the figures (default: from the
+    active run)."""
     metrics, slices = review_metrics(prefix, frame, threshold, target_fpr, certificate)
     mlflow.log_metrics(metrics)
     if len(slices):

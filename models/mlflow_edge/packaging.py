@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from commuter_badge.models.bundle import CommuterModel
+from commuter_badge.models.core.bundle import CommuterModel
 
 ARTIFACT_KEY = "commuter_model"
 ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")

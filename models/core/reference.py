@@ -7,27 +7,20 @@ and as counts in fixed score bins; the observed label rate against the score (an
 for the FPR and recall estimates); the share of them given a badge; and the window's calendar
 (working days, weekdays off, make-up weekend days: features/workdays.py `window_calendar`), since
 day-count features are only comparable between windows the calendar treats alike. A few hundred KB of JSON,
-logged as `monitor/reference.json` on the model's run; no person id is kept.
-`commuter monitor` (models/monitor.py) reads it back. Versions trained before references were
-stored have none, and monitor says so.
+logged as `monitor/reference.json` on the model's run (models/mlflow_edge/reference_log.py); no person
+id is kept. `commuter monitor` (models/core/monitor.py) reads it back. Versions trained before
+references were stored have none, and monitor says so. This module builds it (pure).
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
-
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from sklearn.isotonic import IsotonicRegression
 
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.definitions import FEATURE_NAMES
 
-REFERENCE_ARTIFACT = "monitor/reference.json"
 SAMPLE_CAP = 5_000  # values kept per feature and of the scores, for the KS test
 QUANTILES = np.linspace(0, 1, 11)[1:-1]  # decile edges; ties merge bins of discrete features
 SCORE_BINS = 50  # equal-width score bins on [0, 1] for the overlaid histograms
@@ -71,7 +64,7 @@ def score_histogram(proba: np.ndarray) -> list[int]:
 def label_rate_curve(proba: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     """Isotonic map from the model's score to the rate of commuter labels at that score.
 
-    CBPE (models/monitor.py) needs probabilities that are right where the badge is decided; Platt's
+    CBPE (models/core/monitor.py) needs probabilities that are right where the badge is decided; Platt's
     two-parameter curve is not, in the top tail (label noise flattens it), so, as NannyML's CBPE
     does, the estimate uses its own calibration fitted on reference data with labels."""
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
@@ -111,26 +104,3 @@ def build_reference(
             "histogram": score_histogram(proba),
         },
     }
-
-
-def log_reference(val: pd.DataFrame, threshold: float, calendar: dict[str, int]) -> dict:
-    """Build the reference and log it on the active run."""
-    reference = build_reference(val, threshold, calendar)
-    mlflow.log_dict(reference, REFERENCE_ARTIFACT)
-    return reference
-
-
-def load_reference(run_id: str, version: str) -> dict:
-    """The reference logged with the run of model `version`, or a NoReferenceError saying why."""
-    with tempfile.TemporaryDirectory(prefix="commuter-ref-") as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
-            )
-            return json.loads(Path(local).read_text())
-        except (MlflowException, OSError, json.JSONDecodeError):
-            raise NoReferenceError(
-                f"model version {version or '?'} has no training reference ({REFERENCE_ARTIFACT} "
-                f"in run {run_id or '?'}): it was trained before references were stored; "
-                "retrain or recertify it to monitor it"
-            ) from None

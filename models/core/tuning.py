@@ -8,7 +8,7 @@ The early-stopping part both picks the rounds and ranks the trials, so its objec
 optimistic; only the ranking is used.
 
 Pure apart from LightGBM: a trial is reported to `on_trial`, where the caller logs it (nested
-MLflow runs in models/train.py).
+MLflow runs in models/runs/train.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import pandas as pd
 
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
-from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.fitting import fit_rows
+from commuter_badge.models.core.config import TrainConfig
+from commuter_badge.models.core.fitting import fit_rows
 
 
 class TuningError(CommuterError, ValueError):

@@ -5,7 +5,7 @@ overrides (`--param`), later ones winning. Nothing that changes the model lives 
 logging `config.model_dump()` logs every value the model depends on.
 
 The *policy* (target FPR, confidence, window) is what the public-health decision is about; the
-promotion gates compare it with the champion's (models/gates.py). The rest is engineering.
+promotion gates compare it with the champion's (models/core/gates.py). The rest is engineering.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models.split import PARTS
+from commuter_badge.models.core.split import PARTS
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS, MIN_WINDOW_DAYS
 
 # Attendance counts and coverages: the score may only rise with them, other features equal.
@@ -48,7 +48,7 @@ class Policy:
     target_fpr: float
     confidence: float
     window_days: int
-    # > 0: certified against the truth, assuming labels this often wrong (models/threshold.py)
+    # > 0: certified against the truth, assuming labels this often wrong (models/core/threshold.py)
     label_noise: float = 0.0
 
     def describe(self) -> str:
@@ -69,9 +69,9 @@ class TrainConfig(BaseModel):
     confidence: float = Field(0.95, gt=0.5, lt=1)
     window_days: int = Field(DEFAULT_WINDOW_DAYS, ge=MIN_WINDOW_DAYS, le=MAX_WINDOW_DAYS)
     # The assumed rate of wrong labels in each class (e.g. from an audit of the labels); 0
-    # certifies against the labels themselves (models/threshold.py).
+    # certifies against the labels themselves (models/core/threshold.py).
     label_noise: float = Field(0.0, ge=0, lt=0.5)
-    # Person split (models/split.py): shares of fit, early stopping, calibration, validation.
+    # Person split (models/core/split.py): shares of fit, early stopping, calibration, validation.
     seed: int = 0
     share_fit: float = Field(PARTS["fit"], gt=0, lt=1)
     share_early_stop: float = Field(PARTS["early_stop"], ge=0, lt=1)
@@ -132,7 +132,7 @@ class TrainConfig(BaseModel):
         return self
 
     def parts(self) -> dict[str, float]:
-        """Shares in the order models/split.py assigns them."""
+        """Shares in the order models/core/split.py assigns them."""
         return {
             "fit": self.share_fit,
             "early_stop": self.share_early_stop,

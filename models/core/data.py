@@ -40,7 +40,7 @@ class Labelled:
     labels_by_file: tuple[tuple[str, int], ...] = ()
     labels_from_reviews: int = 0  # of those, from `commuter reviews export` files
     # Weekday copies of the labelled persons (features/copies.py), with `copy_of`; training adds
-    # those of its fit persons (models/fitting.py `split`). None: not built.
+    # those of its fit persons (models/core/fitting.py `split`). None: not built.
     copies: pd.DataFrame | None = None
 
     @property

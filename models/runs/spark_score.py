@@ -19,9 +19,9 @@ import pyarrow as pa
 from commuter_badge.features.build import to_frame
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.spark import _quiet_pandas3, _session, _write, spark_features
-from commuter_badge.models.bundle import CommuterModel
-from commuter_badge.models.registry import load_model
-from commuter_badge.models.score import SCORE_DDL, SCORE_SCHEMA, score_frame
+from commuter_badge.models.core.bundle import CommuterModel
+from commuter_badge.models.mlflow_edge.registry import load_model
+from commuter_badge.models.runs.score import SCORE_DDL, SCORE_SCHEMA, score_frame
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 if TYPE_CHECKING:

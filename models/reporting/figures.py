@@ -18,7 +18,7 @@ from matplotlib.ticker import FuncFormatter
 from scipy.stats import norm
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from commuter_badge.models.threshold import clopper_pearson_upper
+from commuter_badge.models.core.threshold import clopper_pearson_upper
 
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] before taking log-odds
 MIN_BIN = 30  # fewest persons in a reliability bin

@@ -1,10 +1,10 @@
 """`commuter recertify`: the champion's trees, with calibration and threshold chosen again on a
 newer labelled month, registered as a new version and promoted through the same gates as training.
 
-Why: a month can shift the score distribution (models/monitor.py says when) without the ranking
+Why: a month can shift the score distribution (models/core/monitor.py says when) without the ranking
 going wrong; refitting the two Platt numbers and the Neyman–Pearson threshold on the new month
 restores the certificate for that month without retraining. The new month is split by person
-(models/split.py, keyed hash) into its own calibration half and validation half: calibration
+(models/core/split.py, keyed hash) into its own calibration half and validation half: calibration
 and threshold are chosen on the first, every val_* figure and the promotion gates use the second,
 so the certificate and the evidence about it come from different persons, as in training.
 The version's `as_of` is the new month's (the certificate is for it); `trees_as_of` records the
@@ -23,20 +23,21 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.workdays import calendar_fingerprint, calendar_params, window_calendar
-from commuter_badge.models import promotion, registry
-from commuter_badge.models.bundle import CommuterModel
-from commuter_badge.models.calendar_check import warn_calendar_mismatch
-from commuter_badge.models.calibration import PlattCalibrator
-from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.data import Labelled, labelled_features
-from commuter_badge.models.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
-from commuter_badge.models.gates import decide, validation_above_target
-from commuter_badge.models.metrics import at_threshold
-from commuter_badge.models.reference import log_reference
-from commuter_badge.models.report import log_review, review_metrics
-from commuter_badge.models.split import assign
-from commuter_badge.models.threshold import NeymanPearsonThreshold
-from commuter_badge.models.train import (
+from commuter_badge.models.core.bundle import CommuterModel
+from commuter_badge.models.core.calibration import PlattCalibrator
+from commuter_badge.models.core.config import TrainConfig
+from commuter_badge.models.core.data import Labelled, labelled_features
+from commuter_badge.models.core.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
+from commuter_badge.models.core.gates import decide, validation_above_target
+from commuter_badge.models.core.metrics import at_threshold, review_metrics
+from commuter_badge.models.core.split import assign
+from commuter_badge.models.core.threshold import NeymanPearsonThreshold
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.mlflow_edge.calendar_check import warn_calendar_mismatch
+from commuter_badge.models.mlflow_edge.reference_log import log_reference
+from commuter_badge.models.reporting.report import log_review
+from commuter_badge.models.runs import promotion
+from commuter_badge.models.runs.train import (
     _log_validation_persons,
     log_model_card,
     log_version_figures,

@@ -6,12 +6,12 @@ come with persons.parquet (`eval_true_fpr`, `eval_true_recall`), and whether the
 target: tags `evaluation.fpr_breach` (eval_fpr_against_truth > target_fpr), `evaluation.run_id`,
 `evaluation.as_of`, `evaluation.fpr` on the version (`commuter evaluate --fail-on-breach` exits 3).
 A version certified under label noise rho is judged as it was certified: `eval_fpr_against_truth`
-takes the commuters labelled 0 off as the certificate does (models/threshold.py `against_truth`),
+takes the commuters labelled 0 off as the certificate does (models/core/threshold.py `against_truth`),
 and that figure is the one compared with the target (with rho = 0 it equals eval_fpr).
 
 How much of a breach label noise can explain (`breach_lines`): each commuter labelled 0 who gets a
 badge is a false positive against labels. At the month's own estimate of the noise rate
-(`eval_label_noise_estimate`, models/threshold.py `label_noise_estimate`, as training's
+(`eval_label_noise_estimate`, models/core/threshold.py `label_noise_estimate`, as training's
 `cal_label_noise_estimate`) the same restatement gives `eval_fpr_at_estimated_noise`. It is
 reported, never compared: a version certified against labels (rho = 0) breaches its policy when
 eval_fpr is above the target, whatever the estimate says (exit 3 with --fail-on-breach), because
@@ -30,13 +30,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.workdays import calendar_params
-from commuter_badge.models import registry
-from commuter_badge.models.calendar_check import warn_calendar_mismatch
-from commuter_badge.models.data import labelled_features
-from commuter_badge.models.metrics import at_threshold
-from commuter_badge.models.promotion import version_label_noise
-from commuter_badge.models.report import log_review
-from commuter_badge.models.threshold import against_truth, label_noise_estimate
+from commuter_badge.models.core.data import labelled_features
+from commuter_badge.models.core.metrics import at_threshold
+from commuter_badge.models.core.threshold import against_truth, label_noise_estimate
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.mlflow_edge.calendar_check import warn_calendar_mismatch
+from commuter_badge.models.reporting.report import log_review
+from commuter_badge.models.runs.promotion import version_label_noise
 from commuter_badge.settings import MODEL_NAME
 
 COMPARED = ("auc", "pr_auc", "brier", "fpr", "fpr_upper95", "recall", "precision")
@@ -57,7 +57,7 @@ def training_deltas(run_id: str, metrics: dict[str, float]) -> dict[str, float]:
 
 def restated_fpr(metrics: dict, label_noise: float, prefix: str = "eval_") -> float:
     """The FPR with `label_noise` of the persons labelled 1 counted as commuters labelled 0
-    (models/threshold.py `against_truth`); NaN without negatives or a rate."""
+    (models/core/threshold.py `against_truth`); NaN without negatives or a rate."""
     if label_noise != label_noise:
         return float("nan")
     n_pos = metrics[f"{prefix}n_pos"]

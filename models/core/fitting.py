@@ -1,6 +1,6 @@
 """The pure core of training: labelled data and a config in; model, metrics, gates, baseline out.
 
-Order of use of the four person-disjoint parts (models/split.py):
+Order of use of the four person-disjoint parts (models/core/split.py):
   fit         -> booster trees (and, with --tune, the trials' trees)
   early_stop  -> number of boosting rounds (and the trials' objective)
   calibration -> Platt calibration and the Neyman–Pearson threshold (the FPR certificate)
@@ -8,7 +8,7 @@ Order of use of the four person-disjoint parts (models/split.py):
 The model is never refit after the threshold is chosen: the certificate is for these trees.
 
 Nothing here touches MLflow or the registry: `fit_and_evaluate` is what the tests hit, and
-models/train.py is the shell that logs, registers and promotes what it returns.
+models/runs/train.py is the shell that logs, registers and promotes what it returns.
 """
 
 from __future__ import annotations
@@ -24,15 +24,14 @@ from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.workdays import calendar_fingerprint
-from commuter_badge.models.bundle import CommuterModel, ModelMeta
-from commuter_badge.models.calibration import PlattCalibrator
-from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.data import Labelled
-from commuter_badge.models.gates import Candidate, Decision, decide
-from commuter_badge.models.metrics import at_threshold
-from commuter_badge.models.report import review_metrics
-from commuter_badge.models.split import assign
-from commuter_badge.models.threshold import NeymanPearsonThreshold, label_noise_estimate
+from commuter_badge.models.core.bundle import CommuterModel, ModelMeta
+from commuter_badge.models.core.calibration import PlattCalibrator
+from commuter_badge.models.core.config import TrainConfig
+from commuter_badge.models.core.data import Labelled
+from commuter_badge.models.core.gates import Candidate, Decision, decide
+from commuter_badge.models.core.metrics import at_threshold, review_metrics
+from commuter_badge.models.core.split import assign
+from commuter_badge.models.core.threshold import NeymanPearsonThreshold, label_noise_estimate
 
 BASELINE_FEATURE = "morning_entry_workdays"
 

@@ -1,6 +1,6 @@
 """Moving the `champion` alias: judge a version by the gates, promote it, or roll back.
 
-The rules are pure (models/gates.py); this module gathers their inputs from the registry and
+The rules are pure (models/core/gates.py); this module gathers their inputs from the registry and
 records their outcome. Reading the champion, scoring it on the candidate's validation persons,
 deciding and moving the alias all happen under one store lock (registry.store_lock), so two
 trainings finishing at once are judged one after the other: the second against the first if the
@@ -31,10 +31,11 @@ from mlflow.tracking import MlflowClient
 
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models import card, registry
-from commuter_badge.models.bundle import ModelError
-from commuter_badge.models.config import Policy
-from commuter_badge.models.gates import GATES, Candidate, Champion, Decision, decide
+from commuter_badge.models.core.bundle import ModelError
+from commuter_badge.models.core.config import Policy
+from commuter_badge.models.core.gates import GATES, Candidate, Champion, Decision, decide
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.reporting import card
 from commuter_badge.settings import CHAMPION_ALIAS, MODEL_NAME
 
 VALIDATION_ARTIFACT = "validation/persons.parquet"

@@ -1,6 +1,6 @@
 """Judging an unlabelled month against a model's training reference (pure; no MLflow).
 
-What is compared (the reference is models/reference.py's, from the validation persons):
+What is compared (the reference is models/core/reference.py's, from the validation persons):
 - each feature's distribution: PSI over the reference's decile bins (missing values a bin of their
   own) and the two-sample Kolmogorov–Smirnov test on capped samples (scipy `ks_2samp`);
 - the calibrated scores' distribution: PSI over ten equal-width probability bins, and KS;
@@ -20,7 +20,7 @@ What is compared (the reference is models/reference.py's, from the validation pe
   what is estimated is the FPR against labels like the training ones (README: how far it was off in
   simulation); the drift figures are what flag such a month. A version certified under label
   noise rho (`--param label_noise=RATE`) has its estimate restated against the truth as its
-  certificate was (the commuters labelled 0 taken off: models/threshold.py `against_truth`);
+  certificate was (the commuters labelled 0 taken off: models/core/threshold.py `against_truth`);
   `estimated_fpr_labels` keeps the figure against labels.
 Feature drift alarms only between windows the calendar treats alike (the same counts of working
 days, weekdays off and make-up weekend days: features/workdays.py `window_calendar`). A month after
@@ -42,8 +42,8 @@ from scipy.stats import ks_2samp
 
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.definitions import DESCRIPTIONS, FEATURE_NAMES
-from commuter_badge.models.reference import SAMPLE_CAP, bin_counts, score_histogram
-from commuter_badge.models.threshold import against_truth
+from commuter_badge.models.core.reference import SAMPLE_CAP, bin_counts, score_histogram
+from commuter_badge.models.core.threshold import against_truth
 
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
 # Fewest persons a month needs to be judged at all. Sampling alone moves a feature's PSI over the
@@ -133,7 +133,7 @@ def distribution_drift(entry: dict, values: np.ndarray, rows: np.ndarray) -> dic
 
 
 def label_rate(reference: dict, proba: np.ndarray) -> np.ndarray:
-    """P(commuter label | score) by the reference's isotonic curve (models/reference.py)."""
+    """P(commuter label | score) by the reference's isotonic curve (models/core/reference.py)."""
     curve = reference["label_rate"]
     return np.interp(np.asarray(proba, dtype="float64"), curve["x"], curve["y"])
 
@@ -143,7 +143,7 @@ def cbpe(p: np.ndarray, badge: np.ndarray, label_noise: float = 0.0) -> dict[str
 
     `p` is the rate of commuter labels, so the plain estimate is an FPR against labels; under a
     version's label noise the expected counts are restated against the truth as its certificate
-    counts them (models/threshold.py `against_truth`), and that is `estimated_fpr`."""
+    counts them (models/core/threshold.py `against_truth`), and that is `estimated_fpr`."""
     p, badge = np.asarray(p, dtype="float64"), np.asarray(badge, dtype=bool)
     negatives, positives = float((1 - p).sum()), float(p.sum())
     false_pos = float((1 - p)[badge].sum())

@@ -1,6 +1,6 @@
 """`commuter monitor` as an MLflow run of kind `monitor`, its outcome as tags on the judged version.
 
-The judging itself is pure (models/monitor.py); this shell loads the model and its reference,
+The judging itself is pure (models/core/monitor.py); this shell loads the model and its reference,
 builds the month's features, logs metrics, the report and two figures (PSI per feature; the
 month's score histogram over the reference's), and tags the version: `monitor.alarm`,
 `monitor.run_id`, `monitor.as_of`, `monitor.estimated_fpr`.
@@ -20,30 +20,31 @@ from mlflow.tracking import MlflowClient
 from commuter_badge.features.build import build_features, model_matrix
 from commuter_badge.features.coverage import check_coverage
 from commuter_badge.features.workdays import calendar_params, window_calendar
-from commuter_badge.models import registry
-from commuter_badge.models.bundle import CommuterModel
-from commuter_badge.models.calendar_check import warn_calendar_mismatch
-from commuter_badge.models.monitor import (
+from commuter_badge.models.core.bundle import CommuterModel
+from commuter_badge.models.core.monitor import (
     MIN_PERSONS,
     MonitorError,
     MonitorResult,
     Thresholds,
     monitor,
 )
-from commuter_badge.models.promotion import version_label_noise
-from commuter_badge.models.reference import SCORE_BINS, load_reference
+from commuter_badge.models.core.reference import SCORE_BINS
+from commuter_badge.models.mlflow_edge import registry
+from commuter_badge.models.mlflow_edge.calendar_check import warn_calendar_mismatch
+from commuter_badge.models.mlflow_edge.reference_log import load_reference
+from commuter_badge.models.runs.promotion import version_label_noise
 from commuter_badge.settings import MODEL_NAME
 
 
 def drift_figure(result: MonitorResult, limit: float) -> Figure:
     """PSI per feature, largest first, with the alarm line. Built on Figure, never pyplot, so it
-    renders with Agg on a server without display (as models/figures.py does)."""
+    renders with Agg on a server without display (as models/reporting/figures.py does)."""
     rows = sorted(result.features, key=lambda f: f["psi"])
     fig = Figure(figsize=(7, 0.25 * len(rows) + 1.5))
     ax = fig.subplots()
     values = [f["psi"] for f in rows]
     # red: raises an alarm; grey: over the line but not compared (calendar phase, or the windows'
-    # calendars differ: models/monitor.py)
+    # calendars differ: models/core/monitor.py)
     colours = [
         ("tab:red" if f["alarms"] else "tab:gray") if f["psi"] > limit else "tab:blue" for f in rows
     ]

@@ -1,9 +1,9 @@
 """MLflow plumbing: tracking set-up, the pyfunc wrapper, loading by URI, and the champion alias.
 
-Every process that writes to the store takes `store_lock()` (an `fcntl.flock` on `<db>.lock` next
-to the SQLite file) to open a fresh store, create the experiment and registered model, and to
-check-and-move the alias (models/promotion.py): two trainings started at once neither race
-MLflow's schema migration nor both become champion.
+Every process that writes to the store takes `store_lock()` (core/locks.py `file_lock` on
+`<db>.lock` next to the SQLite file, never on the database itself) to open a fresh store, create
+the experiment and registered model, and to check-and-move the alias (models/runs/promotion.py):
+two trainings started at once neither race MLflow's schema migration nor both become champion.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import logging
 import os
@@ -26,22 +25,23 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from commuter_badge.models.bundle import (
+from commuter_badge.locks import file_lock
+from commuter_badge.models.core.bundle import (
     CommuterModel,
     ModelError,
     digest_tags,
     digests_from_tags,
     file_digests,
 )
-from commuter_badge.models.example import synthetic_example
-from commuter_badge.models.packaging import (
+from commuter_badge.models.core.provenance import code_provenance
+from commuter_badge.models.mlflow_edge.example import synthetic_example
+from commuter_badge.models.mlflow_edge.packaging import (
     ARTIFACT_KEY,
     ENTRY_FILE,
     PyfuncCommuterModel,
     model_code,
     runtime_requirements,
 )
-from commuter_badge.models.provenance import code_provenance
 from commuter_badge.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, load_settings
 
 MODEL_DESCRIPTION = (
@@ -69,15 +69,8 @@ def lock_path(uri: str | None = None) -> Path:
 @contextlib.contextmanager
 def store_lock(uri: str | None = None) -> Iterator[None]:
     """An exclusive lock across processes on the store at `uri`; blocks until it is free."""
-    path = lock_path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock(lock_path(uri)):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def configure(tracking_uri: str | None = None) -> str:
@@ -131,7 +124,7 @@ def load_model(uri: str | None = None, *, version: str | None = None) -> Commute
     champion), for which `version` names the registry version. An alias is resolved to a version
     first and that version is read, so an alias moving meanwhile cannot mix two versions.
 
-    Every model file is checked before it is parsed (models/bundle.py `verify_files`): a registry
+    Every model file is checked before it is parsed (models/core/bundle.py `verify_files`): a registry
     version against the sha256 digests tagged on it at registration (the registry is the trust
     anchor; the manifest beside the files could be edited with them), a local directory or run
     URI against its own manifest.
@@ -224,12 +217,12 @@ def log_model(
 ) -> mlflow.models.model.ModelInfo:
     """Log `model` in the active run with signature and input example, registered as MODEL_NAME.
 
-    The version is self-contained (models/packaging.py): it carries its package code, its pinned
+    The version is self-contained (models/mlflow_edge/packaging.py): it carries its package code, its pinned
     runtime requirements and the code it was trained with (feature names, feature SQL digest,
     package version, git commit; in `model.json` and in the MLmodel metadata). The sha256 of each
     model file is in its `manifest.json` and, from the moment the version exists, in its tags
     (`sha256.booster.txt`, `sha256.model.json`), which `load_model` checks. The input example
-    (and the signature) come from invented persons (models/example.py), never from `example`'s
+    (and the signature) come from invented persons (models/mlflow_edge/example.py), never from `example`'s
     real rows; `example` is accepted for older callers and unused.
     """
     from mlflow.models import infer_signature

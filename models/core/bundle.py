@@ -5,7 +5,7 @@ scoring, the HTTP service and Spark load exactly the same numbers.
 
 Integrity: `save` also writes `manifest.json`, the sha256 of each model file, and registration
 records the same digests as version tags (`sha256.booster.txt`, `sha256.model.json`;
-models/registry.py). `load` checks every file against the digests it is given (the registry's, when
+models/mlflow_edge/registry.py). `load` checks every file against the digests it is given (the registry's, when
 the version is loaded from the registry) or else against the manifest, before LightGBM parses a
 byte: an edited threshold, a changed leaf or a truncated booster is refused with one line naming
 the file, instead of being served or crashing the process. A directory without a manifest (saved
@@ -27,8 +27,8 @@ import pandas as pd
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import DESCRIPTIONS, FEATURE_NAMES
-from commuter_badge.models import provenance
-from commuter_badge.models.calibration import PlattCalibrator
+from commuter_badge.models.core import provenance
+from commuter_badge.models.core.calibration import PlattCalibrator
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 

@@ -1,12 +1,12 @@
 """Training's logging shell: build the labelled data, run the pure core, log, register, promote.
 
-The work itself is pure and lives in models/fitting.py (`fit_and_evaluate(data, config)`:
+The work itself is pure and lives in models/core/fitting.py (`fit_and_evaluate(data, config)`:
 model, metrics, gate outcomes and baseline, no MLflow). This module only records it:
   1. one MLflow run of kind `model`: every config value as params (and config.toml), the data
      digest, metrics, slices, figures, the validation persons the gates compare on, the card;
-  2. with `--tune N`, N nested runs of kind `trial` before the fit (models/tuning.py);
-  3. a registered version with a description and tags (models/card.py, contract §4);
-  4. the promotion decision, serialised with any other training (models/promotion.py);
+  2. with `--tune N`, N nested runs of kind `trial` before the fit (models/core/tuning.py);
+  3. a registered version with a description and tags (models/reporting/card.py, contract §4);
+  4. the promotion decision, serialised with any other training (models/runs/promotion.py);
   5. a separate run of kind `baseline` for the rule the model must beat.
 """
 
@@ -26,12 +26,11 @@ import pandas as pd
 from commuter_badge.features.build import memory_cap
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.workdays import calendar_params, window_calendar
-from commuter_badge.models import card, promotion, provenance, pseudonym, registry, tuning
-from commuter_badge.models.bundle import CommuterModel
-from commuter_badge.models.config import TrainConfig, to_toml
-from commuter_badge.models.data import Labelled, labelled_features
-from commuter_badge.models.figures import Caption
-from commuter_badge.models.fitting import (  # noqa: F401  (the names callers import from here)
+from commuter_badge.models.core import provenance, tuning
+from commuter_badge.models.core.bundle import CommuterModel
+from commuter_badge.models.core.config import TrainConfig, to_toml
+from commuter_badge.models.core.data import Labelled, labelled_features
+from commuter_badge.models.core.fitting import (  # noqa: F401  (the names callers import from here)
     BASELINE_FEATURE,
     COPY_PART,
     Fitted,
@@ -43,9 +42,13 @@ from commuter_badge.models.fitting import (  # noqa: F401  (the names callers im
     noise_floor_warning,
     split,
 )
-from commuter_badge.models.gates import Outcome, validation_above_target
-from commuter_badge.models.reference import log_reference
-from commuter_badge.models.report import log_drivers, log_figures, log_review
+from commuter_badge.models.core.gates import Outcome, validation_above_target
+from commuter_badge.models.mlflow_edge import pseudonym, registry
+from commuter_badge.models.mlflow_edge.reference_log import log_reference
+from commuter_badge.models.reporting import card
+from commuter_badge.models.reporting.figures import Caption
+from commuter_badge.models.reporting.report import log_drivers, log_figures, log_review
+from commuter_badge.models.runs import promotion
 from commuter_badge.settings import MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -163,7 +166,7 @@ def _version_tags(fitted: Fitted, labelled: Labelled, run_id: str) -> dict[str, 
 
 def _log_validation_persons(val: pd.DataFrame) -> pd.DataFrame:
     """The persons the gates compare champion and candidate on, keyed by `person_key` (a keyed
-    hash of the id whose secret stays outside MLflow, models/pseudonym.py), never by the id."""
+    hash of the id whose secret stays outside MLflow, models/mlflow_edge/pseudonym.py), never by the id."""
     keys = pseudonym.person_keys(val["person_id"], pseudonym.person_secret())
     persons = val[["is_commuter", "badge", "proba", *FEATURE_NAMES]].copy()
     persons.insert(0, "person_key", keys)
@@ -273,7 +276,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         version, tags = register_version(model, fitted, labelled, run.info.run_id)
         caption = log_version_figures(version, as_of, model, fitted, config.target_fpr)
         log_drivers(model.booster, val, caption)
-        # What `commuter monitor` judges later months against (models/reference.py).
+        # What `commuter monitor` judges later months against (models/core/reference.py).
         log_reference(val, model.threshold, window_calendar(as_of, config.window_days))
 
         progress("promotion gates")

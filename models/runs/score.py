@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from commuter_badge.atomic import write_frame
 from commuter_badge.features.build import build_features
-from commuter_badge.models.bundle import CommuterModel
+from commuter_badge.models.core.bundle import CommuterModel
 
 # The score table (contract §2), declared once: batch, Spark and the decision store derive from it.
 SCORE_SCHEMA = pa.schema(

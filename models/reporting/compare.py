@@ -315,10 +315,9 @@ def _scored_side(
 ) -> tuple[Side, pd.DataFrame]:
     """A registered version scored on a labelled month: `eval_` figures as `commuter evaluate`
     computes them (without logging), with the version's certificate and gates beside them."""
-    from commuter_badge.models import registry
-    from commuter_badge.models.data import labelled_features
-    from commuter_badge.models.metrics import at_threshold
-    from commuter_badge.models.report import review_metrics
+    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.metrics import at_threshold, review_metrics
+    from commuter_badge.models.mlflow_edge import registry
 
     run_id, version = resolve(ref, client)
     if not version:

@@ -15,7 +15,7 @@ import logging
 import mlflow
 
 from commuter_badge.features.workdays import calendar_fingerprint
-from commuter_badge.models.bundle import ModelMeta
+from commuter_badge.models.core.bundle import ModelMeta
 
 log = logging.getLogger(__name__)
 

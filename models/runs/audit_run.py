@@ -6,8 +6,8 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from commuter_badge.models import registry
-from commuter_badge.models.audit import AuditResult
+from commuter_badge.models.core.audit import AuditResult
+from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.settings import MODEL_NAME
 
 

@@ -1,0 +1,1 @@
+"""Pure statistics and fitting: no MLflow, no figures (pyproject import contracts)."""

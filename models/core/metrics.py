@@ -1,0 +1,130 @@
+"""Metrics of scores against (noisy) labels: overall, at a threshold, per slice, and the set a run
+logs for review (`review_metrics`; models/reporting/report.py logs it). Pure functions."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from commuter_badge.models.core.threshold import clopper_pearson_upper
+
+SLICE_COLUMNS = ("main_mode", "main_region", "archetype")
+MIN_SLICE_CLASS = 30  # fewest negatives (positives) behind a logged slice FPR (recall)
+PER_10K = ("fpr", "fpr_upper95", "recall", "precision", "suspected_noise_rate")
+
+
+def at_threshold(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    """FPR with its 95% Clopper–Pearson upper bound, recall and precision at `threshold`."""
+    y = np.asarray(y).astype(int)
+    badge = np.asarray(proba) >= threshold
+    neg, pos = y == 0, y == 1
+    fp, tp = int((badge & neg).sum()), int((badge & pos).sum())
+    n_neg, n_pos = int(neg.sum()), int(pos.sum())
+    return {
+        "fpr": fp / n_neg if n_neg else float("nan"),
+        "fpr_upper95": clopper_pearson_upper(fp, n_neg) if n_neg else float("nan"),
+        "recall": tp / n_pos if n_pos else float("nan"),
+        "precision": tp / int(badge.sum()) if badge.any() else float("nan"),
+        "n_pos": n_pos,
+        "n_neg": n_neg,
+        "false_positives": fp,
+        "false_negatives": n_pos - tp,
+    }
+
+
+def summary(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    """Ranking, calibration and threshold metrics together (the docs/contract.md §4 set, unprefixed)."""
+    y = np.asarray(y).astype(int)
+    both = len(np.unique(y)) == 2
+    out = {
+        "auc": float(roc_auc_score(y, proba)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, proba)) if both else float("nan"),
+        "brier": float(brier_score_loss(y, proba)),
+        "threshold": float(threshold),
+    }
+    out.update(at_threshold(y, proba, threshold))
+    return out
+
+
+def by_slice(
+    frame: pd.DataFrame, column: str, threshold: float, min_size: int = 20
+) -> pd.DataFrame:
+    """FPR and recall per value of `column` (frame has is_commuter, proba); tiny slices skipped."""
+    rows = []
+    for value, part in frame.groupby(column, sort=True):
+        if len(part) < min_size:
+            continue
+        m = at_threshold(part["is_commuter"].to_numpy(), part["proba"].to_numpy(), threshold)
+        rows.append({"slice": column, "value": str(value) or "(empty)", "n": len(part), **m})
+    return pd.DataFrame(rows)
+
+
+def suspected_label_noise(
+    y: np.ndarray, proba: np.ndarray, confident: float = 0.02
+) -> dict[str, float]:
+    """Share of labels the model contradicts with high confidence: a rough label-noise estimate."""
+    y = np.asarray(y).astype(int)
+    proba = np.asarray(proba)
+    neg_hi = int(((y == 0) & (proba >= 1 - confident)).sum())
+    pos_lo = int(((y == 1) & (proba <= confident)).sum())
+    return {
+        "suspected_noise_rate": (neg_hi + pos_lo) / len(y) if len(y) else float("nan"),
+        "suspected_false_negatives_labels": neg_hi,
+        "suspected_false_positive_labels": pos_lo,
+    }
+
+
+def _metric_key(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", text)
+
+
+def per10k(metrics: dict[str, float], names=PER_10K, prefix: str = "") -> dict[str, float]:
+    """`{prefix}{name}_per10k` for each rate present: the same number times 10,000."""
+    return {
+        f"{prefix}{k}_per10k": float(metrics[f"{prefix}{k}"]) * 1e4
+        for k in names
+        if f"{prefix}{k}" in metrics and np.isfinite(metrics[f"{prefix}{k}"])
+    }
+
+
+def slice_table(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    parts = [by_slice(frame, c, threshold) for c in SLICE_COLUMNS if c in frame.columns]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def review_metrics(
+    prefix: str,
+    frame: pd.DataFrame,
+    threshold: float,
+    target_fpr: float,
+    certificate: dict | None = None,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """What `log_review` logs, computed without MLflow: the metrics and the slice table (pure)."""
+    y = frame["is_commuter"].to_numpy().astype(int)
+    proba = frame["proba"].to_numpy()
+    m = summary(y, proba, threshold)
+    m.update(suspected_label_noise(y, proba))
+    metrics = {f"{prefix}{k}": float(v) for k, v in m.items() if k != "threshold"}
+    metrics["threshold"] = float(threshold)
+    metrics["target_fpr"] = float(target_fpr)
+    metrics.update(per10k(metrics, prefix=prefix))
+    metrics["target_fpr_per10k"] = float(target_fpr) * 1e4
+    if certificate:
+        metrics.update(per10k(certificate, ("fpr", "fpr_upper95"), prefix="cal_"))
+    slices = slice_table(frame, threshold)
+    for row in slices.itertuples():
+        # A rate on a handful of persons is noise (a commuter archetype's "FPR" counts only its
+        # mislabelled members); those stay in the slice table with their counts, not in metrics.
+        key = _metric_key(f"{prefix}{row.slice}.{row.value}")
+        if row.n_neg >= MIN_SLICE_CLASS:
+            metrics[f"{key}.fpr"] = float(row.fpr)
+            metrics[f"{key}.fpr_upper95"] = float(row.fpr_upper95)
+            metrics[f"{key}.fpr_per10k"] = float(row.fpr) * 1e4
+        if row.n_pos >= MIN_SLICE_CLASS:
+            metrics[f"{key}.recall"] = float(row.recall)
+        metrics[f"{key}.n"] = float(row.n)
+    return metrics, slices

@@ -1,0 +1,1 @@
+"""The MLflow edge: tracking and registry, packaging and loading of model versions."""

@@ -1,0 +1,1 @@
+"""What a reviewer reads: review metrics and figures logged on runs, the model card, comparisons."""
