@@ -29,14 +29,14 @@ postgresql:
 	  echo "installing PostgreSQL and the sqlite3 shell for the review store's tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql sqlite3) >/dev/null; }
 
-# The README's route through the MLflow UI is checked in headless Chromium (tests/ui/); install it
-# from the system's package manager when missing (`make screenshots` also needs it).
+# The reviewers' route through the MLflow UI (docs/guide/reviewers.md) is checked in headless
+# Chromium (tests/ui/); install it from the system's package manager when missing (`make screenshots` also needs it).
 chromium:
 	@{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || { \
 	  echo "installing Chromium for the MLflow UI route test"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
 
-# Re-take docs/img/mlflow_*.png: a small training, `mlflow ui`, every page the README names.
+# Re-take docs/img/mlflow_*.png: a small training, `mlflow ui`, every page docs/guide/reviewers.md names.
 screenshots: $(STAMP) chromium
 	$(BIN)/python tools/mlflow_ui_screenshots.py
 

@@ -1,16 +1,16 @@
 """The reviewer's route through the MLflow UI, opened in a real browser.
 
 Starts `mlflow ui` on a tracking store (by default a fresh one that a small simulated training
-fills), opens every page the README's *For reviewers* section names in headless Chromium, checks
-that each page shows the names the README promises (the UI is a React app: the DOM is read after
-Chromium has let it run for a virtual-time budget), and saves a screenshot of each to docs/img/.
+fills), opens every page the reviewers' guide (docs/guide/reviewers.md) names in headless
+Chromium, checks that each page shows the names the guide promises (the UI is a React app: the DOM
+is read after Chromium has let it run for a virtual-time budget), and saves a screenshot of each to docs/img/.
 
     .venv/bin/python tools/mlflow_ui_screenshots.py                  # train, check, screenshot
     .venv/bin/python tools/mlflow_ui_screenshots.py --no-screenshots --report out.json
     .venv/bin/python tools/mlflow_ui_screenshots.py --store .         # this directory's mlflow.db
 
 Chromium comes from the system (`make chromium`: apt-get install chromium). Exit status 1 when a
-page misses a promised name, so the README's route cannot silently go stale.
+page misses a promised name, so the guide's route cannot silently go stale.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Page:
     name: str  # also the screenshot's file name
     route: str  # hash route, formatted with exp, run, baseline, version
     promises: tuple[str, ...]  # text the page must show
-    readme: str  # how the README names this page (must appear in it)
+    readme: str  # how docs/guide/reviewers.md names this page (must appear in it)
 
 
 PAGES = (

@@ -2,7 +2,7 @@
 
 The booster travels to the executors as its LightGBM text (broadcast once, parsed once per Python
 worker) with the calibration and threshold beside it; each Arrow batch becomes the batch feature
-frame by `features.build.to_frame` and is scored by `models.score.score_frame`. Publishing the
+frame by `features.build.to_frame` and is scored by `models.runs.score.score_frame`. Publishing the
 result to the decision store is the command line's step, the same for both engines.
 """
 
@@ -98,7 +98,7 @@ def write_spark_scores(
 ) -> int:
     """`commuter score --engine spark`: scores written to `out` (a Spark Parquet directory, or CSV
     if `out` ends in .csv); returns persons scored. The model is `model`, else the one at
-    `model_uri` (default: the champion) loaded with `models.registry.load_model`; MLflow tracking is
+    `model_uri` (default: the champion) loaded with `models.mlflow_edge.registry.load_model`; MLflow tracking is
     configured by the caller (the CLI does)."""
     if model is None:
         model = load_model(model_uri)

@@ -294,3 +294,91 @@ def test_the_example_check_catches_a_wrong_option_and_command():
         )
     ]
     assert line == ["score", "--trips", "t", "--out", "s.csv"]
+
+
+# --- the layout page names every module, and only modules that exist ---------------------------
+
+LAYOUT_DIRS = ("core", "features", "simulate", "models", "serving", "cli", "tools", "benchmarks")
+
+
+def layout_blocks(text: str) -> dict[str, str]:
+    """The layout page's code block, split by top-level folder: {"models": "its text", ...}."""
+    block = re.search(r"^```\n(core/.*?)^```$", text, flags=re.M | re.S)
+    assert block, "the layout page has no code block starting with core/"
+    blocks: dict[str, str] = {}
+    current = None
+    for line in block.group(1).splitlines():
+        head = re.match(r"^([a-z_]+)/\s", line)
+        if head:
+            current = head.group(1)
+            blocks[current] = ""
+            line = line[head.end() :]
+        if current is not None:
+            blocks[current] += line + "\n"
+    return blocks
+
+
+def layout_problems(root: Path, text: str) -> list[str]:
+    """What the layout page gets wrong about the modules under root."""
+    blocks = layout_blocks(text)
+    problems = [f"folder {d}/ is missing from the layout" for d in LAYOUT_DIRS if d not in blocks]
+    for folder, words in blocks.items():
+        base = root / folder
+        if not base.is_dir():
+            problems.append(f"{folder}/ does not exist")
+            continue
+        names = set(re.findall(r"(?<![\w./-])((?:[a-z_][\w]*/)*[a-z_][\w]*\.py)\b", words))
+        listed_dirs = set(re.findall(r"(?<![\w./-])((?:[a-z_][\w]*/)*[a-z_][\w]*)/(?![\w])", words))
+        modules = [
+            p.relative_to(base).as_posix()
+            for p in sorted(base.rglob("*.py"))
+            if p.name != "__init__.py" and "__pycache__" not in p.parts
+        ]
+        for name in sorted(names):
+            top = name.split("/", 1)[0]
+            if "/" in name and top in LAYOUT_DIRS and (root / name).is_file():
+                continue  # a path from the repository root, e.g. models/packaging.py
+            if not any(m == name or m.endswith("/" + name) for m in modules):
+                problems.append(f"{folder}/: {name} is named but does not exist")
+        if folder not in LAYOUT_DIRS:
+            continue  # tests/, notebooks/: folders are described, not every file
+        for module in modules:
+            parts = module.split("/")
+            if module in names:
+                continue
+            # a module in a subfolder is named by its file name under that subfolder's name, or
+            # the subfolder is named as a whole (serving/migrations/: Alembic's scripts)
+            if len(parts) > 1 and (
+                parts[-1] in names
+                and "/".join(parts[:-1]) in listed_dirs
+                or any("/".join(parts[:i]) in listed_dirs for i in range(1, len(parts)))
+            ):
+                continue
+            if len(parts) == 1 and parts[0] in names:
+                continue
+            problems.append(f"{folder}/{module} is not named in the layout")
+    return problems
+
+
+def test_layout_page_names_every_module_and_only_modules_that_exist():
+    problems = layout_problems(ROOT, (DOCS / "reference" / "layout.md").read_text())
+    assert not problems, "docs/reference/layout.md:\n" + "\n".join(problems)
+
+
+def test_the_layout_check_catches_a_missing_and_an_invented_module(tmp_path):
+    for folder in LAYOUT_DIRS:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+        (tmp_path / folder / "one.py").write_text("")
+    (tmp_path / "models" / "sub").mkdir()
+    (tmp_path / "models" / "sub" / "deep.py").write_text("")
+    (tmp_path / "models" / "two.py").write_text("")
+    page = "```\n" + "".join(
+        f"{folder}/ one.py (the one)" + (", sub/ (deep.py)" if folder == "models" else "") + "\n"
+        for folder in LAYOUT_DIRS
+    )
+    page = page.replace("cli/ one.py", "cli/ one.py, ghost.py") + "```\n"
+    assert sorted(layout_problems(tmp_path, page)) == [
+        "cli/: ghost.py is named but does not exist",
+        "models/two.py is not named in the layout",
+    ]

@@ -85,7 +85,7 @@ def test_leave_around_the_spring_festival_counts_as_absence_but_every_week_is_ac
     # given a commuter on every working day of the festival window except the leave that
     # stretches the holiday: Jan 26-28 before it, Feb 7-8 after it. (A coverage that left the
     # holiday's edges out forgave the same absence in people who had stopped commuting before
-    # the holiday, and was removed: README "Features".)
+    # the holiday, and was removed: docs/guide/data.md, "Features".)
     window = Window(FESTIVAL_AS_OF)
     work = window.calendar().column("is_workday").to_pylist()
     start = window.start

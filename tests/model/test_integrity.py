@@ -210,13 +210,14 @@ def test_the_input_examples_are_invented_persons_not_real_rows(store):
     assert not np.all((real == row) | (np.isnan(real) & np.isnan(row)), axis=1).any()
 
 
-def test_the_readme_body_for_mlflow_models_serve_is_accepted(store):
-    """README documents the body `mlflow models serve` takes; the logged pyfunc predicts on it."""
+def test_the_documented_body_for_mlflow_models_serve_is_accepted(store):
+    """The issuer's guide documents the body `mlflow models serve` takes; the logged pyfunc
+    predicts on it."""
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    block = re.search(r"<!-- mlflow-serve-body -->\s*```json\n(.*?)```", readme, re.S)
-    assert block, "README has no mlflow-serve-body example"
+    guide = (PROJECT_ROOT / "docs" / "guide" / "issuer.md").read_text()
+    block = re.search(r"<!-- mlflow-serve-body -->\s*```json\n(.*?)```", guide, re.S)
+    assert block, "docs/guide/issuer.md has no mlflow-serve-body example"
     body = json.loads(block.group(1))
     with own_store(store["root"]):
         model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{store['version']}")

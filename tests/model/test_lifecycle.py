@@ -26,7 +26,7 @@ def worlds(tmp_path_factory):
     root = tmp_path_factory.mktemp("lifecycle")
     # Clean labels: these tests are about the registry's moves. With noisy labels, a 5,000-person
     # month can have more mislabelled commuters among its ~800 certificate negatives than a 1%
-    # bound allows, and its threshold then sits inside the commuters' scores (README "Label noise").
+    # bound allows, and its threshold then sits inside the commuters' scores (docs/guide/training.md, "Label noise").
     write_world(simulate_world(5_000, AS_OF, seed=41, label_noise=0.0), root / "m1")
     write_world(simulate_world(5_000, NEXT_AS_OF, seed=42, label_noise=0.0), root / "m2")
     return root

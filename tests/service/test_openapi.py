@@ -76,7 +76,7 @@ def error_validator(doc: dict) -> jsonschema.Draft4Validator:
 
 
 def test_the_real_error_bodies_match_the_documented_schema(server, doc):
-    """Each error the README lists, provoked for real, validates against the document."""
+    """Each error docs/guide/issuer.md lists, provoked for real, validates against the document."""
     good = {"Authorization": f"Bearer {TOKENS[0]}"}
     answers = {
         401: httpx.post(server.url + "/badge", json={"person_ids": ["x"]}, timeout=30),
