@@ -34,7 +34,7 @@ import numpy as np
 from scipy.stats import beta, binomtest
 
 from commuter_badge.models.core.config import Policy
-from commuter_badge.models.core.threshold import against_truth
+from commuter_badge.models.core.threshold import against_truth, metrics_against_truth
 
 ALPHA = 0.05  # one-sided level of the validation bound and of McNemar's test
 GATES = (
@@ -257,14 +257,7 @@ def validation_above_target(
     Not a gate: the certificate is the calibration persons' bound, and a model whose true FPR
     sits just under the target shows a validation FPR above it about half the time. What it
     means is said in the line (`commuter train` and `recertify` print it as a warning)."""
-    n_pos = metrics[f"{prefix}n_pos"]
-    fp, neg = against_truth(
-        metrics[f"{prefix}false_positives"],
-        metrics[f"{prefix}n_neg"],
-        n_pos - metrics[f"{prefix}false_negatives"],
-        n_pos,
-        label_noise,
-    )
+    fp, neg = metrics_against_truth(metrics, label_noise, prefix)
     if not neg or not fp / neg > target:
         return None
     lower = clopper_pearson_lower(fp, round(neg))

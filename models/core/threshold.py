@@ -88,6 +88,19 @@ def against_truth(
     )
 
 
+def metrics_against_truth(metrics: dict, label_noise: float, prefix: str) -> tuple[float, float]:
+    """`against_truth` on the counts a run logs under `prefix` (val_, eval_): false positives and
+    negatives restated under `label_noise`."""
+    n_pos = metrics[f"{prefix}n_pos"]
+    return against_truth(
+        metrics[f"{prefix}false_positives"],
+        metrics[f"{prefix}n_neg"],
+        n_pos - metrics[f"{prefix}false_negatives"],
+        n_pos,
+        label_noise,
+    )
+
+
 class NeymanPearsonThreshold:
     """Chooses the operating threshold on held-out (score, label) pairs; sklearn-shaped."""
 

@@ -32,7 +32,10 @@ from mlflow.tracking import MlflowClient
 from commuter_badge.features.workdays import calendar_params
 from commuter_badge.models.core.data import labelled_features
 from commuter_badge.models.core.metrics import at_threshold
-from commuter_badge.models.core.threshold import against_truth, label_noise_estimate
+from commuter_badge.models.core.threshold import (
+    label_noise_estimate,
+    metrics_against_truth,
+)
 from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.models.mlflow_edge.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.reporting.report import log_review
@@ -60,14 +63,7 @@ def restated_fpr(metrics: dict, label_noise: float, prefix: str = "eval_") -> fl
     (models/core/threshold.py `against_truth`); NaN without negatives or a rate."""
     if label_noise != label_noise:
         return float("nan")
-    n_pos = metrics[f"{prefix}n_pos"]
-    fp, negatives = against_truth(
-        metrics[f"{prefix}false_positives"],
-        metrics[f"{prefix}n_neg"],
-        n_pos - metrics[f"{prefix}false_negatives"],
-        n_pos,
-        label_noise,
-    )
+    fp, negatives = metrics_against_truth(metrics, label_noise, prefix)
     return fp / negatives if metrics[f"{prefix}n_neg"] else float("nan")
 
 
