@@ -1,4 +1,15 @@
-"""Metrics of scores against (noisy) labels: overall, at a threshold, per slice. Pure functions."""
+"""Metrics of scores against (noisy) labels: overall, at a threshold, per slice. Pure functions.
+
+Weighted labels (a labels file's `weight` column: how many persons of the month each row stands
+for, e.g. an audit's inverse inclusion probabilities) give weighted point estimates: counts are
+sums of weights (estimates of the month's counts) and rates are ratios of them (Horvitz–Thompson /
+Hájek). No Clopper–Pearson bound is given for them (`fpr_upper95` is NaN): the bound is exact for
+k events among n persons counted once, not for a sum of weights, and the usual repair, Kish's
+effective sample size (sum w)^2 / sum w^2, assumes the weights are unrelated to the outcome, which
+an audit's strata break by design (they are the badge decision itself: every false positive sits
+in the holder stratum, drawn at a different rate from the rest), so its "bound" could cover less
+than 95%. The exact design-based bound for an audit is `commuter audit certify`'s.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +20,33 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from commuter_badge.models.threshold import clopper_pearson_upper
 
 
-def at_threshold(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
-    """FPR with its 95% Clopper–Pearson upper bound, recall and precision at `threshold`."""
+def weighted(weight: np.ndarray | None) -> bool:
+    """True when `weight` is given and not all 1 (unit weights are plain counts)."""
+    return weight is not None and not bool(np.all(np.asarray(weight) == 1))
+
+
+def at_threshold(
+    y: np.ndarray, proba: np.ndarray, threshold: float, weight: np.ndarray | None = None
+) -> dict[str, float]:
+    """FPR with its 95% Clopper–Pearson upper bound, recall and precision at `threshold`; with
+    weights not all 1, weighted point estimates and no bound (module docstring)."""
     y = np.asarray(y).astype(int)
     badge = np.asarray(proba) >= threshold
     neg, pos = y == 0, y == 1
+    if weighted(weight):
+        w = np.asarray(weight, dtype="float64")
+        fp, tp = float(w[badge & neg].sum()), float(w[badge & pos].sum())
+        n_neg, n_pos, held = float(w[neg].sum()), float(w[pos].sum()), float(w[badge].sum())
+        return {
+            "fpr": fp / n_neg if n_neg else float("nan"),
+            "fpr_upper95": float("nan"),
+            "recall": tp / n_pos if n_pos else float("nan"),
+            "precision": tp / held if held else float("nan"),
+            "n_pos": n_pos,
+            "n_neg": n_neg,
+            "false_positives": fp,
+            "false_negatives": n_pos - tp,
+        }
     fp, tp = int((badge & neg).sum()), int((badge & pos).sum())
     n_neg, n_pos = int(neg.sum()), int(pos.sum())
     return {
@@ -28,17 +61,23 @@ def at_threshold(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str
     }
 
 
-def summary(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
-    """Ranking, calibration and threshold metrics together (the docs/contract.md §4 set, unprefixed)."""
+def summary(
+    y: np.ndarray, proba: np.ndarray, threshold: float, weight: np.ndarray | None = None
+) -> dict[str, float]:
+    """Ranking, calibration and threshold metrics together (the docs/contract.md §4 set,
+    unprefixed); with weights, each person counts as its weight."""
     y = np.asarray(y).astype(int)
     both = len(np.unique(y)) == 2
+    w = np.asarray(weight, dtype="float64") if weighted(weight) else None
     out = {
-        "auc": float(roc_auc_score(y, proba)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, proba)) if both else float("nan"),
-        "brier": float(brier_score_loss(y, proba)),
+        "auc": float(roc_auc_score(y, proba, sample_weight=w)) if both else float("nan"),
+        "pr_auc": (
+            float(average_precision_score(y, proba, sample_weight=w)) if both else float("nan")
+        ),
+        "brier": float(brier_score_loss(y, proba, sample_weight=w)),
         "threshold": float(threshold),
     }
-    out.update(at_threshold(y, proba, threshold))
+    out.update(at_threshold(y, proba, threshold, w))
     return out
 
 
@@ -50,21 +89,26 @@ def by_slice(
     for value, part in frame.groupby(column, sort=True):
         if len(part) < min_size:
             continue
-        m = at_threshold(part["is_commuter"].to_numpy(), part["proba"].to_numpy(), threshold)
+        w = part["weight"].to_numpy() if "weight" in part else None
+        m = at_threshold(part["is_commuter"].to_numpy(), part["proba"].to_numpy(), threshold, w)
         rows.append({"slice": column, "value": str(value) or "(empty)", "n": len(part), **m})
     return pd.DataFrame(rows)
 
 
 def suspected_label_noise(
-    y: np.ndarray, proba: np.ndarray, confident: float = 0.02
+    y: np.ndarray, proba: np.ndarray, confident: float = 0.02, weight: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Share of labels the model contradicts with high confidence: a rough label-noise estimate."""
+    """Share of labels the model contradicts with high confidence: a rough label-noise estimate
+    (weighted counts with weights not all 1)."""
     y = np.asarray(y).astype(int)
     proba = np.asarray(proba)
-    neg_hi = int(((y == 0) & (proba >= 1 - confident)).sum())
-    pos_lo = int(((y == 1) & (proba <= confident)).sum())
+    w = np.asarray(weight, dtype="float64") if weighted(weight) else np.ones(len(y))
+    neg_hi = w[(y == 0) & (proba >= 1 - confident)].sum()
+    pos_lo = w[(y == 1) & (proba <= confident)].sum()
+    neg_hi, pos_lo = (neg_hi, pos_lo) if weighted(weight) else (int(neg_hi), int(pos_lo))
+    total = w.sum()
     return {
-        "suspected_noise_rate": (neg_hi + pos_lo) / len(y) if len(y) else float("nan"),
+        "suspected_noise_rate": (neg_hi + pos_lo) / total if total else float("nan"),
         "suspected_false_negatives_labels": neg_hi,
         "suspected_false_positive_labels": pos_lo,
     }

@@ -28,7 +28,7 @@ from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.calibration import PlattCalibrator
 from commuter_badge.models.config import TrainConfig
-from commuter_badge.models.data import Labelled, labelled_features
+from commuter_badge.models.data import Labelled, labelled_features, refuse_weights
 from commuter_badge.models.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
 from commuter_badge.models.gates import decide, validation_above_target
 from commuter_badge.models.metrics import at_threshold
@@ -168,6 +168,7 @@ def recertify(
     config = policy_of(old, seed)
     progress("building features")
     labelled = labelled_features(trips, labels, as_of, config.window_days)
+    refuse_weights(labelled, "recertify")
     progress("recalibrating")
     fitted = recalibrate(old, labelled, config)
     val, info = fitted.val, fitted.certificate

@@ -17,7 +17,7 @@ from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.models import figures
 from commuter_badge.models.figures import Caption
-from commuter_badge.models.metrics import by_slice, summary, suspected_label_noise
+from commuter_badge.models.metrics import by_slice, summary, suspected_label_noise, weighted
 
 SLICE_COLUMNS = ("main_mode", "main_region", "archetype")
 MIN_SLICE_CLASS = 30  # fewest negatives (positives) behind a logged slice FPR (recall)
@@ -67,8 +67,9 @@ def review_metrics(
     """What `log_review` logs, computed without MLflow: the metrics and the slice table (pure)."""
     y = frame["is_commuter"].to_numpy().astype(int)
     proba = frame["proba"].to_numpy()
-    m = summary(y, proba, threshold)
-    m.update(suspected_label_noise(y, proba))
+    w = frame["weight"].to_numpy() if "weight" in frame else None  # weighted labels
+    m = summary(y, proba, threshold, w)
+    m.update(suspected_label_noise(y, proba, weight=w))
     metrics = {f"{prefix}{k}": float(v) for k, v in m.items() if k != "threshold"}
     metrics["threshold"] = float(threshold)
     metrics["target_fpr"] = float(target_fpr)
@@ -108,7 +109,14 @@ def log_review(
     mlflow.log_metrics(metrics)
     if len(slices):
         mlflow.log_table(slices, artifact_file=f"{prefix}slices.json")
-    if figures_too:
+    if figures_too and weighted(frame.get("weight", None)):
+        # The figures count persons once each; drawn on weighted labels they would mislead.
+        mlflow.set_tag(
+            f"{prefix}figures",
+            "not drawn: weighted labels (the figures count each person once); the weighted "
+            "figures are the metrics",
+        )
+    elif figures_too:
         log_figures(
             prefix,
             frame,

@@ -29,7 +29,7 @@ from commuter_badge.features.workdays import calendar_params, window_calendar
 from commuter_badge.models import card, promotion, provenance, pseudonym, registry, tuning
 from commuter_badge.models.bundle import CommuterModel
 from commuter_badge.models.config import TrainConfig, to_toml
-from commuter_badge.models.data import Labelled, labelled_features
+from commuter_badge.models.data import Labelled, labelled_features, refuse_weights
 from commuter_badge.models.figures import Caption
 from commuter_badge.models.fitting import (  # noqa: F401  (the names callers import from here)
     BASELINE_FEATURE,
@@ -193,6 +193,7 @@ def train(
     copies = config.copy_weight > 0
     progress("checking coverage and building features" + (" and weekday copies" if copies else ""))
     labelled = labelled_features(trips, labels, as_of, config.window_days, copies=copies)
+    refuse_weights(labelled, "train")
     return _train_logged(trips, labels, labelled, config, progress, promote, tune, config_source)
 
 
