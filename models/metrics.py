@@ -86,11 +86,15 @@ def by_slice(
 ) -> pd.DataFrame:
     """FPR and recall per value of `column` (frame has is_commuter, proba); tiny slices skipped."""
     rows = []
+    is_weighted = weighted(frame["weight"].to_numpy() if "weight" in frame else None)
     for value, part in frame.groupby(column, sort=True):
         if len(part) < min_size:
             continue
         w = part["weight"].to_numpy() if "weight" in part else None
         m = at_threshold(part["is_commuter"].to_numpy(), part["proba"].to_numpy(), threshold, w)
+        if is_weighted:  # weighted counts; how many persons they rest on beside them
+            m["persons_neg"] = int((part["is_commuter"] == 0).sum())
+            m["persons_pos"] = int((part["is_commuter"] == 1).sum())
         rows.append({"slice": column, "value": str(value) or "(empty)", "n": len(part), **m})
     return pd.DataFrame(rows)
 

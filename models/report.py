@@ -82,11 +82,16 @@ def review_metrics(
         # A rate on a handful of persons is noise (a commuter archetype's "FPR" counts only its
         # mislabelled members); those stay in the slice table with their counts, not in metrics.
         key = _metric_key(f"{prefix}{row.slice}.{row.value}")
-        if row.n_neg >= MIN_SLICE_CLASS:
+        # Persons, not weights: a slice's rate rests on how many persons were labelled in it.
+        n_neg, n_pos = (
+            getattr(row, "persons_neg", row.n_neg),
+            getattr(row, "persons_pos", row.n_pos),
+        )
+        if n_neg >= MIN_SLICE_CLASS:
             metrics[f"{key}.fpr"] = float(row.fpr)
             metrics[f"{key}.fpr_upper95"] = float(row.fpr_upper95)
             metrics[f"{key}.fpr_per10k"] = float(row.fpr) * 1e4
-        if row.n_pos >= MIN_SLICE_CLASS:
+        if n_pos >= MIN_SLICE_CLASS:
             metrics[f"{key}.recall"] = float(row.recall)
         metrics[f"{key}.n"] = float(row.n)
     return metrics, slices

@@ -152,3 +152,32 @@ def test_unit_weights_are_plain_counts():
     rng = np.random.default_rng(3)
     y, proba = rng.integers(0, 2, 500), rng.random(500)
     assert summary(y, proba, 0.6, np.ones(500)) == summary(y, proba, 0.6)
+
+
+def test_slice_rates_are_weighted_and_rest_on_enough_persons():
+    # Given weighted labels in two slices: many car persons of mixed weights, few bus persons
+    # of great weight,
+    from commuter_badge.models.report import review_metrics
+
+    rng = np.random.default_rng(0)
+    n_car, n_bus = 370, 30
+    frame = pd.DataFrame(
+        {
+            "is_commuter": rng.integers(0, 2, n_car + n_bus),
+            "proba": rng.random(n_car + n_bus),
+            "main_mode": ["car"] * n_car + ["bus"] * n_bus,
+            "weight": np.r_[rng.choice([1.0, 9.0], n_car), np.full(n_bus, 500.0)],
+        }
+    )
+    # when reviewed,
+    metrics, slices = review_metrics("eval_", frame, 0.5, 0.01)
+    # then the car slice's FPR is the weighted one,
+    car = frame[frame["main_mode"] == "car"]
+    neg = car["is_commuter"] == 0
+    expected = car.loc[neg & (car["proba"] >= 0.5), "weight"].sum() / car.loc[neg, "weight"].sum()
+    assert metrics["eval_main_mode.car.fpr"] == pytest.approx(expected)
+    # and the bus slice's rate, on fewer than 30 labelled non-commuters, is not logged as a
+    # metric however much they weigh (its weighted counts stay in the slice table).
+    bus = slices[slices["value"] == "bus"].iloc[0]
+    assert bus["persons_neg"] < 30 < bus["n_neg"]
+    assert "eval_main_mode.bus.fpr" not in metrics
