@@ -68,13 +68,32 @@ def certify_command(
         Path | None, typer.Option("--report", help="Write the figures as JSON here.")
     ] = None,
     as_of: Annotated[str, typer.Option("--as-of", help="The month's as_of, for the run.")] = "",
+    labels_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels-out",
+            help="Also write the verdicts as weighted labels for the audited month "
+            "(person_id, is_commuter, weight; .csv or .parquet): each weight is the inverse of the "
+            "person's inclusion probability, so the weights sum to the month's population.",
+        ),
+    ] = None,
 ) -> None:
     """One-sided 95% upper bounds for the whole month, logged to MLflow as an `audit` run."""
+    from commuter_badge.atomic import write_frame
     from commuter_badge.features.read import read_labels
-    from commuter_badge.models.core.audit import certify
+    from commuter_badge.models.core.audit import certify, design_labels
     from commuter_badge.models.runs.audit_run import log_audit
 
-    result = certify(_read_table(sample), read_labels(verdicts))
+    if labels_out is not None and labels_out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"--labels-out {labels_out}: use a .csv or .parquet file")
+    found = read_labels(verdicts)
+    if "weight" in found.columns:
+        raise UserError(
+            f"{verdicts}: verdicts carry no weights (the sample file gives them); drop the "
+            "'weight' column"
+        )
+    drawn = _read_table(sample)
+    result = certify(drawn, found)
     run_id = log_audit(result, as_of, str(sample), str(verdicts))
     if report is not None:
         text = json.dumps({**result.as_dict(), "run_id": run_id}, indent=2)
@@ -92,3 +111,17 @@ def certify_command(
         f"(95% upper bound {result.fpr_upper95:.4%})"
     )
     out.print(f"run id                         {run_id}")
+    if labels_out is not None:
+        labels = design_labels(drawn, found)
+        write_frame(labels, labels_out)
+        missing = result.n_sampled - result.n_verified
+        note = (
+            f"; {missing:,} sampled person(s) without a verdict left out, their stratum's weight "
+            "spread over its verified persons (assumes they are missing at random)"
+            if missing
+            else ""
+        )
+        out.print(
+            f"labels                         {len(labels):,} weighted labels standing for "
+            f"{labels['weight'].sum():,.0f} persons -> {labels_out}{note}"
+        )

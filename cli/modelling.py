@@ -194,10 +194,22 @@ def evaluate(
         result = run_evaluation(trips, labels, day, model)
     m = result["metrics"]
     out.print(f"run id     {result['run_id']}  (model {model}, version {result['version']})")
-    out.print(
-        f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
-        f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}"
-    )
+    if result.get("weighted"):
+        out.print(
+            f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
+            f"FPR {m['eval_fpr']:.4%}  n={result['n']:,} (weights sum to "
+            f"{m['eval_weight_sum']:,.0f})"
+        )
+        out.print(
+            "weighted   labels with weights: weighted point estimates for the persons they stand "
+            "for; no exact FPR bound on weighted counts (for an audit's bound: "
+            "`commuter audit certify`)"
+        )
+    else:
+        out.print(
+            f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
+            f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}"
+        )
     if m["eval_label_noise"] > 0:
         out.print(
             f"policy     FPR {m['eval_fpr_against_truth']:.4%} against the truth at the version's "

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -348,7 +349,9 @@ def reporting_bad_rows(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Ite
 
 def read_labels(path: str | Path) -> pd.DataFrame:
     """Labels (`person_id`, `is_commuter` in {0, 1}) from CSV or Parquet, checked; errors name
-    the file, the line (CSV) or row (Parquet) and the value."""
+    the file, the line (CSV) or row (Parquet) and the value. A `weight` column (a finite number
+    >= 0: how many persons of the month the row stands for) is kept as float64 when the file has
+    one; without it every row weighs 1 (`label_weights`)."""
     p = Path(path)
     if not p.is_file():
         raise TripDataError(f"{p}: no such labels file")
@@ -408,10 +411,42 @@ def read_labels(path: str | Path) -> pd.DataFrame:
             f"({int(bad.sum())} bad row{'s' if bad.sum() > 1 else ''} in this file)"
         )
     out = pd.DataFrame({"person_id": text.astype(str), "is_commuter": values.astype("int64")})
+    if "weight" in frame.columns:
+        out["weight"] = _weights(frame["weight"], where)
     dup = out["person_id"].duplicated()
     if dup.any():
         raise TripDataError(f"{p}: person_id {out['person_id'][dup].iloc[0]!r} is labelled twice")
     return out
+
+
+def _weights(raw: pd.Series, where) -> np.ndarray:
+    """The `weight` column as float64: every value a finite number >= 0."""
+    if pd.api.types.is_bool_dtype(raw):
+        numbers = pd.Series(np.nan, index=raw.index)
+    else:
+        text = raw if pd.api.types.is_numeric_dtype(raw) else raw.astype("string").str.strip()
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = ~(np.isfinite(numbers) & (numbers >= 0))
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise TripDataError(
+            f"{where(i)}: column 'weight' value {_number_or_text(raw.iloc[i])!r} is not a finite "
+            f"number >= 0 ({int(bad.sum())} bad row{'s' if bad.sum() > 1 else ''} in this file; "
+            "leave the column out for weight 1)"
+        )
+    return numbers.to_numpy()
+
+
+def label_weights(labels: pd.DataFrame) -> np.ndarray:
+    """Each row's weight: the `weight` column, or 1 for labels read without one."""
+    if "weight" in labels.columns:
+        return labels["weight"].to_numpy(dtype="float64")
+    return np.ones(len(labels))
+
+
+def unit_weights(labels: pd.DataFrame) -> bool:
+    """True when every row weighs 1 (no `weight` column, or all its values are 1)."""
+    return "weight" not in labels.columns or bool((labels["weight"] == 1).all())
 
 
 def _number_or_text(value: object) -> object:

@@ -213,3 +213,26 @@ def certify(sample: pd.DataFrame, verdicts: pd.DataFrame) -> AuditResult:
         noncommuters_among_non_holders_lower=k_other_low,
         model_version=",".join(versions),
     )
+
+
+def design_labels(sample: pd.DataFrame, verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts as weighted labels for the audited month: `person_id, is_commuter, weight`.
+
+    A person's weight is the inverse of their inclusion probability in the stratified draw, their
+    stratum's population count over the persons of that stratum in the file, so the weights of a
+    stratum sum to its population and those of the file to the month's (`stratum_size` summed over
+    the strata). Sampled persons without a verdict are left out and their stratum's weight spread
+    over its verified persons: that assumes the unverified are missing at random within their
+    stratum (`certify` instead counts them unfavourably; the CLI says how many there were). Call
+    after `certify`, which checks the sample and verdicts.
+    """
+    merged = sample.merge(verdicts[["person_id", "is_commuter"]], on="person_id", how="inner")
+    verified = merged.groupby("stratum")["person_id"].transform("size")
+    weight = merged["stratum_size"].astype("float64") / verified
+    return pd.DataFrame(
+        {
+            "person_id": merged["person_id"].astype(str),
+            "is_commuter": merged["is_commuter"].astype("int64"),
+            "weight": weight,
+        }
+    ).sort_values("person_id", ignore_index=True)

@@ -20,7 +20,7 @@ from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import build_features
 from commuter_badge.features.copies import weekday_copies
 from commuter_badge.features.coverage import check_coverage
-from commuter_badge.features.read import discover, read_labels
+from commuter_badge.features.read import discover, read_labels, unit_weights
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 log = logging.getLogger(__name__)
@@ -91,9 +91,31 @@ def counted_label_files(
     paths = [Path(p) for p in (labels if isinstance(labels, (list, tuple)) else [labels])]
     frames = [read_labels(p).assign(_file=i) for i, p in enumerate(paths)]
     y = pd.concat(frames, ignore_index=True).drop_duplicates("person_id", keep="last")
+    if "weight" in y.columns:  # rows of a file without the column weigh 1
+        y["weight"] = y["weight"].fillna(1.0)
     kept = y["_file"].value_counts()
     counts = [int(kept.get(i, 0)) for i in range(len(paths))]
     return y.drop(columns="_file").reset_index(drop=True), paths, counts
+
+
+class WeightedLabelsError(CommuterError, ValueError):
+    """Weighted labels given to a command that cannot use their weights yet."""
+
+
+def refuse_weights(labelled: Labelled, command: str) -> None:
+    """`command` certifies a threshold on labelled persons counted one each; labels whose weights
+    are not all 1 (an audit's verdicts) would need a certificate on weighted persons (issue 30,
+    item 3), so they are refused rather than silently counted as one person each."""
+    if unit_weights(labelled.frame):
+        return
+    files = ", ".join(p for p, _ in labelled.labels_by_file) or "the labels"
+    raise WeightedLabelsError(
+        f"{files}: weighted labels (a 'weight' column with values other than 1) cannot be used by "
+        f"`commuter {command}` yet: its figures and threshold certificate count each labelled "
+        "person once; "
+        "measure a model on them with `commuter evaluate` (weighted estimates), or bound a "
+        "month's FPR with `commuter audit certify`"
+    )
 
 
 def labelled_features(

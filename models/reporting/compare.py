@@ -315,7 +315,7 @@ def _scored_side(
 ) -> tuple[Side, pd.DataFrame]:
     """A registered version scored on a labelled month: `eval_` figures as `commuter evaluate`
     computes them (without logging), with the version's certificate and gates beside them."""
-    from commuter_badge.models.core.data import labelled_features
+    from commuter_badge.models.core.data import labelled_features, refuse_weights
     from commuter_badge.models.core.metrics import at_threshold, review_metrics
     from commuter_badge.models.mlflow_edge import registry
 
@@ -326,7 +326,9 @@ def _scored_side(
             "versions (3, v3, models:/commuter-badge/3)"
         )
     model = registry.load_model(f"models:/{MODEL_NAME}/{version}")
-    frame = labelled_features(trips, labels, as_of, model.meta.window_days).frame.copy()
+    labelled = labelled_features(trips, labels, as_of, model.meta.window_days)
+    refuse_weights(labelled, "compare")
+    frame = labelled.frame.copy()
     frame["proba"] = model.predict_proba(frame)
     metrics, slices = review_metrics("eval_", frame, model.threshold, model.target_fpr)
     if "true_commuter" in frame and frame["true_commuter"].notna().all():

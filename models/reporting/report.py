@@ -13,7 +13,7 @@ import pandas as pd
 
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models.core.metrics import review_metrics, slice_table
+from commuter_badge.models.core.metrics import review_metrics, slice_table, weighted
 from commuter_badge.models.reporting import figures
 from commuter_badge.models.reporting.figures import Caption
 
@@ -51,7 +51,14 @@ def log_review(
     mlflow.log_metrics(metrics)
     if len(slices):
         mlflow.log_table(slices, artifact_file=f"{prefix}slices.json")
-    if figures_too:
+    if figures_too and weighted(frame.get("weight", None)):
+        # The figures count persons once each; drawn on weighted labels they would mislead.
+        mlflow.set_tag(
+            f"{prefix}figures",
+            "not drawn: weighted labels (the figures count each person once); the weighted "
+            "figures are the metrics",
+        )
+    elif figures_too:
         log_figures(
             prefix,
             frame,

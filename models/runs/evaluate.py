@@ -17,6 +17,14 @@ reported, never compared: a version certified against labels (rho = 0) breaches 
 eval_fpr is above the target, whatever the estimate says (exit 3 with --fail-on-breach), because
 an estimate read off the month's own scores could excuse a real breach. Being judged against the
 truth is a policy, chosen at certification (`--param label_noise=RATE`).
+
+Weighted labels (a `weight` column, e.g. `commuter audit certify --labels-out`): every figure is a
+weighted point estimate for the persons the rows stand for (models/metrics.py), `eval_fpr_upper95`
+is not given (NaN: a Clopper–Pearson bound on weighted counts is not valid, and Kish's effective
+sample size assumes weights unrelated to the outcome, which an audit's badge strata are not; the
+exact bound for an audit is `commuter audit certify`'s), the breach is judged on the point estimate,
+the label-noise estimate (read off persons counted once) is not made, and the figures are not
+drawn. The run is tagged `weighted_labels` and logs `eval_weight_sum`.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.workdays import calendar_params
 from commuter_badge.models.core.data import labelled_features
-from commuter_badge.models.core.metrics import at_threshold
+from commuter_badge.models.core.metrics import at_threshold, weighted
 from commuter_badge.models.core.threshold import (
     label_noise_estimate,
     metrics_against_truth,
@@ -131,6 +139,8 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
     labelled = labelled_features(trips, labels, as_of, model.meta.window_days)
     frame = labelled.frame.copy()
     frame["proba"] = model.predict_proba(frame)
+    weights = frame["weight"].to_numpy() if "weight" in frame else None
+    is_weighted = weighted(weights)
     with mlflow.start_run(run_name=f"evaluate v{model.version or '?'} as_of={as_of}") as run:
         mlflow.set_tags(
             {
@@ -140,6 +150,7 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
                 "model_version": model.version,
                 "input_digest": labelled.digest,
                 **calendar_params(),
+                "weighted_labels": str(is_weighted),
             }
         )
         warn_calendar_mismatch(model.meta)  # stderr line and a calendar_mismatch tag
@@ -163,14 +174,22 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
         )
         metrics = log_review("eval_", frame, model.threshold, model.target_fpr)
         if "true_commuter" in frame and frame["true_commuter"].notna().all():
-            m = at_threshold(frame["true_commuter"], frame["proba"], model.threshold)
+            m = at_threshold(frame["true_commuter"], frame["proba"], model.threshold, weights)
             truth = {"eval_true_fpr": m["fpr"], "eval_true_recall": m["recall"]}
             mlflow.log_metrics(truth)
             metrics.update(truth)
         deltas = training_deltas(model.meta.run_id, metrics)
         mlflow.log_metrics(deltas)
         noise = version_label_noise(model.version)
-        estimate = label_noise_estimate(frame["proba"], frame["is_commuter"])
+        estimate = (
+            float("nan")  # read off persons counted once: not on weighted labels
+            if is_weighted
+            else label_noise_estimate(frame["proba"], frame["is_commuter"])
+        )
+        if is_weighted:
+            weight_sum = float(weights.sum())
+            mlflow.log_metric("eval_weight_sum", weight_sum)
+            metrics["eval_weight_sum"] = weight_sum
         policy_fpr = {
             "eval_fpr_against_truth": restated_fpr(metrics, noise),
             "eval_label_noise": noise,
@@ -199,4 +218,5 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
         "metrics": metrics,
         "version": model.version,
         "n": len(frame),
+        "weighted": is_weighted,
     }

@@ -26,7 +26,7 @@ from commuter_badge.features.workdays import calendar_fingerprint, calendar_para
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.calibration import PlattCalibrator
 from commuter_badge.models.core.config import TrainConfig
-from commuter_badge.models.core.data import Labelled, labelled_features
+from commuter_badge.models.core.data import Labelled, labelled_features, refuse_weights
 from commuter_badge.models.core.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
 from commuter_badge.models.core.gates import decide, validation_above_target
 from commuter_badge.models.core.metrics import at_threshold, review_metrics
@@ -169,6 +169,7 @@ def recertify(
     config = policy_of(old, seed)
     progress("building features")
     labelled = labelled_features(trips, labels, as_of, config.window_days)
+    refuse_weights(labelled, "recertify")
     progress("recalibrating")
     fitted = recalibrate(old, labelled, config)
     val, info = fitted.val, fitted.certificate

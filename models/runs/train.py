@@ -29,7 +29,7 @@ from commuter_badge.features.workdays import calendar_params, window_calendar
 from commuter_badge.models.core import provenance, tuning
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.config import TrainConfig, to_toml
-from commuter_badge.models.core.data import Labelled, labelled_features
+from commuter_badge.models.core.data import Labelled, labelled_features, refuse_weights
 from commuter_badge.models.core.fitting import (  # noqa: F401  (the names callers import from here)
     BASELINE_FEATURE,
     COPY_PART,
@@ -196,6 +196,7 @@ def train(
     copies = config.copy_weight > 0
     progress("checking coverage and building features" + (" and weekday copies" if copies else ""))
     labelled = labelled_features(trips, labels, as_of, config.window_days, copies=copies)
+    refuse_weights(labelled, "train")
     return _train_logged(trips, labels, labelled, config, progress, promote, tune, config_source)
 
 

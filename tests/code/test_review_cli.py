@@ -48,6 +48,7 @@ def test_add_list_export_verify(reviews_url, tmp_path):
     assert labels.loc["p1", "is_commuter"] == "0", "the latest review (revoke) wins"
     assert labels.loc["p1", "as_of"] == "2021-10-20"
     assert labels.loc["p2", "is_commuter"] == "1"
+    assert "weight" not in labels.columns, "reviews are unweighted labels: each stands for itself"
     verified = cli("reviews", "verify")
     assert verified.exit_code == 0
     assert "chain intact: 3 reviews" in verified.output
