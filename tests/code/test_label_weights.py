@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from commuter_badge.features.read import label_weights, read_labels
 from commuter_badge.features.schema import TripDataError
-from commuter_badge.models.metrics import at_threshold, summary
+from commuter_badge.models.core.metrics import at_threshold, summary
 
 GOOD = st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False)
 BAD = st.one_of(
@@ -98,7 +98,7 @@ def test_parquet_weights_of_the_wrong_type_are_refused_by_row(tmp_path):
 
 def test_later_label_files_without_weights_weigh_one(tmp_path):
     # Given a weighted labels file and a later unweighted one overriding one person,
-    from commuter_badge.models.data import read_label_files
+    from commuter_badge.models.core.data import read_label_files
 
     (tmp_path / "a.csv").write_text("person_id,is_commuter,weight\na,1,5\nb,0,7\n")
     (tmp_path / "b.csv").write_text("person_id,is_commuter\nb,1\nc,0\n")
@@ -157,7 +157,7 @@ def test_unit_weights_are_plain_counts():
 def test_slice_rates_are_weighted_and_rest_on_enough_persons():
     # Given weighted labels in two slices: many car persons of mixed weights, few bus persons
     # of great weight,
-    from commuter_badge.models.report import review_metrics
+    from commuter_badge.models.core.metrics import review_metrics
 
     rng = np.random.default_rng(0)
     n_car, n_bus = 370, 30

@@ -27,7 +27,7 @@ AUDIT = 1_000
 @pytest.fixture(scope="module")
 def months(tmp_path_factory):
     """Trained on month one (its own store); month two shifted by new kinds of behaviour."""
-    from commuter_badge.models.train import TrainConfig, train
+    from commuter_badge.models.runs.train import TrainConfig, train
     from commuter_badge.simulate import UNSEEN_KINDS, DriftSettings, simulate_months, write_months
 
     root = tmp_path_factory.mktemp("weighted")
