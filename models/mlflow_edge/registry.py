@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from commuter_badge.locks import file_lock
 from commuter_badge.models.core.bundle import (
@@ -265,6 +267,10 @@ def log_model(
         model_id=info.model_id,
         tags=digest_tags(digests),  # on the version as it is created
     )
+    # The link from the logged model to its version, which the UI's runs list shows ("commuter-badge
+    # v1") and `register_model` would have set: the logged model is new, so it has no other.
+    link = [{"name": created.name, "version": created.version}]
+    MlflowClient().set_logged_model_tags(info.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(link)})
     info.registered_model_version = created.version
     return info
 
