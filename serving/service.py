@@ -74,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "commuter_badge"
 MODEL_RETRY_SECONDS = 5.0  # how often a worker without a champion looks for one again
+REVIEWS_RETRY_SECONDS = 5.0  # how often a worker without its review store tries to open it again
 MAX_BATCH_PERSONS = 2_000  # persons the scorer puts into one feature query
 # Under load (the last batch held several requests), the scorer waits for more requests while
 # they keep coming, each within BATCH_GAP of the last and BATCH_MAX_WAIT in all, so a burst shares
@@ -308,8 +309,13 @@ class CommuterBadge:
         # the worker: `commuter serve` checks it first); /readyz reports it.
         logger.info("working-day calendar: %s", use_calendar(settings.calendar).info())
         self.store = DecisionStore(settings.decisions_path)
-        self.reviews, self.reviews_problem = _open_reviews(settings.reviews_url)
-        self.reviews_ping = None if self.reviews is None else StorePing(self.reviews.url)
+        self._reviews_url = settings.reviews_url
+        self._reviews_lock = threading.Lock()
+        self._next_reviews_attempt = 0.0
+        self._reviews: ReviewStore | None = None
+        self.reviews_problem = "not opened yet"
+        self.reviews_ping: StorePing | None = None
+        _ = self.reviews  # opened now; if its server is down, again every REVIEWS_RETRY_SECONDS
         self._model: Any = None
         self._model_problem = "the model has not been loaded yet"
         self._model_uri, self._model_version = model_to_serve(settings.model_version)
@@ -320,6 +326,20 @@ class CommuterBadge:
             logger.warning("decision store not available: %s", self.store.problem)
         self.scorer = BatchScorer()
         calm_garbage_collector()  # full collections stalled probes for seconds (admission.py)
+
+    @property
+    def reviews(self) -> ReviewStore | None:
+        """The review store; a worker that could not open it (its database server down when the
+        worker started) tries again every REVIEWS_RETRY_SECONDS instead of staying unready."""
+        if self._reviews is not None:
+            return self._reviews
+        with self._reviews_lock:
+            if self._reviews is None and time.monotonic() >= self._next_reviews_attempt:
+                self._reviews, self.reviews_problem = _open_reviews(self._reviews_url)
+                self._next_reviews_attempt = time.monotonic() + REVIEWS_RETRY_SECONDS
+                if self._reviews is not None:
+                    self.reviews_ping = StorePing(self._reviews.url)
+        return self._reviews
 
     def _load_model(self) -> Any:
         """The pinned version (model_to_serve); without one, look again every MODEL_RETRY_SECONDS."""
@@ -378,8 +398,8 @@ class CommuterBadge:
     def _shutdown(self) -> None:
         self.scorer.close()
         self.store.close()
-        if self.reviews is not None:
-            self.reviews.close()
+        if self._reviews is not None:
+            self._reviews.close()
         if self.reviews_ping is not None:
             self.reviews_ping.close()
 

@@ -207,6 +207,32 @@ def test_readyz_is_503_while_the_postgresql_review_store_is_down(world: World, t
             stop_server(srv)
 
 
+def test_a_worker_started_while_the_review_store_is_down_opens_it_when_it_is_back(
+    world: World, tmp_path: Path
+):
+    # Given a PostgreSQL review store whose server is down when the service starts
+    with postgres_cluster() as pg:
+        env = {**world.env, "COMMUTER_REVIEWER_TOKENS": ",".join(REVIEWER_TOKENS)}
+        env["COMMUTER_REVIEWS"] = fresh_database(pg, "reviews_late")
+        pg.stop()
+        srv = start_server(env, world.root, workers=2)
+        try:
+            # then the workers are alive but not ready, and say why
+            wait_until(srv, "/livez", 200)
+            wait_for_readyz(srv, 503, timeout=60)
+            body = httpx.get(srv.url + "/readyz", timeout=10).json()
+            assert any(m.startswith("no review store") for m in body["missing"]), body
+            # and once the server is back, every worker opens the store by itself (no restart)
+            pg.start()
+            deadline, streak, seen = time.monotonic() + 60, 0, []
+            while streak < 20 and time.monotonic() < deadline:
+                seen = readyz_statuses(srv, 1) + seen[:5]
+                streak = streak + 1 if seen[0] == 200 else 0
+            assert streak >= 20, f"not ready again within 60 s: {seen}"
+        finally:
+            stop_server(srv)
+
+
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
