@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from commuter_badge.errors import CommuterError, UserError
 from commuter_badge.settings import (
@@ -155,3 +156,47 @@ class _NullStatus:
 def update_status(status: Any, text: str) -> None:
     if hasattr(status, "update"):
         status.update(text)
+
+
+class MonthCommand(TyperCommand):
+    """A command whose `--month` takes three values (TRIPS LABELS AS_OF) and repeats: click can,
+    this typer cannot declare it, so the option's arity is set on the click object."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.name == "month":
+                param.nargs = 3
+
+
+MonthOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--month",
+        metavar="TRIPS LABELS AS_OF",
+        help="A labelled month: its trips, its labels (an audit's weighted labels for the newest "
+        "month) and its as_of; repeat for several months, the newest certifying the threshold "
+        "(instead of --trips/--labels/--as-of).",
+        show_default=False,
+    ),
+]
+
+
+def parse_months(values: list[str] | None, trips, labels, as_of: str) -> list:
+    """`--month` values (or the single --trips/--labels/--as-of month) as models' Months."""
+    import ast
+
+    from commuter_badge.models.core.months import Month
+
+    single = [trips is not None, bool(labels), bool(as_of)]
+    if values and any(single):
+        raise UserError("give either --month (repeatable) or --trips/--labels/--as-of, not both")
+    if not values:
+        if not all(single):
+            raise UserError("give --trips, --labels and --as-of, or one --month per month")
+        return [Month(Path(trips), tuple(Path(p) for p in labels), parse_date(as_of))]
+    months = []
+    for value in values:  # typer hands each three-value tuple over as its text
+        m_trips, m_labels, m_day = ast.literal_eval(value) if value.startswith("(") else value
+        months.append(Month(Path(m_trips), (Path(m_labels),), parse_date(m_day, "--month")))
+    return months

@@ -12,6 +12,8 @@ from commuter_badge.cli.app import (
     CalendarFile,
     Labels,
     ModelUri,
+    MonthCommand,
+    MonthOption,
     Trips,
     app,
     apply_calendar,
@@ -19,6 +21,7 @@ from commuter_badge.cli.app import (
     err,
     out,
     parse_date,
+    parse_months,
     status,
     update_status,
 )
@@ -40,13 +43,30 @@ LabelFiles = Annotated[
     ),
 ]
 
+OptionalTrips = Annotated[
+    Path | None,
+    typer.Option("--trips", help="Trip file (.csv/.parquet) or a directory of them (one month)."),
+]
+OptionalLabels = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--labels",
+        help="Labels file(s) of that month: person_id, is_commuter [, weight]; repeat for several, "
+        "later files overriding earlier ones for the same person.",
+    ),
+]
+OptionalAsOf = Annotated[
+    str, typer.Option("--as-of", help="That month's as_of YYYY-MM-DD.", show_default=False)
+]
 
-@app.command()
+
+@app.command(cls=MonthCommand)
 @clean_errors
 def train(
-    trips: Trips,
-    labels: LabelFiles,
-    as_of: AsOf,
+    trips: OptionalTrips = None,
+    labels: OptionalLabels = None,
+    as_of: OptionalAsOf = "",
+    month: MonthOption = None,
     target_fpr: Annotated[
         float | None,
         typer.Option(
@@ -103,7 +123,7 @@ def train(
     from commuter_badge.models.core.config import load_config
 
     # Every option and setting is checked before MLflow and LightGBM load or any data is read.
-    day = parse_date(as_of)
+    months = parse_months(month, trips, labels, as_of)
     config = load_config(
         config_file, params or [], target_fpr=target_fpr, seed=seed, window_days=window_days
     )
@@ -115,16 +135,14 @@ def train(
             f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
         )
     apply_calendar(calendar)  # recorded on the run and the model version
-    from commuter_badge.models.runs.train import train as run_training
+    from commuter_badge.models.runs.train import train_months
 
     source = " + ".join(
         x for x in (str(config_file) if config_file else "", "--param" if params else "") if x
     )
     with status("training") as spinner:
-        result = run_training(
-            trips,
-            list(labels),
-            day,
+        result = train_months(
+            months,
             config,
             progress=lambda s: update_status(spinner, s),
             promote=promote,
@@ -140,10 +158,7 @@ def train(
     )
     out.print(f"promotion         {result.decision}")
     out.print(f"threshold         {result.threshold:.6f}")
-    out.print(
-        f"FPR bound         {result.certified_fpr_upper:.4%} certified "
-        f"(target {config.target_fpr:.2%}, {config.confidence:.0%} CP)"
-    )
+    out.print(f"FPR bound         {result.certificate} (target {config.target_fpr:.2%})")
     out.print(
         f"validation        AUC {m['val_auc']:.4f}  recall {m['val_recall']:.4f}  "
         f"FPR {m['val_fpr']:.4%} (upper95 {m['val_fpr_upper95']:.4%})"

@@ -42,6 +42,8 @@ class Labelled:
     # Weekday copies of the labelled persons (features/copies.py), with `copy_of`; training adds
     # those of its fit persons (models/core/fitting.py `split`). None: not built.
     copies: pd.DataFrame | None = None
+    # Per month trained on (models/core/months.py): files, digest, label counts, weight sum.
+    months: tuple[dict, ...] = ()
 
     @property
     def labels_without_trips_share(self) -> float:

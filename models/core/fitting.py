@@ -23,6 +23,7 @@ import pandas as pd
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.features.read import unit_weights
 from commuter_badge.features.workdays import calendar_fingerprint
 from commuter_badge.models.core.bundle import CommuterModel, ModelMeta
 from commuter_badge.models.core.calibration import PlattCalibrator
@@ -30,7 +31,14 @@ from commuter_badge.models.core.config import TrainConfig
 from commuter_badge.models.core.data import Labelled
 from commuter_badge.models.core.gates import Candidate, Decision, decide
 from commuter_badge.models.core.metrics import at_threshold, review_metrics
-from commuter_badge.models.core.split import assign
+from commuter_badge.models.core.months import (
+    CERTIFY,
+    MonthsError,
+    assign_parts,
+    certifying_strata,
+    newest_calibration,
+)
+from commuter_badge.models.core.stratified import StratifiedThreshold, certifying_table
 from commuter_badge.models.core.threshold import NeymanPearsonThreshold, label_noise_estimate
 
 BASELINE_FEATURE = "morning_entry_workdays"
@@ -52,9 +60,10 @@ def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> 
     """LightGBM on `fit` (copies weighted by `copy_weight`), boosting rounds chosen on `early`
     only, or, with `early_stopping_folds`, by cross-validation inside `fit` (`early` unused)."""
     names = list(FEATURE_NAMES)
-    weight = None
+    weight = _sample_weight(fit)
     if "part" in fit and (fit["part"] == COPY_PART).any():
-        weight = np.where(fit["part"] == COPY_PART, config.copy_weight, 1.0)
+        copy = np.where(fit["part"] == COPY_PART, config.copy_weight, 1.0)
+        weight = copy if weight is None else weight * copy
     train_set = lgb.Dataset(
         model_matrix(fit),
         fit["is_commuter"].to_numpy(),
@@ -65,7 +74,10 @@ def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> 
     if config.early_stopping_folds:
         return _fit_cross_fitted(train_set, config)
     valid_set = lgb.Dataset(
-        model_matrix(early), early["is_commuter"].to_numpy(), reference=train_set
+        model_matrix(early),
+        early["is_commuter"].to_numpy(),
+        weight=_sample_weight(early),
+        reference=train_set,
     )
     return lgb.train(
         config.lgb_params(),
@@ -74,6 +86,13 @@ def fit_booster(fit: pd.DataFrame, early: pd.DataFrame, config: TrainConfig) -> 
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
     )
+
+
+def _sample_weight(rows: pd.DataFrame) -> np.ndarray | None:
+    """The labels' weights (an audit's inverse inclusion probabilities), None when all are 1."""
+    if "weight" not in rows or unit_weights(rows):
+        return None
+    return rows["weight"].fillna(1.0).to_numpy(dtype="float64")
 
 
 def _fit_cross_fitted(train_set: lgb.Dataset, config: TrainConfig) -> lgb.Booster:
@@ -132,12 +151,7 @@ def fit_model(
     cal = parts["calibration"]
     margin = booster.predict(model_matrix(cal), raw_score=True)
     calibrator = PlattCalibrator().fit(margin, cal["is_commuter"].to_numpy())
-    selector = NeymanPearsonThreshold(
-        target_fpr=config.target_fpr,
-        confidence=config.confidence,
-        label_noise=config.label_noise,
-    )
-    selector.fit(calibrator.predict(margin), cal["is_commuter"].to_numpy())
+    selector, certifying = certify_threshold(data, booster, calibrator, config)
     meta = ModelMeta(
         threshold=selector.threshold_,
         target_fpr=config.target_fpr,
@@ -152,10 +166,37 @@ def fit_model(
         "cal_fpr": selector.fpr_,
         "cal_fpr_upper95": selector.fpr_upper_,
         "cal_negatives": selector.n_negatives_,
-        "cal_mislabelled_taken_off": selector.mislabelled_taken_off_,
+        "cal_mislabelled_taken_off": getattr(selector, "mislabelled_taken_off_", 0),
         "cal_label_noise_estimate": label_noise_estimate(margin, cal["is_commuter"].to_numpy()),
+        "cal_persons": certifying,
+        "cal_audit_design": float(isinstance(selector, StratifiedThreshold)),
+        "cal_certified": float(getattr(selector, "certified_", True)),
     }
     return CommuterModel(booster, meta), info
+
+
+def certify_threshold(data: pd.DataFrame, booster, calibrator, config: TrainConfig):
+    """The threshold certified on the newest month's persons (models/core/months.py): its
+    calibration persons, or an audit's held-out persons with the audit's design. Returns the
+    fitted selector and how many persons certify it."""
+    if (data["part"] == CERTIFY).any():
+        rows = data[data["part"] == CERTIFY]
+        stratum, strata = certifying_strata(data)
+        selector = StratifiedThreshold(target_fpr=config.target_fpr, confidence=config.confidence)
+        if config.label_noise > 0:
+            raise MonthsError(
+                "an audit's verdicts are taken as the truth: train on it with label_noise=0"
+            )
+        proba = calibrator.predict(booster.predict(model_matrix(rows), raw_score=True))
+        return selector.fit(proba, rows["is_commuter"].to_numpy(), stratum, strata), len(rows)
+    rows = data[newest_calibration(data)]
+    margin = booster.predict(model_matrix(rows), raw_score=True)
+    selector = NeymanPearsonThreshold(
+        target_fpr=config.target_fpr,
+        confidence=config.confidence,
+        label_noise=config.label_noise,
+    )
+    return selector.fit(calibrator.predict(margin), rows["is_commuter"].to_numpy()), len(rows)
 
 
 def noise_floor_warning(data: pd.DataFrame, config: TrainConfig, certificate: dict) -> str | None:
@@ -241,6 +282,9 @@ class Fitted:
     truth_metrics: dict[str, float]  # against simulated truth, when the world has one
     gates: Decision  # the rules that need no champion (policy and recall ones: skipped)
     baseline: Baseline
+    # An audited newest month's held-out persons with `proba`, `badge` and their stratum's design
+    # (models/core/stratified.py `certifying_table`): what the gates judge the champion on.
+    certifying: pd.DataFrame | None = None
 
     def candidate(self, version: str = "") -> Candidate:
         return Candidate(
@@ -253,14 +297,27 @@ class Fitted:
         )
 
 
+def certifying_persons(frame: pd.DataFrame, model: CommuterModel) -> pd.DataFrame | None:
+    """The audited persons that certified the threshold, scored, with their design; None when
+    the certificate is on a fully labelled month."""
+    if not (frame["part"] == CERTIFY).any():
+        return None
+    stratum, strata = certifying_strata(frame)
+    rows = frame[frame["part"] == CERTIFY].copy()
+    rows["proba"] = model.predict_proba(rows)
+    rows["badge"] = model.decide(rows["proba"].to_numpy())
+    return certifying_table(rows, stratum, strata)
+
+
 def split(data: Labelled, config: TrainConfig) -> pd.DataFrame:
     """The labelled frame with its `part`; with copies (and `copy_weight` > 0), the copies of the
     fit persons follow as part `copy`, with their original's label."""
     frame = data.frame.copy()
-    frame["part"] = assign(frame["person_id"], config.seed, config.parts())
+    frame["part"] = assign_parts(frame, config.seed, config.parts())
     if data.copies is None or config.copy_weight == 0:
         return frame
-    fit = frame.loc[frame["part"] == "fit", ["person_id", "is_commuter"]]
+    keep = ["person_id", "is_commuter", *(["weight"] if "weight" in frame else [])]
+    fit = frame.loc[frame["part"] == "fit", keep]
     copies = data.copies.merge(fit.rename(columns={"person_id": "copy_of"}), on="copy_of")
     return pd.concat([frame, copies.assign(part=COPY_PART)], ignore_index=True)
 
@@ -303,6 +360,7 @@ def fit_and_evaluate(
         truth_metrics=truth,
         gates=None,  # type: ignore[arg-type]  # set just below, from the fitted candidate
         baseline=fit_baseline(frame, config),
+        certifying=certifying_persons(frame, model),
     )
     own = decide(fitted.candidate(), None)
     return Fitted(**{**fitted.__dict__, "gates": own})

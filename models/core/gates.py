@@ -111,6 +111,16 @@ class Champion:
     as_of: dt.date | None
     badge: np.ndarray | None
     why_not_scored: str = ""
+    # Its one-sided lower bound on the FPR of the newest month's certifying persons (an audit,
+    # with the audit's design: models/core/stratified.py `fpr_lower`); None: not measured.
+    newest_fpr_lower: float | None = None
+    newest_month: str = ""
+
+    def breach_reason(self) -> str:
+        return (
+            f"champion v{self.version} breaches the target on month {self.newest_month}'s "
+            f"audited persons (FPR lower bound {self.newest_fpr_lower:.4%}); recall not compared"
+        )
 
 
 @dataclass(frozen=True)
@@ -120,9 +130,14 @@ class Decision:
     reasons: list[str]  # why not, in words; empty when passed
     figures: dict[str, float] = field(default_factory=dict)  # comparison numbers to log
     policy_change: str | None = None
+    champion_breach: str = ""  # why the champion's recall was not compared, when it broke
 
     def summary(self) -> str:
-        return "all promotion gates passed" if self.passed else "; ".join(self.reasons)
+        if not self.passed:
+            return "; ".join(self.reasons)
+        return "all promotion gates passed" + (
+            f" ({self.champion_breach})" * bool(self.champion_breach)
+        )
 
 
 def mcnemar(candidate: np.ndarray, champion: np.ndarray) -> tuple[int, int, float, float]:
@@ -144,30 +159,10 @@ def decide(
     cand: Candidate, champ: Champion | None, *, policy_change: str | None = None
 ) -> Decision:
     """Every rule's outcome for `cand` against `champ` (None: there is no champion)."""
-    target = cand.policy.target_fpr
     g: dict[str, Outcome] = {}
     reasons: list[str] = []
     figures: dict[str, float] = {}
-
-    g["certificate_holds"] = Outcome.of(cand.cal_fpr_upper95 <= target)
-    if not g["certificate_holds"]:
-        reasons.append(f"certificate {cand.cal_fpr_upper95:.4%} above target {target:.4%}")
-    k, n = cand.val_against_truth()
-    lower = clopper_pearson_lower(k, round(n)) if cand.val_negatives else float("nan")
-    figures["val_fpr_lower95"] = lower
-    g["validation_consistent"] = Outcome.of(cand.val_negatives > 0 and lower <= target)
-    if not g["validation_consistent"]:
-        noise = cand.policy.label_noise
-        counted = (
-            f"{k:.1f}/{n:.0f} against the truth at label noise {noise:g} "
-            f"({cand.val_false_positives}/{cand.val_negatives} against labels)"
-            if noise > 0
-            else f"{cand.val_false_positives}/{cand.val_negatives}"
-        )
-        reasons.append(
-            f"validation FPR {counted} has 95% lower bound {lower:.4%} above target {target:.4%}"
-        )
-
+    _own_rules(cand, g, reasons, figures)
     if champ is None:
         for name in GATES[2:]:
             g[name] = Outcome.SKIPPED
@@ -188,55 +183,101 @@ def decide(
         g["recall_not_worse_than_champion"] = Outcome.SKIPPED
         g["newer_data_on_tie"] = Outcome.SKIPPED
         return _decision(g, reasons, figures, policy_change, policy_ok=policy_ok)
-
-    better = False
-    if champ.badge is None:
+    if champion_broke(cand, champ, figures):
+        # The champion breaks the promise on the newest population: recall beside it is no
+        # argument for keeping it (issue 30); the candidate's own rules decide alone.
         g["recall_not_worse_than_champion"] = Outcome.SKIPPED
-    else:
-        pos = cand.is_commuter == 1
-        b, c, p_worse, p_better = mcnemar(cand.badge[pos], champ.badge[pos])
-        neg = cand.is_commuter == 0
-        figures.update(
-            {
-                "champion_val_recall": float(champ.badge[pos].mean()) if pos.any() else np.nan,
-                "champion_val_fpr": float(champ.badge[neg].mean()) if neg.any() else np.nan,
-                "mcnemar_champion_only": b,
-                "mcnemar_candidate_only": c,
-                "mcnemar_p_worse": p_worse,
-                "mcnemar_p_better": p_better,
-            }
-        )
-        worse = p_worse < ALPHA
-        better = p_better < ALPHA
-        g["recall_not_worse_than_champion"] = Outcome.of(not worse)
-        if worse:
-            reasons.append(
-                f"recall worse than champion v{champ.version} on the same validation persons "
-                f"(McNemar: {b} commuters only the champion badges, {c} only this one, "
-                f"p={p_worse:.2g})"
-            )
-    if better:
         g["newer_data_on_tie"] = Outcome.SKIPPED
-    else:
-        newer = champ.as_of is not None and cand.as_of > champ.as_of
-        g["newer_data_on_tie"] = Outcome.of(newer)
-        if not newer and g["recall_not_worse_than_champion"] is Outcome.FAILED:
-            # not a tie: the recall reason above says what happened; only the data's age is added
-            reasons.append(
-                f"nor is the data newer (as_of {cand.as_of} vs {champ.as_of}), which a tie would "
-                "need"
-            )
-        elif not newer:
-            tie = "recall ties" if champ.badge is not None else "champion not comparable"
-            reasons.append(
-                f"{tie} with champion v{champ.version} and the data is not newer (as_of "
-                f"{cand.as_of} vs {champ.as_of}): an identical retrain or a trial on the same "
-                "month is not promoted"
-            )
+        return _decision(g, reasons, figures, None, policy_ok=True, breach=champ.breach_reason())
+    better = _recall_rule(cand, champ, g, reasons, figures)
+    _newer_rule(cand, champ, g, reasons, better)
     return _decision(g, reasons, figures, None, policy_ok=True)
 
 
-def _decision(g, reasons, figures, policy_change, *, policy_ok: bool) -> Decision:
+def _own_rules(cand: Candidate, g: dict, reasons: list, figures: dict) -> None:
+    """certificate_holds and validation_consistent: the rules that need no champion."""
+    target = cand.policy.target_fpr
+    g["certificate_holds"] = Outcome.of(cand.cal_fpr_upper95 <= target)
+    if not g["certificate_holds"]:
+        reasons.append(f"certificate {cand.cal_fpr_upper95:.4%} above target {target:.4%}")
+    k, n = cand.val_against_truth()
+    lower = clopper_pearson_lower(k, round(n)) if cand.val_negatives else float("nan")
+    figures["val_fpr_lower95"] = lower
+    g["validation_consistent"] = Outcome.of(cand.val_negatives > 0 and lower <= target)
+    if not g["validation_consistent"]:
+        noise = cand.policy.label_noise
+        counted = (
+            f"{k:.1f}/{n:.0f} against the truth at label noise {noise:g} "
+            f"({cand.val_false_positives}/{cand.val_negatives} against labels)"
+            if noise > 0
+            else f"{cand.val_false_positives}/{cand.val_negatives}"
+        )
+        reasons.append(
+            f"validation FPR {counted} has 95% lower bound {lower:.4%} above target {target:.4%}"
+        )
+
+
+def champion_broke(cand: Candidate, champ: Champion, figures: dict) -> bool:
+    """The champion's one-sided lower bound on the newest month's certifying persons (the
+    candidate's audit) is above the target; False when it was not measured."""
+    if champ.newest_fpr_lower is None:
+        return False
+    figures["champion_newest_fpr_lower95"] = champ.newest_fpr_lower
+    return champ.newest_fpr_lower > cand.policy.target_fpr
+
+
+def _recall_rule(cand: Candidate, champ: Champion, g: dict, reasons: list, figures: dict) -> bool:
+    """McNemar on the commuters of the same validation persons; True when the candidate is
+    shown better."""
+    if champ.badge is None:
+        g["recall_not_worse_than_champion"] = Outcome.SKIPPED
+        return False
+    pos = cand.is_commuter == 1
+    b, c, p_worse, p_better = mcnemar(cand.badge[pos], champ.badge[pos])
+    neg = cand.is_commuter == 0
+    figures.update(
+        {
+            "champion_val_recall": float(champ.badge[pos].mean()) if pos.any() else np.nan,
+            "champion_val_fpr": float(champ.badge[neg].mean()) if neg.any() else np.nan,
+            "mcnemar_champion_only": b,
+            "mcnemar_candidate_only": c,
+            "mcnemar_p_worse": p_worse,
+            "mcnemar_p_better": p_better,
+        }
+    )
+    worse = p_worse < ALPHA
+    g["recall_not_worse_than_champion"] = Outcome.of(not worse)
+    if worse:
+        reasons.append(
+            f"recall worse than champion v{champ.version} on the same validation persons "
+            f"(McNemar: {b} commuters only the champion badges, {c} only this one, "
+            f"p={p_worse:.2g})"
+        )
+    return p_better < ALPHA
+
+
+def _newer_rule(cand: Candidate, champ: Champion, g: dict, reasons: list, better: bool) -> None:
+    """newer_data_on_tie: without shown better recall, the data must be newer."""
+    if better:
+        g["newer_data_on_tie"] = Outcome.SKIPPED
+        return
+    newer = champ.as_of is not None and cand.as_of > champ.as_of
+    g["newer_data_on_tie"] = Outcome.of(newer)
+    if not newer and g["recall_not_worse_than_champion"] is Outcome.FAILED:
+        # not a tie: the recall reason above says what happened; only the data's age is added
+        reasons.append(
+            f"nor is the data newer (as_of {cand.as_of} vs {champ.as_of}), which a tie would need"
+        )
+    elif not newer:
+        tie = "recall ties" if champ.badge is not None else "champion not comparable"
+        reasons.append(
+            f"{tie} with champion v{champ.version} and the data is not newer (as_of "
+            f"{cand.as_of} vs {champ.as_of}): an identical retrain or a trial on the same "
+            "month is not promoted"
+        )
+
+
+def _decision(g, reasons, figures, policy_change, *, policy_ok: bool, breach="") -> Decision:
     hard = [g[name] for name in GATES if name != "policy_matches_champion"]
     passed = policy_ok and not any(o is Outcome.FAILED for o in hard)
     passed = passed and bool(g["certificate_holds"]) and bool(g["validation_consistent"])
@@ -246,6 +287,7 @@ def _decision(g, reasons, figures, policy_change, *, policy_ok: bool) -> Decisio
         reasons=[] if passed else reasons,
         figures=figures,
         policy_change=policy_change if policy_ok and policy_change else None,
+        champion_breach=breach,
     )
 
 

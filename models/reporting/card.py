@@ -11,6 +11,8 @@ import datetime as dt
 
 import pandas as pd
 
+from commuter_badge.models.core.months import certificate_words
+
 MOST_IMPORTANT = 3  # features shown when describing whom the model gets wrong
 
 
@@ -106,9 +108,9 @@ Trained on crossings from {window_start} to {as_of - dt.timedelta(days=1)} (Asia
 at commit {code.get("git_commit") or "unknown"}.
 
 ## Certificate
-Threshold {metrics["threshold"]:.6f}: one-sided {config["confidence"]:g} Clopper–Pearson upper
-bound on the FPR over {int(certificate["cal_negatives"])} calibration negatives
-**{_pct(certificate["cal_fpr_upper95"])}** (empirical {_pct(certificate["cal_fpr"])}).
+Threshold {metrics["threshold"]:.6f}: one-sided {config["confidence"]:g} upper bound on the FPR
+**{_pct(certificate["cal_fpr_upper95"])}** (empirical {_pct(certificate["cal_fpr"])}); certified
+by {certificate_words(certificate, as_of, config["confidence"])}.
 Validation (persons used neither to fit nor to calibrate): FPR {_pct(metrics["val_fpr"])}
 (upper95 {_pct(metrics["val_fpr_upper95"])}), recall {_pct(metrics["val_recall"])}, precision
 {_pct(metrics["val_precision"])}, AUC {metrics["val_auc"]:.4f}.

@@ -18,6 +18,7 @@ What each move leaves behind, on the versions themselves (so the Models page tel
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import tempfile
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -34,11 +36,15 @@ from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.models.core.bundle import ModelError
 from commuter_badge.models.core.config import Policy
 from commuter_badge.models.core.gates import GATES, Candidate, Champion, Decision, decide
+from commuter_badge.models.core.stratified import fpr_lower
 from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.models.reporting import card
 from commuter_badge.settings import CHAMPION_ALIAS, MODEL_NAME
 
 VALIDATION_ARTIFACT = "validation/persons.parquet"
+# An audited month's persons that certified the threshold, with their design (models/core/months.py)
+CERTIFYING_ARTIFACT = "validation/certifying.parquet"
+CERTIFYING_DESIGN = ("stratum", "stratum_size", "stratum_audited", "stratum_negatives")
 HISTORY_TAG = "champion_history"
 MAX_TAG = 4900  # MLflow keeps tag values up to 5000 characters
 
@@ -226,6 +232,8 @@ def record_decision(version: str, move: Move, tags: dict) -> None:
     values.update({k: f"{v:.6g}" for k, v in d.figures.items()})
     if d.policy_change:
         values["policy_change_reason"] = d.policy_change[:MAX_TAG]
+    if d.champion_breach:
+        values["champion_breach"] = d.champion_breach[:MAX_TAG]
     for key, value in values.items():
         client.set_model_version_tag(MODEL_NAME, version, key, value)
     description = card.version_description({**tags, **values}, move.summary())
@@ -239,9 +247,11 @@ def judge(
     promote: bool = True,
     policy_change: str | None = None,
     how: str = "train",
+    certifying: pd.DataFrame | None = None,
 ) -> Move:
     """Decide on `version` against the current champion and move the alias if it passes, as one
-    serialised step; records the outcome on the version."""
+    serialised step; records the outcome on the version. `certifying`: the audited persons that
+    certified it (the champion is judged on them too: has it broken the promise there?)."""
     client = _client()
     with registry.store_lock():
         tags = _tags(version)
@@ -250,13 +260,44 @@ def judge(
         if previous == version:
             raise PromotionError(f"model version {version} is already the champion")
         champ = champion_evidence(previous, val) if previous else None
+        if champ is not None and certifying is not None:
+            champ = champion_on_audit(champ, certifying, tags)
         decision = decide(cand, champ, policy_change=policy_change)
         moved = promote and decision.passed
         move = Move(decision, version, previous, moved, promote)
         record_decision(version, move, tags)
         if moved:
             _move_alias(client, version, previous, how)
+            if decision.champion_breach and previous:
+                client.set_model_version_tag(
+                    MODEL_NAME, previous, "replaced_because", decision.champion_breach[:MAX_TAG]
+                )
     return move
+
+
+def champion_on_audit(champ: Champion, certifying: pd.DataFrame, tags: dict) -> Champion:
+    """The champion's FPR lower bound on the candidate's certifying (audited) persons."""
+    try:
+        model = registry.load_model(f"models:/{MODEL_NAME}/{champ.version}")
+        badge = model.decide(model.predict_proba(certifying[list(FEATURE_NAMES)]))
+    except ModelError:
+        return champ
+    lower = fpr_lower(certifying, np.asarray(badge, dtype=bool), float(tags["confidence"]))
+    month = tags.get("certified_month", tags.get("as_of", "?"))
+    return dataclasses.replace(champ, newest_fpr_lower=lower, newest_month=month)
+
+
+def certifying_persons(run_id: str) -> pd.DataFrame | None:
+    """A version's certifying (audited) persons, None when its certificate is on a labelled
+    month."""
+    with tempfile.TemporaryDirectory(prefix="commuter-cert-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=CERTIFYING_ARTIFACT, dst_path=tmp
+            )
+        except (MlflowException, OSError):
+            return None
+        return pd.read_parquet(Path(local))
 
 
 def promote(version: str, policy_change: str | None = None) -> Move:
@@ -265,7 +306,13 @@ def promote(version: str, policy_change: str | None = None) -> Move:
     _tags(version)  # a clear error for an unknown version
     run_id = _client().get_model_version(MODEL_NAME, version).run_id
     val = validation_persons(run_id, version)
-    return judge(version, val, policy_change=policy_change, how="promote")
+    return judge(
+        version,
+        val,
+        policy_change=policy_change,
+        how="promote",
+        certifying=certifying_persons(run_id),
+    )
 
 
 def rollback(to: str | None = None) -> tuple[str, str]:

@@ -29,7 +29,7 @@ from commuter_badge.features.workdays import calendar_params, window_calendar
 from commuter_badge.models.core import provenance, tuning
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.config import TrainConfig, to_toml
-from commuter_badge.models.core.data import Labelled, labelled_features, refuse_weights
+from commuter_badge.models.core.data import Labelled
 from commuter_badge.models.core.fitting import (  # noqa: F401  (the names callers import from here)
     BASELINE_FEATURE,
     COPY_PART,
@@ -43,6 +43,14 @@ from commuter_badge.models.core.fitting import (  # noqa: F401  (the names calle
     split,
 )
 from commuter_badge.models.core.gates import Outcome, validation_above_target
+from commuter_badge.models.core.months import (
+    Month,
+    certificate_tags,
+    check_months,
+    labelled_months,
+    months_params,
+    uncertified_warning,
+)
 from commuter_badge.models.mlflow_edge import pseudonym, registry
 from commuter_badge.models.mlflow_edge.reference_log import log_reference
 from commuter_badge.models.reporting import card
@@ -72,6 +80,7 @@ class TrainResult:
     tuned: dict = field(default_factory=dict)
     labels_from_reviews: int = 0
     labels_by_file: tuple[tuple[str, int], ...] = ()
+    certificate: str = ""  # in words: the bound, which month and how many persons certify it
 
 
 def _log_trial(number: int, params: dict, value: float, seconds: float, rounds: int) -> None:
@@ -151,8 +160,7 @@ def _version_tags(fitted: Fitted, labelled: Labelled, run_id: str) -> dict[str, 
         "window_days": str(fitted.config.window_days),
         "label_noise": repr(fitted.config.label_noise),
         "cal_fpr_upper95": repr(float(c["cal_fpr_upper95"])),
-        "certificate": f"FPR <= {c['cal_fpr_upper95']:.4%} (one-sided "
-        f"{fitted.config.confidence:g} Clopper-Pearson, {int(c['cal_negatives'])} negatives)",
+        **certificate_tags(c, fitted.as_of, fitted.config.confidence),
         "val_recall": f"{m['val_recall']:.6g}",
         "val_fpr": f"{m['val_fpr']:.6g}",
         "val_fpr_upper95": f"{m['val_fpr_upper95']:.6g}",
@@ -164,17 +172,28 @@ def _version_tags(fitted: Fitted, labelled: Labelled, run_id: str) -> dict[str, 
     }
 
 
-def _log_validation_persons(val: pd.DataFrame) -> pd.DataFrame:
+def _log_validation_persons(
+    val: pd.DataFrame, artifact: str = promotion.VALIDATION_ARTIFACT, extra: tuple = ()
+) -> pd.DataFrame:
     """The persons the gates compare champion and candidate on, keyed by `person_key` (a keyed
     hash of the id whose secret stays outside MLflow, models/mlflow_edge/pseudonym.py), never by the id."""
     keys = pseudonym.person_keys(val["person_id"], pseudonym.person_secret())
-    persons = val[["is_commuter", "badge", "proba", *FEATURE_NAMES]].copy()
+    persons = val[["is_commuter", "badge", "proba", *extra, *FEATURE_NAMES]].copy()
     persons.insert(0, "person_key", keys)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(promotion.VALIDATION_ARTIFACT).name
+        path = Path(tmp) / Path(artifact).name
         persons.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), str(Path(promotion.VALIDATION_ARTIFACT).parent))
+        mlflow.log_artifact(str(path), str(Path(artifact).parent))
     return persons
+
+
+def log_certifying_persons(fitted: Fitted) -> pd.DataFrame | None:
+    """An audited month's certifying persons and their design, for the gates (champion breach)."""
+    if fitted.certifying is None:
+        return None
+    return _log_validation_persons(
+        fitted.certifying, promotion.CERTIFYING_ARTIFACT, promotion.CERTIFYING_DESIGN
+    )
 
 
 def train(
@@ -189,14 +208,33 @@ def train(
     config_source: str = "",
 ) -> TrainResult:
     """Train, log, register and (through the gates, unless promote=False) promote."""
+    paths = labels if isinstance(labels, (list, tuple)) else [labels]
+    month = Month(Path(trips), tuple(Path(p) for p in paths), as_of)
+    return train_months(
+        [month], config, progress, promote=promote, tune=tune, config_source=config_source
+    )
+
+
+def train_months(
+    months: list[Month],
+    config: TrainConfig | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    *,
+    promote: bool = True,
+    tune: int = 0,
+    config_source: str = "",
+) -> TrainResult:
+    """`train` on several labelled months (models/core/months.py), the newest certifying."""
     config = config or TrainConfig()
+    months = check_months(months, "train")  # before MLflow, LightGBM or any feature
     registry.configure()
     registry.experiment_id()
     registry.ensure_registered_model()
     copies = config.copy_weight > 0
     progress("checking coverage and building features" + (" and weekday copies" if copies else ""))
-    labelled = labelled_features(trips, labels, as_of, config.window_days, copies=copies)
-    refuse_weights(labelled, "train")
+    labelled = labelled_months(months, config.window_days, copies)
+    trips = months[-1].trips if len(months) == 1 else "; ".join(str(m.trips) for m in months)
+    labels = [p for m in months for p in m.labels]
     return _train_logged(trips, labels, labelled, config, progress, promote, tune, config_source)
 
 
@@ -231,14 +269,16 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
                 )[:500],
                 "tune_trials": tune,
                 "duckdb_memory_cap": memory_cap(),  # features were built under this cap
+                **months_params(labelled.months),
             }
         )
+        mlflow.log_dict(list(labelled.months), "months.json")
         registry.log_input(
             registry.dataset(
                 frame.loc[
                     frame["part"] != COPY_PART, ["person_id", *FEATURE_NAMES, "is_commuter"]
                 ].astype({"person_id": "object", **dict.fromkeys(FEATURE_NAMES, "float64")}),
-                source=trips,
+                source=labelled.months[-1]["trips"] if labelled.months else trips,
                 name=f"trips-features-{as_of}",
                 targets="is_commuter",
             ),
@@ -269,6 +309,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         importance = dict(zip(FEATURE_NAMES, map(float, gains), strict=True))
         mlflow.log_dict(importance, "feature_importance.json")
         persons = _log_validation_persons(val)
+        certifying = log_certifying_persons(fitted)
 
         progress("registering")
         model = CommuterModel(
@@ -281,7 +322,9 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         log_reference(val, model.threshold, window_calendar(as_of, config.window_days))
 
         progress("promotion gates")
-        move = promotion.judge(version, persons, promote=promote, how="train")
+        move = promotion.judge(
+            version, persons, promote=promote, how="train", certifying=certifying
+        )
         decision = move.decision
         mlflow.set_tags({f"gate.{k}": str(v) for k, v in decision.gates.items()})
         mlflow.set_tags(
@@ -324,6 +367,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
             w
             for w in (
                 *labelled.warnings,
+                uncertified_warning(info, as_of, config, version),
                 noise_floor_warning(fitted.data, config, info),
                 validation_above_target(
                     metrics, config.target_fpr, config.label_noise, info["cal_fpr_upper95"]
@@ -334,6 +378,7 @@ def _train_logged(trips, labels, labelled, config, progress, promote, tune, conf
         tuned=tuned,
         labels_from_reviews=labelled.labels_from_reviews,
         labels_by_file=labelled.labels_by_file,
+        certificate=tags["certificate"],
     )
 
 
