@@ -85,6 +85,11 @@ def labelled_months(months: Sequence[Month], window_days: int, copies: bool) -> 
     parts = [
         labelled_features(m.trips, list(m.labels), m.as_of, window_days, copies) for m in months
     ]
+    return stack_months(months, parts, window_days)
+
+
+def stack_months(months: Sequence[Month], parts: Sequence[Labelled], window_days: int) -> Labelled:
+    """The months' labelled tables (oldest first) as one; one month is returned as it is."""
     logged = tuple(_month_log(m, lab) for m, lab in zip(months, parts, strict=True))
     if len(parts) == 1:
         return dataclasses.replace(parts[0], months=logged)
