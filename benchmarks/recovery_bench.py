@@ -209,6 +209,25 @@ def machine() -> dict:
             "commit": commit.strip()}  # fmt: skip
 
 
+def write(rows: list[dict], persons: int, started: float, out: Path) -> dict:
+    target = TrainConfig().target_fpr
+    result = {
+        "benchmark": "recovery",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **machine(),
+        "persons": persons,
+        "months": [d.isoformat() for d in monthly_as_ofs(FIRST, 3)],
+        "target_fpr": target,
+        "goal": "next-month true FPR <= target with recall >= 0.985 after one audit <= 2000",
+        "summary": summary(rows, target),
+        "rows": rows,
+        "seconds": round(time.time() - started),
+    }
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=20_000)
@@ -216,27 +235,21 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=301)  # report seeds, never tuned on
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     parser.add_argument("--shifts", nargs="*", default=list(SHIFTS))
+    parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--merge", type=Path, nargs="*", help="Join the rows of these results.")
     args = parser.parse_args()
     rows: list[dict] = []
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="recovery-") as tmp:
-        for shift in args.shifts:
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
-                rows.extend(run_case(shift, seed, args.persons, Path(tmp), args.sizes))
-    target = TrainConfig().target_fpr
-    result = {
-        "benchmark": "recovery",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        **machine(),
-        "persons": args.persons,
-        "target_fpr": target,
-        "goal": "next-month true FPR <= target with recall >= 0.985 after one audit <= 2000",
-        "summary": summary(rows, target),
-        "rows": rows,
-        "seconds": round(time.time() - started),
-    }
-    RESULT.parent.mkdir(exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    if args.merge:
+        for path in args.merge:
+            rows.extend(json.loads(path.read_text())["rows"])
+        result = write(rows, args.persons, started, args.out)
+    else:
+        with tempfile.TemporaryDirectory(prefix="recovery-") as tmp:
+            for shift in args.shifts:
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
+                    rows.extend(run_case(shift, seed, args.persons, Path(tmp), args.sizes))
+                    result = write(rows, args.persons, started, args.out)  # partial results kept
     for line in result["summary"]:
         print(line)
 

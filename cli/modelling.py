@@ -34,15 +34,6 @@ from commuter_badge.settings import (
     load_settings,
 )
 
-LabelFiles = Annotated[
-    list[Path],
-    typer.Option(
-        "--labels",
-        help="Labels file(s): person_id, is_commuter (CSV or Parquet); repeat the option for "
-        "several, later files overriding earlier ones for the same person.",
-    ),
-]
-
 OptionalTrips = Annotated[
     Path | None,
     typer.Option("--trips", help="Trip file (.csv/.parquet) or a directory of them (one month)."),

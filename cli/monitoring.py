@@ -18,6 +18,8 @@ from commuter_badge.cli.app import (
     AsOf,
     CalendarFile,
     ModelUri,
+    MonthCommand,
+    MonthOption,
     Trips,
     app,
     apply_calendar,
@@ -25,10 +27,11 @@ from commuter_badge.cli.app import (
     err,
     out,
     parse_date,
+    parse_months,
     status,
     update_status,
 )
-from commuter_badge.cli.modelling import LabelFiles
+from commuter_badge.cli.modelling import OptionalAsOf, OptionalLabels, OptionalTrips
 from commuter_badge.settings import CHAMPION_URI
 
 ALARM_EXIT = 3  # contract §2: `monitor --fail-on-alarm` on alarm
@@ -83,12 +86,13 @@ def monitor(
         out.print("alarm           none")
 
 
-@app.command()
+@app.command(cls=MonthCommand)
 @clean_errors
 def recertify(
-    trips: Trips,
-    labels: LabelFiles,
-    as_of: AsOf,
+    trips: OptionalTrips = None,
+    labels: OptionalLabels = None,
+    as_of: OptionalAsOf = "",
+    month: MonthOption = None,
     model: ModelUri = CHAMPION_URI,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the month's person split.")] = 0,
     promote: Annotated[
@@ -101,16 +105,17 @@ def recertify(
 ) -> None:
     """The model's trees, calibration and threshold chosen again on a newer labelled month;
     registered as a new version and promoted only if the gates pass."""
-    day = parse_date(as_of)
+    months = parse_months(month, trips, labels, as_of)
     apply_calendar(calendar)
     from commuter_badge.models.runs.recertify import recertify as run_recertify
 
     with status("recertifying") as spinner:
         result = run_recertify(
-            trips,
-            list(labels),
-            day,
+            months[-1].trips,
+            list(months[-1].labels),
+            months[-1].as_of,
             model,
+            months=months,
             seed=seed,
             promote=promote,
             progress=lambda s: update_status(spinner, s),

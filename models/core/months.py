@@ -57,6 +57,12 @@ class Month:
         return self.as_of.isoformat()
 
 
+def single_month(trips, labels, as_of: dt.date) -> Month:
+    """The one month of the --trips/--labels/--as-of form."""
+    paths = labels if isinstance(labels, (list, tuple)) else [labels]
+    return Month(Path(trips), tuple(Path(p) for p in paths), as_of)
+
+
 def check_months(months: Sequence[Month], command: str) -> list[Month]:
     """The months oldest first; refuses repeated as_ofs and weights outside the newest month
     before any feature is built (reads only the label files)."""

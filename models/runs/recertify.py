@@ -22,15 +22,23 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from commuter_badge.features.read import unit_weights
 from commuter_badge.features.workdays import calendar_fingerprint, calendar_params, window_calendar
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.calibration import PlattCalibrator
 from commuter_badge.models.core.config import TrainConfig
-from commuter_badge.models.core.data import Labelled, labelled_features, refuse_weights
+from commuter_badge.models.core.data import Labelled, WeightedLabelsError, counted_label_files
 from commuter_badge.models.core.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
 from commuter_badge.models.core.gates import decide, validation_above_target
 from commuter_badge.models.core.metrics import at_threshold, review_metrics
-from commuter_badge.models.core.split import assign
+from commuter_badge.models.core.months import (
+    Month,
+    assign_parts,
+    check_months,
+    labelled_months,
+    newest_calibration,
+    single_month,
+)
 from commuter_badge.models.core.threshold import NeymanPearsonThreshold
 from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.models.mlflow_edge.calendar_check import warn_calendar_mismatch
@@ -55,7 +63,7 @@ def recalibrate(model: CommuterModel, data: Labelled, config: TrainConfig) -> Fi
     if data.as_of is None:
         raise ValueError("labelled data without as_of; build it with labelled_features")
     frame = data.frame.copy()
-    frame["part"] = assign(frame["person_id"], config.seed, PARTS)
+    frame["part"] = assign_parts(frame, config.seed, PARTS)
     for name in PARTS:
         part = frame[frame["part"] == name]
         if part["is_commuter"].nunique() < 2:
@@ -72,7 +80,8 @@ def recalibrate(model: CommuterModel, data: Labelled, config: TrainConfig) -> Fi
         confidence=config.confidence,
         label_noise=config.label_noise,
     )
-    selector.fit(calibrator.predict(margin), y_cal)
+    newest = newest_calibration(frame)[cal.index].to_numpy()  # the newest month certifies
+    selector.fit(calibrator.predict(margin)[newest], y_cal[newest])
     meta = dataclasses.replace(
         model.meta,
         threshold=selector.threshold_,
@@ -160,6 +169,7 @@ def recertify(
     seed: int = 0,
     promote: bool = True,
     progress: Callable[[str], None] = lambda _: None,
+    months: list[Month] | None = None,
 ) -> RecertifyResult:
     """Recalibrate the model at `model_uri` on the month, log a run, register, judge by the gates."""
     registry.configure()
@@ -168,8 +178,15 @@ def recertify(
     old = registry.load_model(model_uri)
     config = policy_of(old, seed)
     progress("building features")
-    labelled = labelled_features(trips, labels, as_of, config.window_days)
-    refuse_weights(labelled, "recertify")
+    months = check_months(months or [single_month(trips, labels, as_of)], "recertify")
+    if not unit_weights(counted_label_files(list(months[-1].labels))[0]):
+        raise WeightedLabelsError(
+            f"{months[-1].labels[-1]}: `commuter recertify` keeps the trees and certifies on "
+            "labels counted once each; to use an audit's weighted labels train on it: "
+            "`commuter train --month` (the labelled month before) `--month` (the audited one)"
+        )
+    labelled = labelled_months(months, config.window_days, copies=False)
+    as_of = labelled.as_of
     progress("recalibrating")
     fitted = recalibrate(old, labelled, config)
     val, info = fitted.val, fitted.certificate
@@ -186,8 +203,8 @@ def recertify(
         warn_calendar_mismatch(old.meta)
         mlflow.log_params(
             {
-                "trips": str(trips),
-                "labels": str(labels),
+                "trips": "; ".join(str(m.trips) for m in months),
+                "labels": "; ".join(str(p) for m in months for p in m.labels),
                 "as_of": as_of.isoformat(),
                 "recertified_from": old.version,
                 "trees_as_of": fitted.model.meta.extra["trees_as_of"],

@@ -49,6 +49,7 @@ from commuter_badge.models.core.months import (
     check_months,
     labelled_months,
     months_params,
+    single_month,
     uncertified_warning,
 )
 from commuter_badge.models.mlflow_edge import pseudonym, registry
@@ -208,10 +209,13 @@ def train(
     config_source: str = "",
 ) -> TrainResult:
     """Train, log, register and (through the gates, unless promote=False) promote."""
-    paths = labels if isinstance(labels, (list, tuple)) else [labels]
-    month = Month(Path(trips), tuple(Path(p) for p in paths), as_of)
     return train_months(
-        [month], config, progress, promote=promote, tune=tune, config_source=config_source
+        [single_month(trips, labels, as_of)],
+        config,
+        progress,
+        promote=promote,
+        tune=tune,
+        config_source=config_source,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -223,3 +224,28 @@ def test_new_validation_rule_refuses_good_models_rarely_and_the_old_one_often():
     assert new <= 0.06, f"new rule refused {new:.1%} of {good} good models"
     assert old > 3 * max(new, 0.01), f"old rule refused {old:.1%}, new {new:.1%}"
     assert negatives_needed(0.01) < 3000, "the setting can certify at all"
+
+
+def test_a_champion_that_broke_on_the_audit_is_replaced_despite_lower_recall():
+    # Given a candidate significantly worse in recall on the older month's validation persons,
+    cand = candidate(badges_pos=np.arange(1000) < 900, as_of=NEXT_MONTH)
+    champ = champion_like(cand, np.ones(1000, bool))
+    # while the champion's lower bound on the newest month's audited persons is above the target,
+    broke = dataclasses.replace(champ, newest_fpr_lower=0.013, newest_month="2021-12-20")
+    d = decide(cand, broke)
+    # then the certifying candidate passes without --policy-change, saying why,
+    assert d.passed, d.reasons
+    assert d.gates["recall_not_worse_than_champion"] is Outcome.SKIPPED, d.gates
+    assert d.policy_change is None
+    assert "breaches the target" in d.champion_breach
+    assert "1.3000%" in d.champion_breach
+    assert "breaches the target" in d.summary()
+    assert d.figures["champion_newest_fpr_lower95"] == 0.013
+    # but not when its certificate fails,
+    assert not decide(dataclasses.replace(cand, cal_fpr_upper95=0.0102), broke).passed
+    # and a champion whose bound is not above the target keeps the recall rule.
+    held = dataclasses.replace(champ, newest_fpr_lower=0.009, newest_month="2021-12-20")
+    d = decide(cand, held)
+    assert d.gates["recall_not_worse_than_champion"] is Outcome.FAILED, d.gates
+    assert not d.passed
+    assert not d.champion_breach
