@@ -56,8 +56,8 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python tools/import_tree.py build/import-tree
 	cd build/import-tree && ../../$(BIN)/lint-imports --config ../../pyproject.toml
-	$(BIN)/ruff check core features simulate models serving cli tests benchmarks tools
-	$(BIN)/ruff format --check core features simulate models serving cli tests benchmarks tools
+	$(BIN)/ruff check core features simulate models stores serving cli tests benchmarks tools
+	$(BIN)/ruff format --check core features simulate models stores serving cli tests benchmarks tools
 
 # The documentation site (mkdocs.yml): strict, so a broken link or anchor fails; the reference pages
 # are generated from the code by tools/gen_docs.py during the build. Open site/index.html.

@@ -14,16 +14,14 @@ from such result files. Exits 1 when a median wall time is over the budget.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from results_file import Result  # benchmarks/: the script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_SECONDS = 1.0
@@ -61,28 +59,6 @@ def timed(argv: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average": list(os.getloadavg()),
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="runs of each command (median)")
@@ -92,7 +68,7 @@ def main() -> int:
         raise SystemExit(f"{COMMUTER} not found: run with the project's .venv/bin/python")
 
     paths = command_paths()
-    env_machine = machine()
+    result = Result("cli_help")
     runs: dict[str, list[tuple[float, float]]] = {" ".join(p): [] for p in paths}
     timed([str(COMMUTER), "--help"])  # warm the file cache once, not counted
     for _ in range(args.rounds):  # in turn, so a burst of load spreads over all commands
@@ -113,24 +89,15 @@ def main() -> int:
             }
         )
         print(f"{results[-1]['command']:<40} wall {wall:6.3f} s  cpu {cpu:6.3f} s")
-    env_machine["load_average_after"] = list(os.getloadavg())
     report = {
-        "benchmark": "cli_help",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
-        "machine": env_machine,
         "rounds": args.rounds,
         "budget_s": BUDGET_SECONDS,
         "all_within_budget": all(r["within_budget"] for r in results),
         "slowest_median_wall_s": max(r["median_wall_s"] for r in results),
         "results": results,
     }
-    from commuter_badge.atomic import atomic_write
-
-    text = json.dumps(report, indent=2) + "\n"
-    atomic_write(args.out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    result.write(report, args.out)
     print(f"slowest median {report['slowest_median_wall_s']:.3f} s (budget {BUDGET_SECONDS} s)")
-    print(f"written to {args.out}")
     return 0 if report["all_within_budget"] else 1
 
 

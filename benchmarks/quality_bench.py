@@ -32,7 +32,7 @@ labels in each class by default (`--label-noise`), as the issue's independent wo
 
     .venv/bin/python benchmarks/quality_bench.py                 # 20,000 persons a world
     .venv/bin/python benchmarks/quality_bench.py --dev --param label_noise=0.01
-    .venv/bin/python benchmarks/quality_bench.py --persons 4000 --json out.json
+    .venv/bin/python benchmarks/quality_bench.py --persons 4000 --out /tmp/quality.json
     .venv/bin/python benchmarks/quality_bench.py --train-kinds 0.1   # labels of new kinds arrived
 """
 
@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import sys
 import tempfile
 import time
@@ -73,6 +72,7 @@ from commuter_badge.simulate import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_reference import PlainReference, train_reference  # noqa: E402 - beside this file
 from plain_reference import counts as reference_counts  # noqa: E402
+from results_file import Result  # noqa: E402
 
 ORDINARY_TRAIN = dt.date(2021, 10, 20)
 ORDINARY_TEST = dt.date(2021, 11, 20)  # window 10-23 .. 11-19 holds no statutory holiday
@@ -445,7 +445,11 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=20_000, help="persons in every world")
-    parser.add_argument("--json", type=Path, help="write the per-world rows as JSON")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="result file (default benchmarks/results/quality.json; quality_dev.json with --dev)",
+    )
     parser.add_argument(
         "--train-seed",
         type=int,
@@ -480,6 +484,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     ws = DEV if args.dev else TEST
+    result = Result("quality_dev" if args.dev else "quality")
     config = TrainConfig.model_validate(dict(p.split("=", 1) for p in args.param))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="quality-bench-") as tmp:
@@ -502,8 +507,17 @@ def main() -> None:
         f"training seed {ws.train_seed if args.train_seed is None else args.train_seed}; "
         f"{time.perf_counter() - start:.0f} s in all"
     )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1, default=float))
+    settings = {
+        "persons_per_world": args.persons,
+        "worlds": "DEV" if args.dev else "TEST",
+        "label_noise": args.label_noise,
+        "train_kinds": args.train_kinds,
+        "train_seed": ws.train_seed if args.train_seed is None else args.train_seed,
+        "params": dict(p.split("=", 1) for p in args.param),
+        "target_fpr": target_fpr,
+        "seconds": round(time.perf_counter() - start),
+    }
+    result.write({"settings": settings, "worlds": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from service_bench import (  # benchmarks/ is the script's directory
 )
 
 sys.path.insert(0, str(PROJECT_ROOT))
-from commuter_badge.serving.reviews import ReviewRequest, ReviewStore, local_today  # noqa: E402
+from commuter_badge.stores.reviews import ReviewRequest, ReviewStore, local_today  # noqa: E402
 from tests.postgres import fresh_database, postgres_cluster  # noqa: E402
 
 REVIEWER_TOKEN = "bench-reviewer-token"

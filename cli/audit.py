@@ -43,7 +43,7 @@ def draw_command(
     """A random, reproducible sample in two strata: badge holders and non-holders."""
     from commuter_badge.atomic import write_frame
     from commuter_badge.models.core.audit import draw
-    from commuter_badge.serving.decisions import read_scores
+    from commuter_badge.stores.decisions import read_scores
 
     if not scores.exists():
         raise UserError(f"{scores}: no such score file")

@@ -297,46 +297,26 @@ def score(
         )
     apply_calendar(calendar)
     from commuter_badge.models.mlflow_edge import registry
-    from commuter_badge.serving.decisions import check_store_location, deliver, read_scores
+    from commuter_badge.stores.decisions import check_store_location
+    from commuter_badge.stores.publishing import score_and_publish
 
     settings = load_settings()
     store = check_store_location(settings.decisions_path) if publish else None
     registry.configure(settings.tracking_uri)
     start = time.perf_counter()
     loaded = registry.load_model(model)
-    if engine == "spark":
-        from commuter_badge.models.runs.spark_score import write_spark_scores
-
-        with status("scoring on Spark"):
-            write_spark_scores(str(trips), day, str(out_file), model=loaded)
-        # Spark writes a directory of part files; a local one is read back and published like the
-        # DuckDB path's. Cluster outputs are left to the job that copies them next to the service.
-        remote = "://" in str(out_file) and not str(out_file).startswith("file:")
-        scored = None if remote else read_scores(out_file)
-        warnings: tuple[str, ...] = ()
-    else:
-        from commuter_badge.features.coverage import check_coverage
-        from commuter_badge.models.runs.score import score_path
-        from commuter_badge.serving.decisions import check_window_coverage
-
-        with status("checking coverage"):  # no crossing in the window: error
-            coverage = check_coverage(trips, day, loaded.meta.window_days)
-        if store is not None:  # a window past the trips is refused before any scoring
-            check_window_coverage(coverage, allow_shrink=allow_shrink)
-        warnings = coverage.warnings
-        with status("scoring"):
-            scored = score_path(trips, day, loaded)
-    published = None
-    if scored is not None:
-        with status("publishing" if store is not None else "writing"):
-            published = deliver(
-                scored,
-                day,
-                out=out_file if engine != "spark" else None,  # Spark's is written already
-                store=store,
-                allow_shrink=allow_shrink,
-                allow_older=allow_older,
-            )
+    result = score_and_publish(
+        trips,
+        day,
+        loaded,
+        out_file,
+        store=store,
+        engine=engine,
+        allow_shrink=allow_shrink,
+        allow_older=allow_older,
+        status=status,
+    )
+    scored, published, warnings = result.table, result.published, result.warnings
     for text in warnings:
         err.print(f"warning: {text}", soft_wrap=True)
     counts = (
@@ -360,7 +340,7 @@ def score(
 
 def report_overrides(scored, reviews_url: str) -> None:
     """How many of the batch's decisions /badge answers from a review instead (contract §5)."""
-    from commuter_badge.serving.reviews import open_existing, overridden
+    from commuter_badge.stores.reviews import open_existing, overridden
 
     store = open_existing(reviews_url)
     if store is None:

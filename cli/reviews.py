@@ -1,6 +1,6 @@
 """`commuter reviews add / list / export / verify`: the manual route from the command line (§2, §5).
 
-The same review store and the same validation as `POST /reviews` (serving/reviews.py), for an
+The same review store and the same validation as `POST /reviews` (stores/reviews.py), for an
 operator at the community office or a script: `add` records a decision, `list` shows a person's
 reviews (or all of them), `export` writes the latest review per person as labels for
 `commuter train --labels`, and `verify` recomputes the hash chain and names the first broken
@@ -38,7 +38,7 @@ OPTION_OF = {
 
 
 def _store(*, create: bool = False):
-    from commuter_badge.serving.reviews import ReviewStore, open_existing
+    from commuter_badge.stores.reviews import ReviewStore, open_existing
 
     url = load_settings().reviews_url
     return ReviewStore(url) if create else open_existing(url)
@@ -77,7 +77,7 @@ def add(
     """Record one review; prints its case id. Corrections are new reviews: the latest wins."""
     from pydantic import ValidationError
 
-    from commuter_badge.serving.reviews import (
+    from commuter_badge.stores.reviews import (
         IdempotencyConflict,
         ReviewRequest,
         idempotency_key_problem,
@@ -128,8 +128,8 @@ def list_reviews(
     """Reviews oldest first (one person's with --person-id), and the counts by decision.
 
     Control characters a stored row may hold (ESC, CR/LF, U+202E...) are printed escaped."""
-    from commuter_badge.serving.reviews import local_today
-    from commuter_badge.serving.schemas import json_printable, printable
+    from commuter_badge.features.ids import json_printable, printable
+    from commuter_badge.stores.reviews import local_today
 
     store = _store()
     if store is None:
@@ -173,7 +173,7 @@ def export(
     import pandas as pd
 
     from commuter_badge.atomic import write_frame
-    from commuter_badge.serving.reviews import REVIEW_LABEL_COLUMNS
+    from commuter_badge.stores.reviews import REVIEW_LABEL_COLUMNS
 
     store = _store()
     latest = store.latest_per_person() if store is not None else []
@@ -205,8 +205,8 @@ def verify(
 ) -> None:
     """Recompute the hash chain; exit 1 naming the first broken record (inserted, deleted or
     edited), a dropped table, or append-only triggers that are missing."""
-    from commuter_badge.serving.reviews import ReviewStoreDamaged
-    from commuter_badge.serving.schemas import printable
+    from commuter_badge.features.ids import printable
+    from commuter_badge.stores.reviews import ReviewStoreDamaged
 
     try:
         store = _store()

@@ -6,7 +6,7 @@ kernel drops a flock with its last descriptor, so a killed holder never leaves a
 `directory=True`, an existing directory, locked itself so no file is left in it. Never lock a file another library holds POSIX locks on (a SQLite
 database): closing any descriptor of a file drops every such lock the process holds on it, so the
 MLflow store is locked through `<db>.lock` beside it (models/mlflow_edge/registry.py) and the
-decision store through its directory (serving/decisions.py).
+decision store through its directory (stores/decisions.py).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from commuter_badge.settings import CHAMPION_URI, MODEL_NAME, load_settings
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "bundled_model"
 BUNDLE_INFO = "bundle.json"
-BENTO_PACKAGES = (*MODEL_PACKAGES, "commuter_badge.serving")
+BENTO_PACKAGES = (*MODEL_PACKAGES, "commuter_badge.stores", "commuter_badge.serving")
 STAGED_MARK = ".commuter-bento"  # only a directory carrying it is ever replaced by `stage`
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

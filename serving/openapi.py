@@ -26,8 +26,8 @@ from importlib import metadata
 from typing import Any
 
 from commuter_badge.features.schema import MAX_ID_LENGTH
-from commuter_badge.serving.reviews import IDEMPOTENCY_PARAMETER, ReviewRequest
 from commuter_badge.serving.schemas import ErrorBody
+from commuter_badge.stores.reviews import IDEMPOTENCY_PARAMETER, ReviewRequest
 
 SECURITY_SCHEME = "bearerAuth"
 ERROR_SCHEMA = "ErrorBody"

@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from commuter_badge.serving.reviews import Review
 from commuter_badge.serving.schemas import BadgeFound, BadgeMissing, BadgeReviewed
+from commuter_badge.stores.reviews import Review
 
 BadgeAnswer = BadgeFound | BadgeReviewed | BadgeMissing
 

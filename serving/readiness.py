@@ -12,7 +12,7 @@ A review store on a database server (PostgreSQL) can go away after the worker op
 is away `/reviews` and `/badge` answer 503, so `/readyz` must too. `StorePing` asks it `SELECT 1`
 on a connection of its own (2 s to connect or answer), at most once a second per worker. A SQLite
 store is a local file the worker holds open: it is not pinged (opening a second connection to it
-and closing it would drop the worker's SQLite locks, serving/reviews.py `_owner_only`).
+and closing it would drop the worker's SQLite locks, stores/reviews.py `_owner_only`).
 """
 
 from __future__ import annotations

@@ -28,21 +28,17 @@ import sqlalchemy as sa
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from commuter_badge.features.ids import CONTROL_CHARACTERS, NO_CONTROLS, json_printable
 from commuter_badge.features.schema import MAX_ID_LENGTH
 from commuter_badge.serving.auth import REVIEW_PATH, is_review_path
-from commuter_badge.serving.reviews import (
+from commuter_badge.serving.schemas import problem
+from commuter_badge.stores.reviews import (
     DECISIONS,
     IdempotencyConflict,
     ReviewRequest,
     ReviewStore,
     idempotency_key_problem,
     local_today,
-)
-from commuter_badge.serving.schemas import (
-    CONTROL_CHARACTERS,
-    NO_CONTROLS,
-    json_printable,
-    problem,
 )
 
 logger = logging.getLogger(__name__)

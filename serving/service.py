@@ -45,14 +45,12 @@ from commuter_badge.serving.admission import (
 from commuter_badge.serving.auth import RequestGuard
 from commuter_badge.serving.bento import bundled_model
 from commuter_badge.serving.connections import RecycleConnections
-from commuter_badge.serving.decisions import DecisionStore, DecisionStoreError
 from commuter_badge.serving.http_errors import json_protocol_errors
 from commuter_badge.serving.metrics import bound_endpoint_labels
 from commuter_badge.serving.precedence import badge_answers
 from commuter_badge.serving.readiness import ReadyzCalendar, StorePing
 from commuter_badge.serving.request_features import request_features
 from commuter_badge.serving.review_routes import ReviewRoutes, show_counts
-from commuter_badge.serving.reviews import ReviewRequest, ReviewStore, ReviewStoreError
 from commuter_badge.serving.schemas import (
     REASONS_PER_PERSON,
     AsOf,
@@ -69,6 +67,8 @@ from commuter_badge.serving.schemas import (
 )
 from commuter_badge.serving.workers import die_with_server
 from commuter_badge.settings import MODEL_NAME, export_for_workers
+from commuter_badge.stores.decisions import DecisionStore, DecisionStoreError
+from commuter_badge.stores.reviews import ReviewRequest, ReviewStore, ReviewStoreError
 
 logger = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.models.core.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2021, 10, 20)
@@ -296,7 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--no-screenshots", action="store_true")
     parser.add_argument("--report", type=Path, help="write the results as JSON")
+    parser.add_argument(
+        "--allow-dirty", action="store_true", help="take screenshots from a tree with changes"
+    )
     args = parser.parse_args(argv)
+    commit = git_commit()
+    if not args.no_screenshots and commit.endswith("+dirty") and not args.allow_dirty:
+        print("refusing to take screenshots from a tree with changes: the model version page")
+        print("would show a code version ending +dirty; commit first (or pass --allow-dirty)")
+        return 2
     with tempfile.TemporaryDirectory(prefix="mlflow-ui-store-") as tmp:
         store = args.store.resolve() if args.store else Path(tmp)
         if args.store is None:
@@ -309,7 +318,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['page']:16s} {status:10s} {r['url']}")
     if args.report:
         args.report.write_text(json.dumps(results, indent=2))
-    return 1 if any(r["missing"] for r in results) else 0
+    failed = any(r["missing"] for r in results)
+    if not args.no_screenshots and not failed:
+        write_manifest(args.out / MANIFEST, commit)
+    return 1 if failed else 0
+
+
+MANIFEST = "mlflow_screenshots.json"
+
+
+def write_manifest(path: Path, commit: str) -> None:
+    """What the committed screenshots show, so a test fails once the code no longer matches them."""
+    manifest = {
+        "taken": dt.date.today().isoformat(),
+        "commit": commit,
+        "features": len(FEATURE_NAMES),
+        "pages": [page.name for page in PAGES],
+    }
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -347,7 +347,7 @@ def layout_problems(root: Path, text: str) -> list[str]:
             if module in names:
                 continue
             # a module in a subfolder is named by its file name under that subfolder's name, or
-            # the subfolder is named as a whole (serving/migrations/: Alembic's scripts)
+            # the subfolder is named as a whole (stores/migrations/: Alembic's scripts)
             if len(parts) > 1 and (
                 parts[-1] in names
                 and "/".join(parts[:-1]) in listed_dirs

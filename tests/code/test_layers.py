@@ -41,7 +41,10 @@ def test_a_reversed_import_breaks_the_layers_contract(tmp_path):
     result = lint(tree)
     # then the check fails and names the contract and the import
     assert result.returncode != 0, result.stdout
-    assert "Layers point one way: cli -> serving -> models -> features BROKEN" in result.stdout
+    assert (
+        "Layers point one way: cli -> serving -> stores -> models -> features BROKEN"
+        in result.stdout
+    )
     assert "commuter_badge.features.definitions -> commuter_badge.serving" in result.stdout
 
 

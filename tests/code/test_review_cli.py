@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from commuter_badge.cli.main import app
-from commuter_badge.serving.reviews import local_today
+from commuter_badge.stores.reviews import local_today
 
 UNTIL = (local_today() + dt.timedelta(days=20)).isoformat()
 
@@ -118,7 +118,7 @@ def test_add_refuses_label_dates_out_of_range(reviews_url):
 
 
 def test_list_escapes_control_characters_of_old_rows(reviews_url):
-    from commuter_badge.serving.reviews import ReviewRequest, ReviewStore
+    from commuter_badge.stores.reviews import ReviewRequest, ReviewStore
 
     store = ReviewStore(f"sqlite:///{reviews_url}")
     old = ReviewRequest.model_construct(  # a row recorded before the rule, bypassing validation

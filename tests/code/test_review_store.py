@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from commuter_badge.features.workdays import LIBRARY_YEARS
-from commuter_badge.serving.reviews import (
+from commuter_badge.stores.reviews import (
     _MIGRATIONS,
     EARLIEST_AS_OF,
     EVIDENCE_CODES,

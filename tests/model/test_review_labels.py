@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from commuter_badge.serving.reviews import ReviewRequest, ReviewStore, local_today
 from commuter_badge.simulate.world import simulate_world, write_world
+from commuter_badge.stores.reviews import ReviewRequest, ReviewStore, local_today
 from tests.conftest import AS_OF
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """A real `commuter serve` process on a simulated world, a trained champion and published decisions.
 
 Built once per session: simulate 3,000 persons, train (`commuter train`, or a small booster when the
-command is not there), score and publish (`commuter score`, or `serving.decisions.publish`), then
+command is not there), score and publish (`commuter score`, or `stores.decisions.publish`), then
 start the server through `serving.run.serve` in a subprocess with its own stores, BentoML home and
 tokens. The global autouse fixture re-points MLflow per test; everything here passes its own
 environment explicitly instead.
@@ -157,7 +157,7 @@ import sys, datetime as dt
 import pandas as pd
 from commuter_badge.features.build import build_features
 from commuter_badge.models.mlflow_edge import registry
-from commuter_badge.serving.decisions import publish
+from commuter_badge.stores.decisions import publish
 registry.configure()
 model = registry.load_model(None)
 trips, as_of, out = sys.argv[1], dt.date.fromisoformat(sys.argv[2]), sys.argv[3]
@@ -214,7 +214,7 @@ def build_world(root: Path) -> World:
         how["decisions"] = "commuter score"
     else:
         run_python(_with_argv(_SCORE_AND_PUBLISH, trips, as_of, str(scores)), env, root)
-        how["decisions"] = "serving.decisions.publish"
+        how["decisions"] = "stores.decisions.publish"
     trips_frame = pd.read_parquet(paths["trips"])
     return World(
         root=root,

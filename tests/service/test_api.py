@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from commuter_badge.features.definitions import DESCRIPTIONS
-from commuter_badge.serving.decisions import publish
+from commuter_badge.stores.decisions import publish
 
 from .conftest import AS_OF, TOKENS
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commuter_badge.serving.decisions import (
+from commuter_badge.stores.decisions import (
     MAX_SHRINK,
     DecisionStore,
     DecisionStoreError,

@@ -151,7 +151,7 @@ def test_scoring_without_publish_leaves_the_live_decisions_alone(world, client, 
 
 def own_store(world, tmp_path):
     """The world's environment with a decision store of the test's own, holding the world's batch."""
-    from commuter_badge.serving.decisions import publish
+    from commuter_badge.stores.decisions import publish
 
     env = {**world.env, "COMMUTER_DECISIONS": str(tmp_path / "decisions.duckdb")}
     publish(world.batch, AS_OF, env["COMMUTER_DECISIONS"])
@@ -169,7 +169,7 @@ def test_score_with_publish_publishes(world, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"published to {store}" in done.stdout, done.stdout
     assert store.stat().st_ino != before, "the store was replaced"
-    from commuter_badge.serving.decisions import current_publication
+    from commuter_badge.stores.decisions import current_publication
 
     assert str(current_publication(store)["as_of"]) == "2021-10-21"
 
@@ -195,7 +195,7 @@ def test_a_publication_that_loses_most_badges_is_refused(world, tmp_path):
     nobody replaced a good one. Here the live publication badges everyone (as a lenient model
     would), including 1,000 persons since moved away: the month's real decisions keep three
     quarters of the persons but lose more than half the badges, which only the badge count shows."""
-    from commuter_badge.serving.decisions import publish
+    from commuter_badge.stores.decisions import publish
 
     env = {**world.env, "COMMUTER_DECISIONS": str(tmp_path / "decisions.duckdb")}
     store = Path(env["COMMUTER_DECISIONS"])

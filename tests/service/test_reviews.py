@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from commuter_badge.serving.review_routes import COUNTS_EVERY_SECONDS
-from commuter_badge.serving.reviews import (
+from commuter_badge.stores.reviews import (
     ReviewRequest,
     ReviewStore,
     a_year_after,

@@ -26,7 +26,7 @@ import httpx
 import psutil
 import pytest
 
-from commuter_badge.serving.reviews import EVIDENCE_CODES, local_today
+from commuter_badge.stores.reviews import EVIDENCE_CODES, local_today
 from tests.postgres import fresh_database, postgres_cluster
 from tests.service.conftest import (
     BIN,

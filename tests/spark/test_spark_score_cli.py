@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from commuter_badge.cli.main import app
-from commuter_badge.serving.decisions import DecisionStore, read_scores
 from commuter_badge.settings import load_settings
+from commuter_badge.stores.decisions import DecisionStore, read_scores
 from tests.spark.conftest import AS_OF
 
 pytestmark = pytest.mark.spark

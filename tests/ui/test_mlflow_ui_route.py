@@ -40,6 +40,21 @@ def test_reviewers_guide_names_every_checked_page_and_shows_its_screenshot():
     assert "Model training" in section, "the guide must say how to leave MLflow's GenAI mode"
 
 
+def test_the_committed_screenshots_show_this_code():
+    """The screenshots were taken from a clean tree of a commit with today's features and pages
+    (the model version page shows the input count); retake them with `make screenshots`."""
+    import json
+
+    from commuter_badge.features.definitions import FEATURE_NAMES
+
+    tool = load_tool()
+    manifest = json.loads((ROOT / "docs" / "img" / tool.MANIFEST).read_text())
+    retake = "retake them with `make screenshots` from a clean tree"
+    assert manifest["features"] == len(FEATURE_NAMES), f"they show other inputs; {retake}"
+    assert not manifest["commit"].endswith("+dirty"), f"taken from a tree with changes; {retake}"
+    assert manifest["pages"] == [p.name for p in tool.PAGES], f"the route changed; {retake}"
+
+
 def test_every_page_the_guide_names_opens_and_shows_what_it_promises(tmp_path, monkeypatch):
     if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
         pytest.fail("Chromium is missing: `make chromium` installs it (make test does)")

@@ -1,7 +1,7 @@
 """Reviews carry the client's Idempotency-Key, unique: a retried POST /reviews is stored once.
 
 The column is nullable: reviews recorded before (and any recorded without a key) have none, and
-their hashes do not change (serving/reviews.py hashes the key only when it is set). A unique index,
+their hashes do not change (stores/reviews.py hashes the key only when it is set). A unique index,
 not a table constraint, because SQLite cannot add a constraint to an existing table; it allows any
 number of NULLs on both backends. No UPDATE of existing rows: the append-only triggers stay as they
 are.

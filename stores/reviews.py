@@ -17,7 +17,7 @@ and DELETE on `reviews` as well, so only a deliberate edit gets that far.
 Appends are serialised, so concurrent writers (service workers, replicas, the CLI) never fork the
 chain: SQLite takes its write lock first (`BEGIN IMMEDIATE`, WAL mode so readers never wait),
 PostgreSQL locks the head row (`SELECT ... FOR UPDATE`). The schema is created and evolved by
-Alembic migrations (serving/migrations), run when the store is opened. SQLite files are created
+Alembic migrations (stores/migrations), run when the store is opened. SQLite files are created
 readable by their owner only (their -wal and -shm files take the same mode).
 """
 
@@ -54,7 +54,7 @@ from pydantic import (
 from sqlalchemy.engine import URL, Engine, make_url
 
 from commuter_badge.errors import CommuterError, UserError
-from commuter_badge.serving.schemas import NO_CONTROLS, PersonId, no_controls
+from commuter_badge.features.ids import NO_CONTROLS, PersonId, no_controls
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 DECISIONS = ("grant", "revoke")
