@@ -19,6 +19,7 @@ from commuter_badge.cli.app import (
     err,
     out,
     parse_date,
+    run_context,
     status,
     update_status,
 )
@@ -100,21 +101,10 @@ def train(
     --window-days; every value is logged. Exits 0 whether or not the version was promoted: the
     output's `promotion` line and the version's tags say which and why.
     """
-    from commuter_badge.models.core.config import load_config
-
     # Every option and setting is checked before MLflow and LightGBM load or any data is read.
     day = parse_date(as_of)
-    config = load_config(
-        config_file, params or [], target_fpr=target_fpr, seed=seed, window_days=window_days
-    )
-    from commuter_badge.models.core.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
-
-    if not MIN_TARGET_FPR <= config.target_fpr <= MAX_TARGET_FPR:
-        raise UserError(
-            f"target FPR {config.target_fpr:g} is outside the allowed range {MIN_TARGET_FPR:g} "
-            f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
-        )
-    apply_calendar(calendar)  # recorded on the run and the model version
+    config = _train_config(config_file, params or [], target_fpr, seed, window_days)
+    context = run_context(calendar)  # the calendar is recorded on the run and the model version
     from commuter_badge.models.runs.train import train as run_training
 
     source = " + ".join(
@@ -130,7 +120,29 @@ def train(
             promote=promote,
             tune=tune,
             config_source=source,
+            context=context,
         )
+    _print_training(result, config)
+
+
+def _train_config(config_file, params, target_fpr, seed, window_days):
+    """Defaults, then the file, then --param, then the options; the target FPR in its range."""
+    from commuter_badge.models.core.config import load_config
+    from commuter_badge.models.core.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
+
+    config = load_config(
+        config_file, params, target_fpr=target_fpr, seed=seed, window_days=window_days
+    )
+    if not MIN_TARGET_FPR <= config.target_fpr <= MAX_TARGET_FPR:
+        raise UserError(
+            f"target FPR {config.target_fpr:g} is outside the allowed range {MIN_TARGET_FPR:g} "
+            f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
+        )
+    return config
+
+
+def _print_training(result, config) -> None:
+    """`commuter train`'s report: warnings on stderr, the outcome on stdout."""
     for text in result.warnings:
         err.print(f"warning: {text}", soft_wrap=True)
     m, b = result.metrics, result.baseline_metrics
@@ -187,17 +199,17 @@ def evaluate(
     Also compared with the version's own training metrics (printed and logged as deltas), and
     flagged on the version (`evaluation.fpr_breach`) when the FPR is above the target."""
     day = parse_date(as_of)
-    apply_calendar(calendar)
+    context = run_context(calendar)
     from commuter_badge.models.runs.evaluate import evaluate as run_evaluation
 
     with status("evaluating"):
-        result = run_evaluation(trips, labels, day, model)
-    m = result["metrics"]
-    out.print(f"run id     {result['run_id']}  (model {model}, version {result['version']})")
-    if result.get("weighted"):
+        result = run_evaluation(trips, labels, day, model, context)
+    m = result.metrics
+    out.print(f"run id     {result.run_id}  (model {model}, version {result.version})")
+    if result.weighted:
         out.print(
             f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
-            f"FPR {m['eval_fpr']:.4%}  n={result['n']:,} (weights sum to "
+            f"FPR {m['eval_fpr']:.4%}  n={result.n:,} (weights sum to "
             f"{m['eval_weight_sum']:,.0f})"
         )
         out.print(
@@ -208,7 +220,7 @@ def evaluate(
     else:
         out.print(
             f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
-            f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}"
+            f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result.n:,}"
         )
     if m["eval_label_noise"] > 0:
         out.print(
@@ -220,16 +232,16 @@ def evaluate(
             f"vs truth   recall {m['eval_true_recall']:.4f}  FPR {m['eval_true_fpr']:.4%} "
             "(simulated world)"
         )
-    if result["deltas"]:
+    if result.deltas:
         out.print(
             "vs training "
-            + "  ".join(f"{k.split('.', 1)[1]} {v:+.4g}" for k, v in result["deltas"].items())
+            + "  ".join(f"{k.split('.', 1)[1]} {v:+.4g}" for k, v in result.deltas.items())
             + "  (eval - validation at training)"
         )
-    if result["breach"]:
+    if result.breach:
         from commuter_badge.models.runs.evaluate import breach_lines
 
-        for line in breach_lines(m, result["target_fpr"]):
+        for line in breach_lines(m, result.target_fpr):
             err.print(line, soft_wrap=True)
         if fail_on_breach:
             raise typer.Exit(3)
@@ -302,7 +314,9 @@ def score(
         from commuter_badge.models.runs.spark_score import write_spark_scores
 
         with status("scoring on Spark"):
-            write_spark_scores(str(trips), day, str(out_file), model=loaded)
+            write_spark_scores(
+                str(trips), day, str(out_file), model=loaded, master=settings.spark_master
+            )
         # Spark writes a directory of part files; a local one is read back and published like the
         # DuckDB path's. Cluster outputs are left to the job that copies them next to the service.
         remote = "://" in str(out_file) and not str(out_file).startswith("file:")
@@ -319,7 +333,7 @@ def score(
             check_window_coverage(coverage, allow_shrink=allow_shrink)
         warnings = coverage.warnings
         with status("scoring"):
-            scored = score_path(trips, day, loaded)
+            scored = score_path(trips, day, loaded, settings.duckdb_memory)
     published = None
     if scored is not None:
         with status("publishing" if store is not None else "writing"):
