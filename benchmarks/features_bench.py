@@ -44,10 +44,12 @@ def phase_plain(trips: str, as_of: str) -> None:
 
 def phase_features(trips: str, as_of: str) -> None:
     """What `commuter features --out F.parquet` does: read, check, build, write."""
-    from commuter_badge.features.build import write_features
+    from commuter_badge.features.build import BatchPlan, write_features
+    from commuter_badge.settings import load_settings
 
     out = Path(tempfile.gettempdir()) / "features_bench_out.parquet"
-    n = write_features(trips, dt.date.fromisoformat(as_of), out)
+    plan = BatchPlan.for_path(trips, memory=load_settings().duckdb_memory)  # as the command does
+    n = write_features(trips, dt.date.fromisoformat(as_of), out, plan=plan)
     print(f"    features: {n:,} persons -> {out}", flush=True)
 
 

@@ -60,8 +60,9 @@ def phase_features(trips: str, as_of: str, spill: str) -> None:
     """What `commuter features --out F.parquet` does, spilling under `spill`."""
     tempfile.tempdir = spill
     from commuter_badge.features.build import BatchPlan, write_features
+    from commuter_badge.settings import load_settings
 
-    plan = BatchPlan.for_path(trips)
+    plan = BatchPlan.for_path(trips, memory=load_settings().duckdb_memory)  # as the command does
     out = Path(spill).parent / "features.parquet"
     n = write_features(trips, dt.date.fromisoformat(as_of), out, plan=plan)
     print(f"    features: {n:,} persons; {plan.describe()}", flush=True)
@@ -71,8 +72,10 @@ def phase_frame(trips: str, as_of: str, spill: str) -> None:
     """What `commuter train` and `commuter score` do first: the feature table in memory."""
     tempfile.tempdir = spill
     from commuter_badge.features.build import build_features
+    from commuter_badge.settings import load_settings
 
-    frame = build_features(trips, dt.date.fromisoformat(as_of))
+    memory = load_settings().duckdb_memory  # as the commands pass it
+    frame = build_features(trips, dt.date.fromisoformat(as_of), memory=memory)
     size = frame.memory_usage(deep=True).sum() / 2**30
     print(f"    build_features: {len(frame):,} rows, {size:.2f} GiB as pandas", flush=True)
 
@@ -137,8 +140,11 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     from commuter_badge.features.build import memory_cap
+    from commuter_badge.settings import load_settings
 
-    print(f"default cap {memory_cap()}; load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"cap {memory_cap(load_settings().duckdb_memory)}; load average {os.getloadavg()[0]:.1f} at start"
+    )
     rows = []
     for copies in (float(s) for s in args.sizes.split(",")):
         trips = base if copies == 1 else str(tile(base, copies, work / f"tiles-{copies:g}.parquet"))

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from commuter_badge.settings import (
     MIN_WINDOW_DAYS,
     load_settings,
 )
+
+if TYPE_CHECKING:
+    from commuter_badge.features.context import RunContext
 
 app = typer.Typer(
     help="Who is a regular cross-city commuter into Beijing, with a certified false-positive rate.",
@@ -78,6 +81,17 @@ def apply_calendar(path: Path | None) -> str | None:
     chosen = str(path) if path is not None else load_settings().calendar
     use_calendar(chosen)
     return chosen
+
+
+def run_context(path: Path | None) -> RunContext:
+    """The settings, read once, and the calendar (`--calendar FILE`, else COMMUTER_CALENDAR, else
+    none; made this process's calendar, as `apply_calendar`) a command passes to its job."""
+    from commuter_badge.features.context import RunContext
+    from commuter_badge.features.workdays import use_calendar
+
+    settings = load_settings()
+    chosen = str(path) if path is not None else settings.calendar
+    return RunContext(settings, use_calendar(chosen))
 
 
 # Dates the day arithmetic handles (epoch day numbers, windows of up to 62 days); the calendar

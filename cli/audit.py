@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from commuter_badge.atomic import atomic_write
-from commuter_badge.cli.app import app, clean_errors, out
+from commuter_badge.cli.app import app, clean_errors, out, run_context
 from commuter_badge.errors import UserError
 
 audit = typer.Typer(
@@ -94,7 +94,7 @@ def certify_command(
         )
     drawn = _read_table(sample)
     result = certify(drawn, found)
-    run_id = log_audit(result, as_of, str(sample), str(verdicts))
+    run_id = log_audit(result, as_of, str(sample), str(verdicts), run_context(None))
     if report is not None:
         text = json.dumps({**result.as_dict(), "run_id": run_id}, indent=2)
         atomic_write(report, lambda tmp: tmp.write_text(text + "\n"))

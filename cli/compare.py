@@ -13,11 +13,11 @@ from rich.table import Table
 from commuter_badge.cli.app import (
     CalendarFile,
     app,
-    apply_calendar,
     clean_errors,
     err,
     out,
     parse_date,
+    run_context,
 )
 from commuter_badge.errors import UserError
 
@@ -71,8 +71,6 @@ def compare(
     Each run's figures are on its own persons (a training's validation persons, an evaluation's
     month); a warning says when those differ. With --trips, --labels and --as-of both versions
     are scored on that one labelled month instead, so the differences are the models' alone."""
-    import mlflow
-
     from commuter_badge.atomic import atomic_write
     from commuter_badge.models.mlflow_edge import registry
     from commuter_badge.models.reporting import compare as cmp_module
@@ -81,14 +79,30 @@ def compare(
     if any(month) and not all(month):
         raise UserError("comparing on a labelled month needs all of --trips, --labels and --as-of")
     day = parse_date(as_of) if as_of is not None else None
-    apply_calendar(calendar)
-    registry.configure()
+    context = run_context(calendar)
+    registry.configure(context.tracking_uri)
     if out_file is not None:
         cmp_module.output_format(out_file)
     if day is not None:
         cmp = cmp_module.compare_on_month(first, second, trips, labels, day)
     else:
         cmp = cmp_module.compare(first, second)
+    _show(cmp)
+    if out_file is not None:
+        text = cmp_module.render(cmp, out_file)
+        atomic_write(out_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        out.print(f"written to {out_file}")
+    if log:
+        from commuter_badge.models.runs.compare_run import log_comparison
+
+        run_id = log_comparison(cmp, day, labels, context)
+        out.print(f"logged as run {run_id} (kind comparison)")
+
+
+def _show(cmp) -> None:
+    """The comparison's tables and notes on stdout, its persons caveat on stderr."""
+    from commuter_badge.models.reporting import compare as cmp_module
+
     # Piped, rich would fold the tables to 80 columns; a file or pager can take the full width.
     show = out if out.is_terminal else Console(width=240, soft_wrap=False, highlight=False)
     for line in cmp_module.sides_text(cmp):
@@ -105,17 +119,3 @@ def compare(
     if not cmp.slices.empty:
         show.print(textwrap.fill(cmp_module.NOTE, 100), soft_wrap=True)
         show.print(_table("slices", cmp_module.slice_columns(cmp), cmp_module.slice_rows(cmp)))
-    if out_file is not None:
-        text = cmp_module.render(cmp, out_file)
-        atomic_write(out_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        out.print(f"written to {out_file}")
-    if log:
-        registry.experiment_id()
-        name = f"compare {cmp.a.label} vs {cmp.b.label}"
-        with mlflow.start_run(run_name=name) as run:
-            mlflow.set_tags({"kind": "comparison", "run_a": cmp.a.run_id, "run_b": cmp.b.run_id})
-            if day is not None:
-                mlflow.set_tags({"as_of": day.isoformat(), "scored_on": str(labels)})
-            mlflow.log_text(cmp_module.to_markdown(cmp), "comparison.md")
-            mlflow.log_text(cmp_module.to_html(cmp), "comparison.html")
-        out.print(f"logged as run {run.info.run_id} (kind comparison)")

@@ -18,6 +18,7 @@ from commuter_badge.cli.app import (
     err,
     out,
     parse_date,
+    run_context,
     status,
 )
 from commuter_badge.errors import UserError
@@ -98,7 +99,7 @@ def features(
         raise UserError(
             f"--out {out_file}: unsupported output type {suffix!r}; use .csv or .parquet"
         )
-    apply_calendar(calendar)
+    context = run_context(calendar)
     day = parse_date(as_of)
     start = time.perf_counter()
     if engine == "duckdb":
@@ -107,7 +108,8 @@ def features(
 
         with status("checking coverage"):
             coverage = check_coverage(trips, day, window_days)  # no crossing in the window: error
-        plan = BatchPlan.for_path(trips)  # the memory cap and person partitions, said below
+        # the memory cap and person partitions, said below
+        plan = BatchPlan.for_path(trips, memory=context.settings.duckdb_memory)
         with status("building features"):
             n = write_features(trips, day, out_file, window_days, plan=plan)
         # After the build: a file with a bad row fails with its one error line, no warnings first.
@@ -117,7 +119,8 @@ def features(
         from commuter_badge.features.spark import write_spark_features
 
         with status("building features on Spark"):
-            n = write_spark_features(str(trips), day, str(out_file), window_days)
+            master = context.settings.spark_master
+            n = write_spark_features(str(trips), day, str(out_file), window_days, master)
         out.print(f"{n:,} persons -> {out_file} ({time.perf_counter() - start:.1f} s, spark)")
         return
     else:

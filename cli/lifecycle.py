@@ -14,6 +14,7 @@ import typer
 
 from commuter_badge.cli.app import app, clean_errors, out
 from commuter_badge.errors import UserError
+from commuter_badge.settings import load_settings
 
 
 @app.command()
@@ -36,7 +37,7 @@ def promote(
     if policy_change is not None and not policy_change.strip():
         raise UserError("--policy-change needs a reason in words, e.g. 'board decision 2026-11'")
     version = promotion.canonical_version(version)  # `01` and `v1` are version 1
-    registry.configure()
+    registry.configure(load_settings().tracking_uri)
     move = promotion.promote(version, policy_change)
     gates = ", ".join(f"{k} {v}" for k, v in move.decision.gates.items())
     if not move.moved:
@@ -60,7 +61,7 @@ def rollback(
     from commuter_badge.models.mlflow_edge import registry
     from commuter_badge.models.runs import promotion
 
-    registry.configure()
+    registry.configure(load_settings().tracking_uri)
     left, restored = promotion.rollback(to)
     out.print(f"champion moved back from version {left} to version {restored}")
     out.print("restart (or rolling-restart) the service to serve it")

@@ -26,7 +26,7 @@ def _owner_only() -> None:
     # Before every command: each store and output it creates (MLflow's database and artifact
     # folders, DuckDB files, the decision and review stores) is readable by its owner only.
     os.umask(0o077)
-    # And stderr holds our own lines only: no MLflow progress bars or INFO chatter (README).
+    # And stderr holds our own lines only: no MLflow progress bars or INFO chatter.
     quiet_libraries()
 
 

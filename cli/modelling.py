@@ -16,12 +16,12 @@ from commuter_badge.cli.app import (
     MonthOption,
     Trips,
     app,
-    apply_calendar,
     clean_errors,
     err,
     out,
     parse_date,
     parse_months,
+    run_context,
     status,
     update_status,
 )
@@ -31,7 +31,6 @@ from commuter_badge.settings import (
     DEFAULT_WINDOW_DAYS,
     MAX_WINDOW_DAYS,
     MIN_WINDOW_DAYS,
-    load_settings,
 )
 
 OptionalTrips = Annotated[
@@ -111,21 +110,10 @@ def train(
     --window-days; every value is logged. Exits 0 whether or not the version was promoted: the
     output's `promotion` line and the version's tags say which and why.
     """
-    from commuter_badge.models.core.config import load_config
-
     # Every option and setting is checked before MLflow and LightGBM load or any data is read.
     months = parse_months(month, trips, labels, as_of)
-    config = load_config(
-        config_file, params or [], target_fpr=target_fpr, seed=seed, window_days=window_days
-    )
-    from commuter_badge.models.core.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
-
-    if not MIN_TARGET_FPR <= config.target_fpr <= MAX_TARGET_FPR:
-        raise UserError(
-            f"target FPR {config.target_fpr:g} is outside the allowed range {MIN_TARGET_FPR:g} "
-            f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
-        )
-    apply_calendar(calendar)  # recorded on the run and the model version
+    config = _train_config(config_file, params or [], target_fpr, seed, window_days)
+    context = run_context(calendar)  # the calendar is recorded on the run and the model version
     from commuter_badge.models.runs.train import train_months
 
     source = " + ".join(
@@ -139,7 +127,29 @@ def train(
             promote=promote,
             tune=tune,
             config_source=source,
+            context=context,
         )
+    _print_training(result, config)
+
+
+def _train_config(config_file, params, target_fpr, seed, window_days):
+    """Defaults, then the file, then --param, then the options; the target FPR in its range."""
+    from commuter_badge.models.core.config import load_config
+    from commuter_badge.models.core.threshold import MAX_TARGET_FPR, MIN_TARGET_FPR
+
+    config = load_config(
+        config_file, params, target_fpr=target_fpr, seed=seed, window_days=window_days
+    )
+    if not MIN_TARGET_FPR <= config.target_fpr <= MAX_TARGET_FPR:
+        raise UserError(
+            f"target FPR {config.target_fpr:g} is outside the allowed range {MIN_TARGET_FPR:g} "
+            f"to {MAX_TARGET_FPR:g} (0.01 certifies 1 non-commuter in 100)"
+        )
+    return config
+
+
+def _print_training(result, config) -> None:
+    """`commuter train`'s report: warnings on stderr, the outcome on stdout."""
     for text in result.warnings:
         err.print(f"warning: {text}", soft_wrap=True)
     m, b = result.metrics, result.baseline_metrics
@@ -193,17 +203,17 @@ def evaluate(
     Also compared with the version's own training metrics (printed and logged as deltas), and
     flagged on the version (`evaluation.fpr_breach`) when the FPR is above the target."""
     day = parse_date(as_of)
-    apply_calendar(calendar)
+    context = run_context(calendar)
     from commuter_badge.models.runs.evaluate import evaluate as run_evaluation
 
     with status("evaluating"):
-        result = run_evaluation(trips, labels, day, model)
-    m = result["metrics"]
-    out.print(f"run id     {result['run_id']}  (model {model}, version {result['version']})")
-    if result.get("weighted"):
+        result = run_evaluation(trips, labels, day, model, context)
+    m = result.metrics
+    out.print(f"run id     {result.run_id}  (model {model}, version {result.version})")
+    if result.weighted:
         out.print(
             f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
-            f"FPR {m['eval_fpr']:.4%}  n={result['n']:,} (weights sum to "
+            f"FPR {m['eval_fpr']:.4%}  n={result.n:,} (weights sum to "
             f"{m['eval_weight_sum']:,.0f})"
         )
         out.print(
@@ -214,7 +224,7 @@ def evaluate(
     else:
         out.print(
             f"eval       AUC {m['eval_auc']:.4f}  recall {m['eval_recall']:.4f}  "
-            f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result['n']:,}"
+            f"FPR {m['eval_fpr']:.4%} (upper95 {m['eval_fpr_upper95']:.4%})  n={result.n:,}"
         )
     if m["eval_label_noise"] > 0:
         out.print(
@@ -226,16 +236,16 @@ def evaluate(
             f"vs truth   recall {m['eval_true_recall']:.4f}  FPR {m['eval_true_fpr']:.4%} "
             "(simulated world)"
         )
-    if result["deltas"]:
+    if result.deltas:
         out.print(
             "vs training "
-            + "  ".join(f"{k.split('.', 1)[1]} {v:+.4g}" for k, v in result["deltas"].items())
+            + "  ".join(f"{k.split('.', 1)[1]} {v:+.4g}" for k, v in result.deltas.items())
             + "  (eval - validation at training)"
         )
-    if result["breach"]:
+    if result.breach:
         from commuter_badge.models.runs.evaluate import breach_lines
 
-        for line in breach_lines(m, result["target_fpr"]):
+        for line in breach_lines(m, result.target_fpr):
             err.print(line, soft_wrap=True)
         if fail_on_breach:
             raise typer.Exit(3)
@@ -285,22 +295,13 @@ def score(
     """
     import time
 
-    day = parse_date(as_of)  # the options first: refused before MLflow loads or data is read
-    if engine not in ("duckdb", "spark"):
-        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
-    if engine == "duckdb" and Path(out_file).suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise UserError(f"--out {out_file}: unsupported output type; use .csv or .parquet")
-    if (allow_shrink or allow_older) and not publish:
-        flag = "--allow-shrink" if allow_shrink else "--allow-older"
-        raise UserError(
-            f"{flag} only applies with --publish (without it the live decisions are not touched)"
-        )
-    apply_calendar(calendar)
+    # The options first: refused before MLflow loads or data is read.
+    day = _check_score_options(as_of, engine, out_file, publish, allow_shrink, allow_older)
+    settings = run_context(calendar).settings
     from commuter_badge.models.mlflow_edge import registry
     from commuter_badge.stores.decisions import check_store_location
     from commuter_badge.stores.publishing import score_and_publish
 
-    settings = load_settings()
     store = check_store_location(settings.decisions_path) if publish else None
     registry.configure(settings.tracking_uri)
     start = time.perf_counter()
@@ -315,9 +316,33 @@ def score(
         allow_shrink=allow_shrink,
         allow_older=allow_older,
         status=status,
+        memory=settings.duckdb_memory,
+        master=settings.spark_master,
     )
-    scored, published, warnings = result.table, result.published, result.warnings
-    for text in warnings:
+    _print_scores(result, loaded, engine, out_file, store, time.perf_counter() - start)
+    if result.table is not None:
+        report_overrides(result.table, settings.reviews_url)
+
+
+def _check_score_options(as_of, engine, out_file, publish, allow_shrink, allow_older):
+    """`commuter score`'s options checked together; returns the as_of date."""
+    day = parse_date(as_of)
+    if engine not in ("duckdb", "spark"):
+        raise UserError(f"--engine {engine!r} is not one of duckdb, spark")
+    if engine == "duckdb" and Path(out_file).suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"--out {out_file}: unsupported output type; use .csv or .parquet")
+    if (allow_shrink or allow_older) and not publish:
+        flag = "--allow-shrink" if allow_shrink else "--allow-older"
+        raise UserError(
+            f"{flag} only applies with --publish (without it the live decisions are not touched)"
+        )
+    return day
+
+
+def _print_scores(result, loaded, engine, out_file, store, seconds: float) -> None:
+    """`commuter score`'s report: warnings on stderr, counts and where they went on stdout."""
+    scored, published = result.table, result.published
+    for text in result.warnings:
         err.print(f"warning: {text}", soft_wrap=True)
     counts = (
         f"{len(scored):,} persons scored, {int(scored['badge'].sum()):,} badges"
@@ -332,10 +357,8 @@ def score(
         where = ", not published (no --publish)"
     out.print(
         f"{counts} (model v{loaded.version or '?'}, threshold {loaded.threshold:.4f}, {engine}) "
-        f"-> {out_file}{where} ({time.perf_counter() - start:.1f} s)"
+        f"-> {out_file}{where} ({seconds:.1f} s)"
     )
-    if scored is not None:
-        report_overrides(scored, settings.reviews_url)
 
 
 def report_overrides(scored, reviews_url: str) -> None:

@@ -22,12 +22,12 @@ from commuter_badge.cli.app import (
     MonthOption,
     Trips,
     app,
-    apply_calendar,
     clean_errors,
     err,
     out,
     parse_date,
     parse_months,
+    run_context,
     status,
     update_status,
 )
@@ -55,18 +55,18 @@ def monitor(
     """An unlabelled month against the model's training reference: drift per feature, score
     shift, badge share, estimated FPR and recall; logged as a `monitor` run."""
     day = parse_date(as_of)
-    apply_calendar(calendar)
+    context = run_context(calendar)
     from commuter_badge.models.runs.monitor_run import run_monitor
 
     with status("monitoring"):
-        result, run_id = run_monitor(trips, day, model)
+        result, run_id = run_monitor(trips, day, model, context=context)
     if report is not None:
         text = json.dumps(result.report(), indent=2, allow_nan=False)
         atomic_write(report, lambda p: Path(p).write_text(text))
     out.print(f"run id          {run_id}  (model {model}, version {result.model_version})")
     out.print(
         f"estimated       FPR {result.estimated_fpr:.3%} (target {result.target_fpr:.2%})  "
-        f"recall {result.estimated_recall:.3f}  (assumes calibration intact; see README)"
+        f"recall {result.estimated_recall:.3f}  (assumes calibration intact; docs/guide/between-months.md)"
     )
     out.print(
         f"badge share     {result.badge_share:.2%} (reference {result.reference_badge_share:.2%})"
@@ -106,7 +106,7 @@ def recertify(
     """The model's trees, calibration and threshold chosen again on a newer labelled month;
     registered as a new version and promoted only if the gates pass."""
     months = parse_months(month, trips, labels, as_of)
-    apply_calendar(calendar)
+    context = run_context(calendar)
     from commuter_badge.models.runs.recertify import recertify as run_recertify
 
     with status("recertifying") as spinner:
@@ -119,6 +119,7 @@ def recertify(
             seed=seed,
             promote=promote,
             progress=lambda s: update_status(spinner, s),
+            context=context,
         )
     for text in result.warnings:
         err.print(f"warning: {text}", soft_wrap=True)

@@ -52,7 +52,7 @@ def add(
     reason: Annotated[str, typer.Option("--reason", help="Why, at most 500 characters.")],
     evidence: Annotated[
         list[str],
-        typer.Option("--evidence", help="Evidence code, repeatable (see README: manual route)."),
+        typer.Option("--evidence", help="Evidence code, repeatable (docs/guide/manual-route.md)."),
     ],
     reviewer: Annotated[str, typer.Option("--reviewer", help="Who decided.")],
     valid_until: Annotated[

@@ -32,7 +32,7 @@ DEFAULT_REVIEWS = "sqlite:///reviews.db"
 # The secret that turns person ids into the keys logged with validation persons (models/mlflow_edge/pseudonym.py);
 # created on first use, owner-only, and never logged to MLflow.
 DEFAULT_PERSON_KEY_FILE = "person.key"
-# Loopback unless told otherwise: put a TLS-terminating proxy in front for other hosts (README).
+# Loopback unless told otherwise: put a TLS-terminating proxy in front for other hosts (docs/guide/operations.md).
 DEFAULT_HOST = "127.0.0.1"
 
 Tokens = Annotated[tuple[str, ...], NoDecode]

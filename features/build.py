@@ -2,8 +2,8 @@
 
 Batch builds run under a memory cap (`memory_cap`: COMMUTER_DUCKDB_MEMORY, else half the
 machine's memory) and spill to a temporary directory that is removed afterwards. DuckDB spills
-most operators, but one query over a whole large month still ran out of memory at a 3200 MB
-cap, so a large input is split into person partitions (`person_part`: a hash of the id), each
+most operators, but one query over a whole large month still ran out of memory under a cap of a
+few gigabytes (docs/guide/operations.md, Performance), so a large input is split into person partitions (`person_part`: a hash of the id), each
 run as the ordinary feature query (checked the same way, one partition at a time), and the
 parts are joined in id order: the rows, their order and every value are the single query's (a
 Parquet file written from parts lacks DuckDB's not-null flag on n_modes and main_mode). The
@@ -39,7 +39,7 @@ from commuter_badge.features.read import (
     reporting_bad_rows,
 )
 from commuter_badge.features.sql import HASH_CLASH, Window, feature_sql
-from commuter_badge.settings import DEFAULT_WINDOW_DAYS, load_settings
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 _TRIPS_SCHEMA = pa.schema(
     [
@@ -77,11 +77,11 @@ def machine_memory() -> int:
     return total
 
 
-def memory_cap() -> str:
-    """DuckDB's memory cap for batch features: COMMUTER_DUCKDB_MEMORY, else half of
-    `machine_memory()` (DuckDB alone would take 80% and leave too little for pandas and
-    LightGBM). Logged with training runs."""
-    return load_settings().duckdb_memory or f"{machine_memory() // 2 // 2**20}MiB"
+def memory_cap(setting: str | None = None) -> str:
+    """DuckDB's memory cap for batch features: the setting (COMMUTER_DUCKDB_MEMORY, resolved by
+    the command and passed down), else half of `machine_memory()` (DuckDB alone would take 80% and
+    leave too little for pandas and LightGBM). Logged with training runs."""
+    return setting or f"{machine_memory() // 2 // 2**20}MiB"
 
 
 def cap_bytes(cap: str) -> int:
@@ -122,8 +122,11 @@ class BatchPlan:
     partitions: int
 
     @classmethod
-    def for_path(cls, path: str | Path, partitions: int | None = None) -> BatchPlan:
-        cap = memory_cap()
+    def for_path(
+        cls, path: str | Path, partitions: int | None = None, memory: str | None = None
+    ) -> BatchPlan:
+        """The plan for the trips at `path` under the cap `memory_cap(memory)`."""
+        cap = memory_cap(memory)
         crossings = crossings_in(discover(path))
         if partitions is None:
             need = crossings * BYTES_PER_CROSSING / (cap_bytes(cap) / 2)
@@ -227,13 +230,15 @@ def build_features(
     as_of: dt.date,
     window_days: int = DEFAULT_WINDOW_DAYS,
     partitions: int | None = None,
+    memory: str | None = None,
 ) -> pd.DataFrame:
     """One row per person seen at `path` in the window before `as_of`: id, features, context,
-    in id order. `partitions` overrides the plan's partition count (the result is the same).
+    in id order. `partitions` overrides the plan's partition count (the result is the same);
+    `memory` is the DuckDB memory setting (`memory_cap`).
 
     DuckDB stays under the cap; the returned table itself lives outside it (about 0.3 KB a
-    person as pandas, see the README's Performance section)."""
-    plan = BatchPlan.for_path(path, partitions)
+    person as pandas: docs/guide/operations.md, Performance)."""
+    plan = BatchPlan.for_path(path, partitions, memory)
     window = Window(as_of, window_days)
     tables = []
     with batch_connection(plan) as (con, spill):

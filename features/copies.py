@@ -5,7 +5,7 @@ original's label (models/core/fitting.py `split`): a
 commuter who comes on fewer weekdays, at the same hours, is still a commuter (issue 14: the
 commuters missed on independent worlds were people seen one to three days a week), and a
 non-commuter's copy stays a non-commuter, so sparse visitors are not left to the commuters' copies
-alone. Measured in README "What changed", *Weekday copies*.
+alone. Measured in docs/guide/training.md (weekday copies, `benchmarks/features_bench.py --copies`).
 
 A visit starts at each entry (crossings before a person's first entry are a visit of their own)
 and belongs to the weekday of its first crossing, so a night shift or a weekend stay is kept or
@@ -85,10 +85,11 @@ def weekday_copies(
     as_of: dt.date,
     ids: pd.Series,
     window_days: int = DEFAULT_WINDOW_DAYS,
+    memory: str | None = None,
 ) -> pd.DataFrame:
     """Features of the weekday copies of the persons `ids` at `path`, with `copy_of` (the
     original's id), in id order. Runs under the same memory cap and partitions as the features."""
-    plan = BatchPlan.for_path(path)
+    plan = BatchPlan.for_path(path, memory=memory)
     window = Window(as_of, window_days)
     wanted = pa.table({"person_id": pa.array(ids.astype(str).unique(), pa.string())})
     tables = []

@@ -44,7 +44,7 @@ from commuter_badge.features.schema import (
     wrong_type,
 )
 from commuter_badge.features.sql import HASH_CLASH, Window, feature_sql
-from commuter_badge.settings import DEFAULT_WINDOW_DAYS, load_settings
+from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -155,10 +155,11 @@ def _under_spark_submit() -> bool:
 
 
 @contextlib.contextmanager
-def _session() -> Iterator[SparkSession]:
+def _session(master: str | None = None) -> Iterator[SparkSession]:
     """The active session, else one from spark-submit's settings, else local[2]; stops its own.
 
-    `COMMUTER_SPARK_MASTER` overrides the master (e.g. `yarn`, `k8s://...`, `local[*]`).
+    `master` (the command passes `COMMUTER_SPARK_MASTER`) overrides the master (e.g. `yarn`,
+    `k8s://...`, `local[*]`).
     """
     from pyspark.sql import SparkSession
 
@@ -166,7 +167,6 @@ def _session() -> Iterator[SparkSession]:
     if active is not None:
         yield active
         return
-    master = load_settings().spark_master
     if master is None and not _under_spark_submit():  # not under spark-submit
         master = "local[2]"
     spark = spark_session(master)
@@ -487,12 +487,17 @@ def _write(df: DataFrame, out: str) -> int:
 
 
 def write_spark_features(
-    path: str | Path, as_of: dt.date | str, out: str | Path, window_days: int = DEFAULT_WINDOW_DAYS
+    path: str | Path,
+    as_of: dt.date | str,
+    out: str | Path,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    master: str | None = None,
 ) -> int:
     """`commuter features --engine spark`: features of the trips at `path` written to `out` as a
     Spark output directory (part files; Parquet, or CSV if `out` ends in .csv); returns persons.
 
-    Uses the active SparkSession if there is one, else spark-submit's settings, else local[2].
+    Uses the active SparkSession if there is one, else `master`, else spark-submit's settings,
+    else local[2].
     """
-    with _session() as spark:
+    with _session(master) as spark:
         return _write(spark_features(spark, str(path), as_of, window_days), str(out))

@@ -1,7 +1,9 @@
 """The feature SQL on SQLite, for request-sized inputs (the HTTP service scoring a few persons).
 
-DuckDB plans and runs the feature query in ~15-25 ms whatever the input size, too slow for a
-single person; the standard library's SQLite runs the same SQL text in ~1-2 ms. SQLite lacks
+DuckDB's fixed cost of planning and running the feature query dominates for a single person;
+the standard library's SQLite runs the same SQL text an order of magnitude faster (the decision
+record "SQLite at request time" in docs/architecture.md; figures in docs/guide/operations.md,
+Performance, measured by benchmarks/service_bench.py). SQLite lacks
 four functions the text uses, added here as deterministic user functions: a 64-bit hash
 (grouping keys only), `any_value`, `bit_count` and `greatest`; `floor` and `sqrt` are defined
 too, since SQLite builds without math functions exist. tests/code/test_engines.py holds SQLite to

@@ -5,17 +5,19 @@
   with trips), so the budget is in bytes, charged by `Content-Length` before anything is read (a
   body without one is charged the full body cap). A request that would take the worker over its
   budget is answered 503 at once, with `Retry-After` and the project's error JSON, instead of
-  queueing behind the others: eight 11 MiB requests used to hold one worker at 1.4 GB.
+  queueing behind the others: a few of the largest requests at once used to hold one worker at
+  over a gigabyte.
   Bodiless requests (probes, `/metrics`, GETs) are never counted or refused.
 - `validate_in_pieces` validates a large `/score` body one person at a time. pydantic-core holds
-  the GIL for a whole `model_validate_json` call, about 3 s for 11 MiB on the development machine,
-  so validating in a thread does not free the event loop: `/readyz` waited that long. Between two
+  the GIL for a whole `model_validate_json` call, seconds for the largest bodies, so validating
+  in a thread does not free the event loop: `/readyz` waited that long. Between two
   persons the GIL can change hands, so the loop answers within a few milliseconds. Errors are the
   same as one call's (the same types, messages and `persons[i]...` paths); a body that is not a
   plain JSON object with a `persons` list falls back to one call, whose error is exact and cheap.
 - `calm_garbage_collector` makes CPython's full collections rare. A full collection walks every
   live object holding the GIL: with two large requests in flight (millions of objects) one took
-  1.2 s, during which no probe was answered, and they doubled the CPU time of parsing.
+  over a second, during which no probe was answered, and they doubled the CPU time of parsing
+  (tests/service/ hold the probes' answers; figures in docs/guide/operations.md, Performance).
 - `ParseOffLoop` (inside the request guard) hands BentoML, which would parse the body again on the
   event loop, a stub with no persons; the service takes the persons the guard validated from the
   request state (`parsed_request`).

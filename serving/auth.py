@@ -37,6 +37,7 @@ from starlette.types import Message, Receive, Scope, Send
 from commuter_badge.serving import access_log, openapi
 from commuter_badge.serving.admission import PARSED_STATE_KEY, replay_body, validate_in_pieces
 from commuter_badge.serving.schemas import MAX_BODY_BYTES, problem, validation_problem
+from commuter_badge.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -90,21 +91,22 @@ class RequestGuard:
         validators: Mapping[str, type[BaseModel]],
         tokens: Iterable[str] | None = None,
         reviewer_tokens: Iterable[str] | None = None,
+        settings: Callable[[], Settings] | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         openapi_spec: Callable[[], Mapping[str, Any]] | None = None,
         readiness: Callable[[], list[str]] | None = None,
     ) -> None:
-        if tokens is None:
-            from commuter_badge.settings import load_settings
-
-            tokens = load_settings().api_tokens
+        # Tokens not given come from the worker's settings, which the service resolves (`settings`
+        # is its function, called once here as the worker builds its middleware).
+        if tokens is None or reviewer_tokens is None:
+            resolved = settings() if settings is not None else None
+            if tokens is None:
+                tokens = resolved.api_tokens if resolved is not None else ()
+            if reviewer_tokens is None:
+                reviewer_tokens = resolved.reviewer_tokens if resolved is not None else ()
         self.app = app
         self.validators = dict(validators)
         self.tokens = tuple(tokens)
-        if reviewer_tokens is None:
-            from commuter_badge.settings import load_settings
-
-            reviewer_tokens = load_settings().reviewer_tokens
         self.reviewer_tokens = tuple(reviewer_tokens)
         self.max_body_bytes = max_body_bytes
         self.openapi_spec = openapi_spec

@@ -2,16 +2,15 @@
 
 Every worker accepts from one shared listening socket, and asyncio accepts every pending connection
 in one go: a client that opens its pool in a burst (32 connections at once, as a badge issuer's
-HTTP pool does) lands it all on whichever worker woke first, and keep-alive keeps it there. Measured
-with py-spy at 32 clients on two workers: one worker did 93% of the work while the other idled.
+HTTP pool does) lands it all on whichever worker woke first, and keep-alive keeps it there: one
+worker did nearly all the work while the other idled (seen with py-spy).
 
 `RecycleConnections` answers the `MAX_REQUESTS_PER_CONNECTION`-th request of a connection with
 `Connection: close` (nginx's `keepalive_requests` in spirit). The client opens a new one, and the
 worker with time to spare is the one that accepts it, so a busy pool evens out within a few dozen
 requests per connection, at the cost of one local TCP handshake per that many requests (TLS ends in
-front of the service, so it is a plain one). Measured with benchmarks/service_bench.py, 32 clients
-on two workers: 257 single-person requests/s with a limit of 100 (never reached in a round of
-~31 requests per connection) and 314/s with 20.
+front of the service, so it is a plain one). benchmarks/service_bench.py measures the throughput
+with and without it (docs/guide/operations.md, Performance).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 `features_from_trips` answers with the batch frame (`features.build.to_frame`: an Arrow table from
 SQLite's rows, then pandas with nullable Int64 counts), which `model_matrix` then turns back into
-float64 for the booster. For one person those conversions took about 1.5 ms of a 4.0 ms
-`score_persons`, twice the SQLite query itself. The service needs only the matrix, so for the
+float64 for the booster. For one person those conversions took longer than the SQLite query
+itself (benchmarks/service_bench.py; docs/guide/operations.md, Performance). The service needs only the matrix, so for the
 requests SQLite runs (up to `SQLITE_MAX_TRIPS` trips) it reads the matrix straight off the query's
 rows (`sqlite_engine.query`): the same SQL, the same numbers (tests/code/test_request_features.py
 holds them equal to `model_matrix(features_from_trips(...))`). Larger requests go through

@@ -184,7 +184,7 @@ class FieldError(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """The one body of every error the service answers (4xx and 5xx), as the README's table says.
+    """The one body of every error the service answers (4xx and 5xx), as docs/contract.md §3 and docs/guide/issuer.md (Errors) say.
 
     `field` names the offending field of an input error (`body` for the body as a whole); a 422
     also lists up to 20 failing fields in `errors` and counts them all in `n_errors`. Absent keys

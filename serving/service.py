@@ -7,8 +7,9 @@ connection and one LightGBM call at a time, single-threaded, so workers scale wi
 `/score` computes features with the same SQL that batch scoring runs (`request_features`, read
 straight into the booster's matrix), so a person gets the same probability here as from
 `commuter score`. Requests arriving while a batch is being scored are queued and scored together
-in one feature query and one booster call (each has a per-call cost beside its per-person one:
-1.02x BentoML's adaptive batching for one person a request, 1.77x for 50, README "Performance").
+in one feature query and one booster call (each has a per-call cost beside its per-person one;
+why this BatchScorer and not BentoML's adaptive batching: docs/architecture.md, figures:
+docs/guide/operations.md, Performance, from benchmarks/batchable_service.py).
 
 A person without crossings in the window gets probability 0.0, no badge and one reason saying so:
 the model is never asked about someone it has nothing to go on.
@@ -66,7 +67,7 @@ from commuter_badge.serving.schemas import (
     problem,
 )
 from commuter_badge.serving.workers import die_with_server
-from commuter_badge.settings import MODEL_NAME, export_for_workers
+from commuter_badge.settings import MODEL_NAME, export_for_workers, load_settings
 from commuter_badge.stores.decisions import DecisionStore, DecisionStoreError
 from commuter_badge.stores.reviews import ReviewRequest, ReviewStore, ReviewStoreError
 
@@ -300,7 +301,6 @@ class CommuterBadge:
 
     def __init__(self) -> None:
         from commuter_badge.models.mlflow_edge import registry
-        from commuter_badge.settings import load_settings
 
         settings = load_settings()
         die_with_server(settings.server_pid)  # never outlive the server (serving/workers.py)
@@ -479,6 +479,7 @@ CommuterBadge.add_asgi_middleware(InflightLimit)
 CommuterBadge.add_asgi_middleware(
     RequestGuard,
     validators={"/score": ScoreRequest, "/badge": BadgeRequest, "/reviews": ReviewRequest},
+    settings=load_settings,  # the worker's tokens, read as it builds the middleware
     openapi_spec=lambda: CommuterBadge.openapi_spec.asdict(),
     readiness=lambda: bentoml.get_current_service().readiness_problems(),
 )

@@ -45,17 +45,20 @@ def score_and_publish(
     allow_shrink: bool = False,
     allow_older: bool = False,
     status=None,
+    memory: str | None = None,
+    master: str | None = None,
 ) -> Scored:
     """Score everyone in `trips` at `as_of` into `out`; with a `store`, also publish the decisions.
 
     `store` is a checked location (`check_store_location`); None scores for analysis only and never
     touches the live decisions. `status(text)` (a context manager) names each long step.
+    `memory` (DuckDB's cap) and `master` (Spark's) are the caller's settings, passed down.
     """
     step = status or (lambda _text: nullcontext())
     if engine == "spark":
-        table, warnings = _score_spark(trips, as_of, model, out, step)
+        table, warnings = _score_spark(trips, as_of, model, out, step, master)
     else:
-        table, warnings = _score_duckdb(trips, as_of, model, step, store, allow_shrink)
+        table, warnings = _score_duckdb(trips, as_of, model, step, store, allow_shrink, memory)
     published = None
     if table is not None:
         with step("publishing" if store is not None else "writing"):
@@ -70,7 +73,7 @@ def score_and_publish(
     return Scored(table, published, warnings)
 
 
-def _score_duckdb(trips, as_of, model, step, store, allow_shrink):
+def _score_duckdb(trips, as_of, model, step, store, allow_shrink, memory):
     from commuter_badge.features.coverage import check_coverage
     from commuter_badge.models.runs.score import score_path
 
@@ -79,13 +82,13 @@ def _score_duckdb(trips, as_of, model, step, store, allow_shrink):
     if store is not None:  # a window past the trips is refused before any scoring
         check_window_coverage(coverage, allow_shrink=allow_shrink)
     with step("scoring"):
-        return score_path(trips, as_of, model), coverage.warnings
+        return score_path(trips, as_of, model, memory), coverage.warnings
 
 
-def _score_spark(trips, as_of, model, out, step):
+def _score_spark(trips, as_of, model, out, step, master):
     from commuter_badge.models.runs.spark_score import write_spark_scores
 
     with step("scoring on Spark"):
-        write_spark_scores(str(trips), as_of, str(out), model=model)
+        write_spark_scores(str(trips), as_of, str(out), model=model, master=master)
     remote = "://" in str(out) and not str(out).startswith("file:")
     return (None if remote else read_scores(out)), ()

@@ -516,7 +516,7 @@ class ReviewStore:
                 + " and ".join(f"{t} table ({what[t]})" for t in missing)
                 + (" is" if len(missing) == 1 else " are")
                 + " missing, dropped outside the project; the audit trail cannot be verified: "
-                "restore the store from its backup (README: the manual route)"
+                "restore the store from its backup (docs/guide/manual-route.md, Stores)"
             )
 
     def close(self) -> None:

@@ -101,7 +101,7 @@ class TrainConfig(BaseModel):
     # > 0: weekday copies of the fit persons (features/copies.py) join the fit part with this
     # weight each, against 1 for a person; the certificate's and validation's persons are never
     # copied. Off by default: 0.3 gained on the development worlds and lost on the test worlds
-    # (README "What changed", *Weekday copies*).
+    # (docs/guide/training.md, weekday copies).
     copy_weight: float = Field(0.0, ge=0, le=1)
     # Features the score may only rise with, other features equal (LightGBM monotone
     # constraints): more evidence of regular attendance never counts against a person.

@@ -126,14 +126,16 @@ def labelled_features(
     as_of: dt.date,
     window_days: int = DEFAULT_WINDOW_DAYS,
     copies: bool = False,
+    memory: str | None = None,
 ) -> Labelled:
-    """Features joined to labels; with `copies`, also the labelled persons' weekday copies."""
+    """Features joined to labels; with `copies`, also the labelled persons' weekday copies.
+    `memory` is the DuckDB memory setting the features are built under."""
     # The labels first: a wrong --labels file is refused before the trips are read.
     y, label_paths, per_file = counted_label_files(labels)
     coverage = check_coverage(trips, as_of, window_days)
     for text in coverage.warnings:
         log.warning("%s", text)
-    features = build_features(trips, as_of, window_days)
+    features = build_features(trips, as_of, window_days, memory=memory)
     for path, n in zip(label_paths, per_file, strict=True):
         kind = "reviews" if is_review_export(path) else "labels"
         log.info("%s: %d of the %d labels used (%s)", path.name, n, len(y), kind)
@@ -153,7 +155,9 @@ def labelled_features(
         extra = extra[keep].astype({"person_id": "str"})
         frame = frame.merge(extra, on="person_id", how="left")
     digest = file_digest([*discover(trips), *label_paths])
-    copied = weekday_copies(trips, as_of, frame["person_id"], window_days) if copies else None
+    copied = (
+        weekday_copies(trips, as_of, frame["person_id"], window_days, memory) if copies else None
+    )
     return Labelled(
         frame=frame,
         labels_without_trips=int((~y["person_id"].isin(features["person_id"])).sum()),

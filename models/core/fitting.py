@@ -30,7 +30,7 @@ from commuter_badge.models.core.calibration import PlattCalibrator
 from commuter_badge.models.core.config import TrainConfig
 from commuter_badge.models.core.data import Labelled
 from commuter_badge.models.core.gates import Candidate, Decision, decide
-from commuter_badge.models.core.metrics import at_threshold, review_metrics
+from commuter_badge.models.core.metrics import review_metrics, truth_metrics
 from commuter_badge.models.core.months import (
     CERTIFY,
     MonthsError,
@@ -219,7 +219,7 @@ def noise_floor_warning(data: pd.DataFrame, config: TrainConfig, certificate: di
         f"the {config.target_fpr:.2%} target to the model; where the bound leaves less, the "
         "threshold has to sit inside the commuters' scores. If an audit of the labels "
         "gives their error rate, certify against the truth with --param label_noise=RATE "
-        "(README: Label noise)"
+        "(docs/guide/training.md, Label noise)"
     )
 
 
@@ -337,16 +337,9 @@ def fit_and_evaluate(
     val["badge"] = model.decide(val["proba"].to_numpy())
     raw = 1 / (1 + np.exp(-model.margin(val)))
     metrics, slices = review_metrics("val_", val, model.threshold, config.target_fpr, certificate)
-    truth: dict[str, float] = {}
-    if "label_flipped" in val:
-        m_true = at_threshold(
-            val["true_commuter"].to_numpy(), val["proba"].to_numpy(), model.threshold
-        )
-        truth = {
-            "sim_label_noise_rate": float(val["label_flipped"].mean()),
-            "val_true_fpr": m_true["fpr"],
-            "val_true_recall": m_true["recall"],
-        }
+    truth = truth_metrics("val_", val, model.threshold)
+    if "label_flipped" in val:  # a simulated world says which labels it flipped
+        truth = {"sim_label_noise_rate": float(val["label_flipped"].mean()), **truth}
     fitted = Fitted(
         model=model,
         config=config,

@@ -68,6 +68,20 @@ def at_threshold(
     }
 
 
+def truth_metrics(
+    prefix: str, frame: pd.DataFrame, threshold: float, weight: np.ndarray | None = None
+) -> dict[str, float]:
+    """`{prefix}true_fpr` and `{prefix}true_recall` against the simulated truth (`true_commuter`,
+    from a simulated world's persons.parquet) at `threshold`; {} when the truth is not known for
+    every person."""
+    if "true_commuter" not in frame or not frame["true_commuter"].notna().all():
+        return {}
+    m = at_threshold(
+        frame["true_commuter"].to_numpy(), frame["proba"].to_numpy(), threshold, weight
+    )
+    return {f"{prefix}true_fpr": m["fpr"], f"{prefix}true_recall": m["recall"]}
+
+
 def summary(
     y: np.ndarray, proba: np.ndarray, threshold: float, weight: np.ndarray | None = None
 ) -> dict[str, float]:

@@ -86,10 +86,14 @@ def check_months(months: Sequence[Month], command: str) -> list[Month]:
     return ordered
 
 
-def labelled_months(months: Sequence[Month], window_days: int, copies: bool) -> Labelled:
-    """Every month's labelled features, stacked and keyed by month (module docstring)."""
+def labelled_months(
+    months: Sequence[Month], window_days: int, copies: bool, memory: str | None = None
+) -> Labelled:
+    """Every month's labelled features, stacked and keyed by month (module docstring); built
+    under the DuckDB `memory` setting."""
     parts = [
-        labelled_features(m.trips, list(m.labels), m.as_of, window_days, copies) for m in months
+        labelled_features(m.trips, list(m.labels), m.as_of, window_days, copies, memory)
+        for m in months
     ]
     return stack_months(months, parts, window_days)
 

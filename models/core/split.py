@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-# Chosen on benchmarks/quality_bench.py's development worlds (README "Data efficiency"): the
+# Chosen on benchmarks/quality_bench.py's development worlds (docs/experiments/other-worlds.md, *Data efficiency*): the
 # certificate's part is the largest after the trees', since with noisy labels its number of
 # negatives decides how close to the target the threshold may go; early stopping needs few.
 PARTS: dict[str, float] = {

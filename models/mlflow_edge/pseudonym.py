@@ -30,12 +30,9 @@ class PersonKeyError(CommuterError, OSError):
     """The person-key secret file cannot be used."""
 
 
-def person_secret(path: str | Path | None = None) -> bytes:
-    """The secret in `path` (default: the setting), created (0600, atomically) on first use."""
-    if path is None:
-        from commuter_badge.settings import load_settings
-
-        path = load_settings().person_key_file
+def person_secret(path: str | Path) -> bytes:
+    """The secret in `path` (the COMMUTER_PERSON_KEY_FILE setting), created (0600, atomically)
+    on first use."""
     path = Path(path).expanduser()
     if not path.exists():
         _create(path)

@@ -1,4 +1,4 @@
-"""MLflow plumbing: tracking set-up, the pyfunc wrapper, loading by URI, and the champion alias.
+"""MLflow plumbing: tracking set-up, logging and loading a version by URI, and the champion alias.
 
 Every process that writes to the store takes `store_lock()` (core/locks.py `file_lock` on
 `<db>.lock` next to the SQLite file, never on the database itself) to open a fresh store, create
@@ -44,7 +44,7 @@ from commuter_badge.models.mlflow_edge.packaging import (
     model_code,
     runtime_requirements,
 )
-from commuter_badge.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, load_settings
+from commuter_badge.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME
 
 MODEL_DESCRIPTION = (
     "Regular cross-city commuters into Beijing, decided from boundary crossings in the window "
@@ -76,9 +76,10 @@ def store_lock(uri: str | None = None) -> Iterator[None]:
 
 
 def configure(tracking_uri: str | None = None) -> str:
-    """Point MLflow tracking and registry at the configured store (default sqlite:///mlflow.db),
+    """Point MLflow tracking and registry at the store `tracking_uri` (the command's setting,
+    MLFLOW_TRACKING_URI, resolved at the edge; None: the store MLflow points at already),
     creating its tables under the store lock if it is new."""
-    uri = tracking_uri or load_settings().tracking_uri
+    uri = tracking_uri or mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     # Alembic and MLflow chatter on every SQLite open would drown the CLI's own output.

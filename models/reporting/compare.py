@@ -316,7 +316,7 @@ def _scored_side(
     """A registered version scored on a labelled month: `eval_` figures as `commuter evaluate`
     computes them (without logging), with the version's certificate and gates beside them."""
     from commuter_badge.models.core.data import labelled_features, refuse_weights
-    from commuter_badge.models.core.metrics import at_threshold, review_metrics
+    from commuter_badge.models.core.metrics import review_metrics, truth_metrics
     from commuter_badge.models.mlflow_edge import registry
 
     run_id, version = resolve(ref, client)
@@ -331,9 +331,7 @@ def _scored_side(
     frame = labelled.frame.copy()
     frame["proba"] = model.predict_proba(frame)
     metrics, slices = review_metrics("eval_", frame, model.threshold, model.target_fpr)
-    if "true_commuter" in frame and frame["true_commuter"].notna().all():
-        truth = at_threshold(frame["true_commuter"], frame["proba"], model.threshold)
-        metrics.update({"eval_true_fpr": truth["fpr"], "eval_true_recall": truth["recall"]})
+    metrics.update(truth_metrics("eval_", frame, model.threshold))
     run = client.get_run(run_id)
     for key in ("cal_fpr", "cal_fpr_upper95", "cal_negatives"):  # the version's certificate
         if key in run.data.metrics:

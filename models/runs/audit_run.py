@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
+from commuter_badge.features.context import RunContext
 from commuter_badge.models.core.audit import AuditResult
-from commuter_badge.models.mlflow_edge import registry
-from commuter_badge.settings import MODEL_NAME
+from commuter_badge.models.runs.shell import logged_run, open_store, tag_version
 
 
-def log_audit(result: AuditResult, as_of: str, sample_path: str, verdicts_path: str) -> str:
+def log_audit(
+    result: AuditResult,
+    as_of: str,
+    sample_path: str,
+    verdicts_path: str,
+    context: RunContext | None = None,
+) -> str:
     """Log the audit's figures (same names as the report) and tag the judged version(s)."""
-    registry.configure()
-    registry.experiment_id()
+    open_store(context or RunContext.defaults())
     figures = {k: v for k, v in result.as_dict().items() if isinstance(v, int | float)}
-    with mlflow.start_run(run_name=f"audit v{result.model_version or '?'} as_of={as_of}") as run:
-        mlflow.set_tags({"kind": "audit", "as_of": as_of, "model_version": result.model_version})
-        mlflow.log_params(
-            {"sample": sample_path, "verdicts": verdicts_path, "assumptions": result.assumptions}
-        )
+    with logged_run(
+        "audit",
+        f"audit v{result.model_version or '?'} as_of={as_of}",
+        as_of=as_of,
+        tags={"model_version": result.model_version},
+        params={
+            "sample": sample_path,
+            "verdicts": verdicts_path,
+            "assumptions": result.assumptions,
+        },
+    ) as run:
         mlflow.log_metrics({k: float(v) for k, v in figures.items()})
         # Per 10,000, so MLflow's three-decimal tables still tell 0.98% from 1%.
         mlflow.log_metrics(
@@ -41,11 +50,7 @@ def log_audit(result: AuditResult, as_of: str, sample_path: str, verdicts_path: 
         ),
         "audit.n_verified": str(result.n_verified),
     }
-    client = MlflowClient()
+    # Scores of a version from another store: the run still holds the audit.
     for version in filter(None, result.model_version.split(",")):
-        try:
-            for key, value in tags.items():
-                client.set_model_version_tag(MODEL_NAME, version, key, value)
-        except MlflowException:
-            pass  # scores of a version from another store: the run still holds the audit
+        tag_version(version, tags)
     return run.info.run_id

@@ -30,26 +30,34 @@ drawn. The run is tagged `weighted_labels` and logs `eval_weight_sum`.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from commuter_badge.features.workdays import calendar_params
+from commuter_badge.features.context import RunContext
 from commuter_badge.models.core.data import labelled_features
-from commuter_badge.models.core.metrics import at_threshold, weighted
+from commuter_badge.models.core.metrics import truth_metrics, weighted
 from commuter_badge.models.core.threshold import (
     label_noise_estimate,
     metrics_against_truth,
 )
 from commuter_badge.models.mlflow_edge import registry
-from commuter_badge.models.mlflow_edge.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.reporting.report import log_review
 from commuter_badge.models.runs.promotion import version_label_noise
-from commuter_badge.settings import MODEL_NAME
+from commuter_badge.models.runs.shell import RunInput, logged_run, open_store, tag_version
 
+# The FPR as the version's label-noise policy judges it; a NaN of these is not logged.
+POLICY = (
+    "eval_fpr_against_truth",
+    "eval_label_noise",
+    "eval_label_noise_estimate",
+    "eval_fpr_at_estimated_noise",
+)
 COMPARED = ("auc", "pr_auc", "brier", "fpr", "fpr_upper95", "recall", "precision")
 
 
@@ -119,89 +127,102 @@ def breach_lines(metrics: dict, target: float) -> list[str]:
             "this version was certified against labels (label_noise 0), so the breach stands "
             "(exit 3 with --fail-on-breach); to be judged against the truth, certify under the "
             "labels' error rate from an audit: `commuter train ... --param label_noise=RATE` "
-            "(README: Label noise)"
+            "(docs/guide/training.md, Label noise)"
         )
     return lines
 
 
-def _tag_version(version: str, tags: dict[str, str]) -> None:
-    try:
-        for key, value in tags.items():
-            MlflowClient().set_model_version_tag(MODEL_NAME, version, key, value)
-    except MlflowException:
-        pass  # a model given by run or path URI: the run holds the outcome
+@dataclass(frozen=True)
+class EvaluationResult:
+    """An evaluation run's outcome: eval_* metrics, deltas against training, and the breach."""
+
+    run_id: str
+    version: str  # '' for a model given by run or path URI
+    metrics: dict[str, float]
+    deltas: dict[str, float]
+    breach: bool  # eval_fpr_against_truth above the version's target
+    target_fpr: float
+    n: int
+    weighted: bool
 
 
-def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: str | None) -> dict:
-    registry.configure()
-    registry.experiment_id()
+def judged_figures(
+    frame: pd.DataFrame,
+    metrics: dict[str, float],
+    threshold: float,
+    noise: float,
+    weights: np.ndarray | None,
+) -> dict[str, float]:
+    """The figures beside `metrics` (eval_* from `review_metrics`): FPR and recall against the
+    simulated truth, the weight sum, and the FPR as the version's label-noise policy judges it,
+    at its noise and at the month's estimate (NaN where not defined). Pure."""
+    is_weighted = weighted(weights)
+    out = truth_metrics("eval_", frame, threshold, weights)
+    if is_weighted:
+        out["eval_weight_sum"] = float(weights.sum())
+    estimate = (
+        float("nan")  # read off persons counted once: not on weighted labels
+        if is_weighted
+        else label_noise_estimate(frame["proba"], frame["is_commuter"])
+    )
+    both = {**metrics, **out}
+    out["eval_fpr_against_truth"] = restated_fpr(both, noise)
+    out["eval_label_noise"] = noise
+    out["eval_label_noise_estimate"] = estimate
+    out["eval_fpr_at_estimated_noise"] = restated_fpr(both, estimate)
+    return out
+
+
+def evaluate(
+    trips: str | Path,
+    labels: str | Path,
+    as_of: dt.date,
+    model_uri: str | None,
+    context: RunContext | None = None,
+) -> EvaluationResult:
+    """Score the labelled month with the model at `model_uri`, log an evaluation run, and tag
+    the version with the outcome."""
+    context = context or RunContext.defaults()
+    open_store(context)
     model = registry.load_model(model_uri)
-    labelled = labelled_features(trips, labels, as_of, model.meta.window_days)
+    memory = context.settings.duckdb_memory
+    labelled = labelled_features(trips, labels, as_of, model.meta.window_days, memory=memory)
     frame = labelled.frame.copy()
     frame["proba"] = model.predict_proba(frame)
     weights = frame["weight"].to_numpy() if "weight" in frame else None
     is_weighted = weighted(weights)
-    with mlflow.start_run(run_name=f"evaluate v{model.version or '?'} as_of={as_of}") as run:
-        mlflow.set_tags(
-            {
-                "kind": "evaluation",
-                "as_of": as_of.isoformat(),
-                "model_uri": model_uri or "",
-                "model_version": model.version,
-                "input_digest": labelled.digest,
-                **calendar_params(),
-                "weighted_labels": str(is_weighted),
-            }
-        )
-        warn_calendar_mismatch(model.meta)  # stderr line and a calendar_mismatch tag
-        mlflow.log_params(
-            {
-                "trips": str(trips),
-                "labels": str(labels),
-                "as_of": as_of.isoformat(),
-                "n_persons": len(frame),
-                "labels_without_trips": labelled.labels_without_trips,
-            }
-        )
-        registry.log_input(
-            registry.dataset(
-                frame[["person_id", "is_commuter"]].astype({"person_id": "object"}),
-                source=trips,
-                name=f"evaluation-{as_of}",
-                targets="is_commuter",
-            ),
-            context="evaluation",
-        )
+    persons = frame[["person_id", "is_commuter"]].astype({"person_id": "object"})
+    with logged_run(
+        "evaluation",
+        f"evaluate v{model.version or '?'} as_of={as_of}",
+        as_of=as_of,
+        digest=labelled.digest,
+        tags={
+            "model_uri": model_uri or "",
+            "model_version": model.version,
+            "weighted_labels": str(is_weighted),
+        },
+        params={
+            "trips": str(trips),
+            "labels": str(labels),
+            "as_of": as_of.isoformat(),
+            "n_persons": len(frame),
+            "labels_without_trips": labelled.labels_without_trips,
+        },
+        inputs=[RunInput(persons, trips, f"evaluation-{as_of}", "evaluation")],
+        model=model.meta,
+    ) as run:
         metrics = log_review("eval_", frame, model.threshold, model.target_fpr)
-        if "true_commuter" in frame and frame["true_commuter"].notna().all():
-            m = at_threshold(frame["true_commuter"], frame["proba"], model.threshold, weights)
-            truth = {"eval_true_fpr": m["fpr"], "eval_true_recall": m["recall"]}
-            mlflow.log_metrics(truth)
-            metrics.update(truth)
-        deltas = training_deltas(model.meta.run_id, metrics)
-        mlflow.log_metrics(deltas)
         noise = version_label_noise(model.version)
-        estimate = (
-            float("nan")  # read off persons counted once: not on weighted labels
-            if is_weighted
-            else label_noise_estimate(frame["proba"], frame["is_commuter"])
-        )
-        if is_weighted:
-            weight_sum = float(weights.sum())
-            mlflow.log_metric("eval_weight_sum", weight_sum)
-            metrics["eval_weight_sum"] = weight_sum
-        policy_fpr = {
-            "eval_fpr_against_truth": restated_fpr(metrics, noise),
-            "eval_label_noise": noise,
-            "eval_label_noise_estimate": estimate,
-            "eval_fpr_at_estimated_noise": restated_fpr(metrics, estimate),
-        }
-        mlflow.log_metrics({k: v for k, v in policy_fpr.items() if v == v})  # NaN is not logged
-        metrics.update(policy_fpr)
+        figures = judged_figures(frame, metrics, model.threshold, noise, weights)
+        deltas = training_deltas(model.meta.run_id, {**metrics, **figures})
+        logged = {**figures, **deltas}
+        mlflow.log_metrics({k: v for k, v in logged.items() if k not in POLICY or v == v})
+        metrics.update(figures)
         breach = bool(metrics["eval_fpr_against_truth"] > model.target_fpr)
         mlflow.set_tag("fpr_breach", str(breach))
     if model.version:
-        _tag_version(
+        tag_version(
             model.version,
             {
                 "evaluation.fpr_breach": str(breach),
@@ -210,13 +231,13 @@ def evaluate(trips: str | Path, labels: str | Path, as_of: dt.date, model_uri: s
                 "evaluation.fpr": f"{metrics['eval_fpr_against_truth']:.6g}",
             },
         )
-    return {
-        "deltas": deltas,
-        "breach": breach,
-        "target_fpr": model.target_fpr,
-        "run_id": run.info.run_id,
-        "metrics": metrics,
-        "version": model.version,
-        "n": len(frame),
-        "weighted": is_weighted,
-    }
+    return EvaluationResult(
+        run_id=run.info.run_id,
+        version=model.version,
+        metrics=metrics,
+        deltas=deltas,
+        breach=breach,
+        target_fpr=model.target_fpr,
+        n=len(frame),
+        weighted=is_weighted,
+    )

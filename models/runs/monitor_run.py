@@ -14,12 +14,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from matplotlib.figure import Figure
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.build import build_features, model_matrix
+from commuter_badge.features.context import RunContext
 from commuter_badge.features.coverage import check_coverage
-from commuter_badge.features.workdays import calendar_params, window_calendar
+from commuter_badge.features.workdays import window_calendar
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.monitor import (
     MIN_PERSONS,
@@ -30,9 +30,9 @@ from commuter_badge.models.core.monitor import (
 )
 from commuter_badge.models.core.reference import SCORE_BINS
 from commuter_badge.models.mlflow_edge import registry
-from commuter_badge.models.mlflow_edge.calendar_check import warn_calendar_mismatch
 from commuter_badge.models.mlflow_edge.reference_log import load_reference
 from commuter_badge.models.runs.promotion import version_label_noise
+from commuter_badge.models.runs.shell import logged_run, open_store, tag_version
 from commuter_badge.settings import MODEL_NAME
 
 
@@ -97,8 +97,9 @@ def month_scores(model: CommuterModel, features) -> np.ndarray:
     return model.calibrator.predict(margin)
 
 
-def _tag_version(version: str, result: MonitorResult, run_id: str) -> None:
-    tags = {
+def version_tags(result: MonitorResult, run_id: str) -> dict[str, str]:
+    """The monitor's outcome as tags on the judged version."""
+    return {
         "monitor.alarm": str(result.alarm),
         "monitor.run_id": run_id,
         "monitor.as_of": result.as_of,
@@ -106,12 +107,6 @@ def _tag_version(version: str, result: MonitorResult, run_id: str) -> None:
         "monitor.estimated_recall": f"{result.estimated_recall:.6g}",
         "monitor.alarm_reasons": "; ".join(result.alarm_reasons)[:4900] or "none",
     }
-    client = MlflowClient()
-    try:
-        for key, value in tags.items():
-            client.set_model_version_tag(MODEL_NAME, version, key, value)
-    except MlflowException:
-        pass  # a model given by run or path URI: the run still holds the outcome
 
 
 def run_monitor(
@@ -119,10 +114,11 @@ def run_monitor(
     as_of: dt.date,
     model_uri: str | None,
     thresholds: Thresholds | None = None,
+    context: RunContext | None = None,
 ) -> tuple[MonitorResult, str]:
     """Judge the month at `trips` for `as_of`; returns the result and the monitor run's id."""
-    registry.configure()
-    registry.experiment_id()
+    context = context or RunContext.defaults()
+    open_store(context)
     model = registry.load_model(model_uri)
     run_id = model.meta.run_id
     if not run_id and model.version:
@@ -130,12 +126,12 @@ def run_monitor(
     reference = load_reference(run_id, model.version)
     window = model.meta.window_days
     check_coverage(trips, as_of, window)
-    features = build_features(trips, as_of, window)
+    features = build_features(trips, as_of, window, memory=context.settings.duckdb_memory)
     if len(features) < MIN_PERSONS:  # refused before any run or tag is written
         raise MonitorError(
             f"{trips}: {len(features):,} persons crossed in the {window} days before {as_of}; the "
-            f"monitor needs at least {MIN_PERSONS:,} to tell drift from sampling noise (README: "
-            "Between months). Judge the whole month's trips, not a sample"
+            f"monitor needs at least {MIN_PERSONS:,} to tell drift from sampling noise "
+            "(docs/guide/between-months.md). Judge the whole month's trips, not a sample"
         )
     proba = month_scores(model, features)
     t = thresholds or Thresholds()
@@ -151,33 +147,29 @@ def run_monitor(
         calendar=window_calendar(as_of, window),
         label_noise=version_label_noise(model.version),
     )
-    name = f"monitor v{model.version or '?'} as_of={as_of}"
-    with mlflow.start_run(run_name=name) as run:
-        mlflow.set_tags(
-            {
-                "kind": "monitor",
-                "as_of": as_of.isoformat(),
-                "model_uri": model_uri or "",
-                "model_version": model.version,
-                "alarm": str(result.alarm),
-                "features_compared": str(result.calendar["compare_features"]),
-                **calendar_params(),
-            }
-        )
-        warn_calendar_mismatch(model.meta)
-        mlflow.log_params(
-            {
-                "trips": str(trips),
-                "as_of": as_of.isoformat(),
-                "window_days": window,
-                "assumptions": result.assumptions,
-                **{f"threshold.{k}": v for k, v in result.thresholds.items()},
-            }
-        )
+    with logged_run(
+        "monitor",
+        f"monitor v{model.version or '?'} as_of={as_of}",
+        as_of=as_of,
+        tags={
+            "model_uri": model_uri or "",
+            "model_version": model.version,
+            "alarm": str(result.alarm),
+            "features_compared": str(result.calendar["compare_features"]),
+        },
+        params={
+            "trips": str(trips),
+            "as_of": as_of.isoformat(),
+            "window_days": window,
+            "assumptions": result.assumptions,
+            **{f"threshold.{k}": v for k, v in result.thresholds.items()},
+        },
+        model=model.meta,
+    ) as run:
         mlflow.log_metrics({k: v for k, v in result.metrics().items() if np.isfinite(v)})
         mlflow.log_dict(result.report(), "monitor/report.json")
         mlflow.log_figure(drift_figure(result, t.feature_psi), "monitor/feature_drift.png")
         mlflow.log_figure(score_figure(result), "monitor/score_histograms.png")
     if model.version:
-        _tag_version(model.version, result, run.info.run_id)
+        tag_version(model.version, version_tags(result, run.info.run_id))
     return result, run.info.run_id

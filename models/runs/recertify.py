@@ -18,19 +18,19 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from commuter_badge.features.context import RunContext
 from commuter_badge.features.read import unit_weights
-from commuter_badge.features.workdays import calendar_fingerprint, calendar_params, window_calendar
+from commuter_badge.features.workdays import calendar_fingerprint
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.calibration import PlattCalibrator
 from commuter_badge.models.core.config import TrainConfig
 from commuter_badge.models.core.data import Labelled, WeightedLabelsError, counted_label_files
 from commuter_badge.models.core.fitting import Fitted, OneClassError, fit_baseline, one_class_cause
 from commuter_badge.models.core.gates import decide, validation_above_target
-from commuter_badge.models.core.metrics import at_threshold, review_metrics
+from commuter_badge.models.core.metrics import review_metrics, truth_metrics
 from commuter_badge.models.core.months import (
     Month,
     assign_parts,
@@ -41,15 +41,12 @@ from commuter_badge.models.core.months import (
 )
 from commuter_badge.models.core.threshold import NeymanPearsonThreshold
 from commuter_badge.models.mlflow_edge import registry
-from commuter_badge.models.mlflow_edge.calendar_check import warn_calendar_mismatch
-from commuter_badge.models.mlflow_edge.reference_log import log_reference
-from commuter_badge.models.reporting.report import log_review
 from commuter_badge.models.runs import promotion
-from commuter_badge.models.runs.train import (
-    _log_validation_persons,
-    log_model_card,
-    log_version_figures,
-    register_version,
+from commuter_badge.models.runs.shell import (
+    log_validation,
+    logged_run,
+    open_store,
+    register_and_judge,
 )
 from commuter_badge.settings import MODEL_NAME
 
@@ -108,10 +105,7 @@ def recalibrate(model: CommuterModel, data: Labelled, config: TrainConfig) -> Fi
     val["proba"] = new.predict_proba(val)
     val["badge"] = new.decide(val["proba"].to_numpy())
     metrics, slices = review_metrics("val_", val, new.threshold, config.target_fpr, certificate)
-    truth: dict[str, float] = {}
-    if "true_commuter" in val and val["true_commuter"].notna().all():
-        m = at_threshold(val["true_commuter"].to_numpy(), val["proba"].to_numpy(), new.threshold)
-        truth = {"val_true_fpr": m["fpr"], "val_true_recall": m["recall"]}
+    truth = truth_metrics("val_", val, new.threshold)
     fitted = Fitted(
         model=new,
         config=config,
@@ -169,99 +163,79 @@ def recertify(
     seed: int = 0,
     promote: bool = True,
     progress: Callable[[str], None] = lambda _: None,
+    context: RunContext | None = None,
     months: list[Month] | None = None,
 ) -> RecertifyResult:
     """Recalibrate the model at `model_uri` on the month, log a run, register, judge by the gates."""
-    registry.configure()
-    registry.experiment_id()
-    registry.ensure_registered_model()
+    context = context or RunContext.defaults()
+    open_store(context, registered_model=True)
     old = registry.load_model(model_uri)
     config = policy_of(old, seed)
     progress("building features")
     months = check_months(months or [single_month(trips, labels, as_of)], "recertify")
-    if not unit_weights(counted_label_files(list(months[-1].labels))[0]):
-        raise WeightedLabelsError(
-            f"{months[-1].labels[-1]}: `commuter recertify` keeps the trees and certifies on "
-            "labels counted once each; to use an audit's weighted labels train on it: "
-            "`commuter train --month` (the labelled month before) `--month` (the audited one)"
-        )
-    labelled = labelled_months(months, config.window_days, copies=False)
+    labelled = _labelled(months, config.window_days, context.settings.duckdb_memory)
     as_of = labelled.as_of
     progress("recalibrating")
     fitted = recalibrate(old, labelled, config)
-    val, info = fitted.val, fitted.certificate
-    with mlflow.start_run(run_name=f"recertify v{old.version or '?'} as_of={as_of}") as run:
-        mlflow.set_tags(
-            {
-                "kind": "model",
-                "recertified_from": old.version,
-                "as_of": as_of.isoformat(),
-                "input_digest": labelled.digest,
-                **calendar_params(),
-            }
+    trees_as_of = fitted.model.meta.extra["trees_as_of"]
+    params = {
+        "trips": "; ".join(str(m.trips) for m in months),
+        "labels": "; ".join(str(p) for m in months for p in m.labels),
+        "as_of": as_of.isoformat(),
+        "recertified_from": old.version,
+        "trees_as_of": trees_as_of,
+        "previous_threshold": old.threshold,
+        "split": ", ".join(f"{k}={v}" for k, v in PARTS.items()),
+        **{f"n_{k}": int(v) for k, v in fitted.data["part"].value_counts().items()},
+        **config.model_dump(),
+    }
+    with logged_run(
+        "model",
+        f"recertify v{old.version or '?'} as_of={as_of}",
+        as_of=as_of,
+        digest=labelled.digest,
+        tags={"recertified_from": old.version},
+        params=params,
+        model=old.meta,
+    ) as run:
+        validated = log_validation(fitted, context)
+        progress("registering and judging by the promotion gates")
+        judged = register_and_judge(
+            fitted,
+            labelled,
+            validated,
+            run,
+            how="recertify",
+            promote=promote,
+            lineage={"recertified_from": old.version, "trees_as_of": trees_as_of},
+            decision_prefix=f"recertified from v{old.version}: ",
         )
-        warn_calendar_mismatch(old.meta)
-        mlflow.log_params(
-            {
-                "trips": "; ".join(str(m.trips) for m in months),
-                "labels": "; ".join(str(p) for m in months for p in m.labels),
-                "as_of": as_of.isoformat(),
-                "recertified_from": old.version,
-                "trees_as_of": fitted.model.meta.extra["trees_as_of"],
-                "previous_threshold": old.threshold,
-                "split": ", ".join(f"{k}={v}" for k, v in PARTS.items()),
-                **{f"n_{k}": int(v) for k, v in fitted.data["part"].value_counts().items()},
-                **config.model_dump(),
-            }
-        )
-        mlflow.log_metrics({k: float(v) for k, v in info.items()})
-        metrics = log_review(
-            "val_",
-            val,
-            fitted.model.threshold,
-            config.target_fpr,
-            figures_too=False,
-            certificate=info,
-        )
-        if fitted.truth_metrics:
-            mlflow.log_metrics(fitted.truth_metrics)
-        persons = _log_validation_persons(val)
-        progress("registering")
-        model = CommuterModel(
-            fitted.model.booster,
-            dataclasses.replace(fitted.model.meta, run_id=run.info.run_id),
-        )
-        lineage = {"recertified_from": old.version, "trees_as_of": model.meta.extra["trees_as_of"]}
-        version, tags = register_version(model, fitted, labelled, run.info.run_id, lineage)
-        log_version_figures(version, as_of, model, fitted, config.target_fpr)
-        log_reference(val, model.threshold, window_calendar(as_of, config.window_days))
-        progress("promotion gates")
-        move = promotion.judge(version, persons, promote=promote, how="recertify")
-        mlflow.set_tags({f"gate.{k}": str(v) for k, v in move.decision.gates.items()})
-        mlflow.set_tags(
-            {"promoted": str(move.moved), "promotion_decision": move.summary()[: promotion.MAX_TAG]}
-        )
-        mlflow.log_metrics({k: float(v) for k, v in move.decision.figures.items()})
-        decision = f"recertified from v{old.version}: {move.summary()}"
-        log_model_card(version, fitted, metrics, labelled.digest, tags, decision)
+    move, info, metrics = judged.move, fitted.certificate, validated.metrics
+    breach = validation_above_target(
+        metrics, config.target_fpr, config.label_noise, info["cal_fpr_upper95"]
+    )
     return RecertifyResult(
         run_id=run.info.run_id,
-        version=version,
+        version=judged.version,
         from_version=old.version,
-        threshold=model.threshold,
+        threshold=judged.model.threshold,
         previous_threshold=old.threshold,
         certified_fpr_upper=info["cal_fpr_upper95"],
         metrics=metrics,
         promoted=move.moved,
         decision=move.summary(),
         gates={k: str(v) for k, v in move.decision.gates.items()},
-        warnings=tuple(
-            w
-            for w in (
-                validation_above_target(
-                    metrics, config.target_fpr, config.label_noise, info["cal_fpr_upper95"]
-                ),
-            )
-            if w
-        ),
+        warnings=(breach,) if breach else (),
     )
+
+
+def _labelled(months: list[Month], window_days: int, memory: str | None) -> Labelled:
+    """The months' labelled features; an audit's weighted labels are refused before any feature
+    is built (recertify keeps the trees, so it has no persons to hold out from them)."""
+    if not unit_weights(counted_label_files(list(months[-1].labels))[0]):
+        raise WeightedLabelsError(
+            f"{months[-1].labels[-1]}: `commuter recertify` keeps the trees and certifies on "
+            "labels counted once each; to use an audit's weighted labels train on it: "
+            "`commuter train --month` (the labelled month before) `--month` (the audited one)"
+        )
+    return labelled_months(months, window_days, copies=False, memory=memory)

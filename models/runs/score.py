@@ -41,9 +41,11 @@ def score_frame(features: pd.DataFrame, model: CommuterModel) -> pd.DataFrame:
     )
 
 
-def score_path(trips: str | Path, as_of: dt.date, model: CommuterModel) -> pd.DataFrame:
-    """Score everyone seen at `trips` as of `as_of`."""
-    return score_frame(build_features(trips, as_of, model.meta.window_days), model)
+def score_path(
+    trips: str | Path, as_of: dt.date, model: CommuterModel, memory: str | None = None
+) -> pd.DataFrame:
+    """Score everyone seen at `trips` as of `as_of` (features under the DuckDB `memory` setting)."""
+    return score_frame(build_features(trips, as_of, model.meta.window_days, memory=memory), model)
 
 
 def write_scores(scored: pd.DataFrame, out: str | Path) -> Path:

@@ -95,12 +95,13 @@ def write_spark_scores(
     model_uri: str | None = None,
     window_days: int = DEFAULT_WINDOW_DAYS,
     model: CommuterModel | None = None,
+    master: str | None = None,
 ) -> int:
     """`commuter score --engine spark`: scores written to `out` (a Spark Parquet directory, or CSV
     if `out` ends in .csv); returns persons scored. The model is `model`, else the one at
     `model_uri` (default: the champion) loaded with `models.mlflow_edge.registry.load_model`; MLflow tracking is
-    configured by the caller (the CLI does)."""
+    configured by the caller (the CLI does), which passes the Spark `master` setting too."""
     if model is None:
         model = load_model(model_uri)
-    with _session() as spark:
+    with _session(master) as spark:
         return _write(spark_score(spark, str(path), as_of, model, window_days), str(out))

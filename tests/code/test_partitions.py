@@ -122,18 +122,27 @@ def test_every_partition_checks_its_rows(tmp_path, partitions):
         build_features(path, AS_OF, partitions=partitions)
 
 
-def test_plan_grows_with_the_input_and_shrinks_with_the_cap(world, monkeypatch):
+def test_plan_grows_with_the_input_and_shrinks_with_the_cap(world):
     # given the world's crossing count from the Parquet footer
     crossings = pq.ParquetFile(world).metadata.num_rows
     for cap in ("1MB", "4MB", "1GB"):
-        monkeypatch.setenv(MEMORY_SETTING, cap)
-        plan = BatchPlan.for_path(world)
+        plan = BatchPlan.for_path(world, memory=cap)
         # then a partition is sized to need at most half the cap
         want = max(1, math.ceil(crossings * BYTES_PER_CROSSING / (cap_bytes(cap) / 2)))
         assert plan.crossings == crossings, "the plan must count the file's crossings"
         assert plan.partitions == min(fb.MAX_PARTITIONS, want), f"{cap}: {plan}"
         assert plan.cap == cap, "the setting must be the cap"
-    assert BatchPlan.for_path(world).partitions == 1, "a small month at 1 GB needs no partitions"
+    small = BatchPlan.for_path(world, memory="1GB")
+    assert small.partitions == 1, "a small month at 1 GB needs no partitions"
+
+
+def test_the_library_reads_the_cap_it_is_given_not_the_environment(world, monkeypatch):
+    # given a setting in the environment that is not a size (a command would refuse it)
+    monkeypatch.setenv(MEMORY_SETTING, "lots")
+    # then a library call, given no cap, plans under the default (the command passes the setting)
+    assert BatchPlan.for_path(world).cap == memory_cap(None), "the library read the environment"
+    with pytest.raises(UserError, match=MEMORY_SETTING):
+        BatchPlan.for_path(world, memory="lots")
 
 
 def test_default_cap_is_half_the_machine_and_is_said(monkeypatch):
@@ -157,14 +166,14 @@ def test_cap_units_are_duckdbs(text, bytes_):
     assert cap_bytes(text) == bytes_, f"{text} parsed as {cap_bytes(text)}"
 
 
-def test_out_of_memory_is_one_clean_error(world, tmp_path, monkeypatch, spill_root):
+def test_out_of_memory_is_one_clean_error(world, tmp_path, spill_root):
     # given a previous feature file and a cap far too small for DuckDB to run the query
     out = tmp_path / "f.parquet"
     out.write_bytes(b"previous output")
-    monkeypatch.setenv(MEMORY_SETTING, "1MB")
+    tiny = BatchPlan.for_path(world, memory="1MB")
     # when the build runs out of memory for real
     with pytest.raises(FeatureMemoryError, match=MEMORY_SETTING) as caught:
-        write_features(world, AS_OF, out)
+        write_features(world, AS_OF, out, plan=tiny)
     # then the old output is untouched, and neither a temp file nor a spill directory is left
     assert "ran out of memory" in str(caught.value), str(caught.value)
     assert out.read_bytes() == b"previous output", "the previous output was changed"
@@ -185,7 +194,7 @@ def test_out_of_memory_on_the_command_line_says_what_to_set(world, tmp_path, mon
     assert MEMORY_SETTING in last, last
     assert not (tmp_path / "f.parquet").exists(), "a file was written after running out"
     with pytest.raises(FeatureMemoryError, match=MEMORY_SETTING):
-        build_features(world, AS_OF)
+        build_features(world, AS_OF, memory="1MB")
 
 
 def test_window_is_kept_by_partitions(world):

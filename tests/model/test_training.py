@@ -127,29 +127,32 @@ def test_too_few_negatives_is_a_clear_error(tmp_path):
     assert "at least 299 are needed" in res.output, f"message should say how many: {res.output!r}"
 
 
-def test_evaluate_logs_the_champion_on_other_labelled_data(trained, tmp_path):
+def test_evaluate_logs_the_champion_on_other_labelled_data(trained, tmp_path, monkeypatch):
     # Given the champion and a labelled world it never saw (another seed),
-    import os
-
+    from commuter_badge.cli.app import run_context
     from commuter_badge.models.runs.evaluate import evaluate
     from commuter_badge.simulate.world import simulate_world, write_world
 
     write_world(simulate_world(4_000, AS_OF, seed=202), tmp_path / "other")
-    os.environ["MLFLOW_TRACKING_URI"] = trained["uri"]
-    # when it is evaluated,
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    # when it is evaluated under the context a command builds (settings read once, here),
     result = evaluate(
-        tmp_path / "other" / "trips.parquet", tmp_path / "other" / "labels.csv", AS_OF, None
+        tmp_path / "other" / "trips.parquet",
+        tmp_path / "other" / "labels.csv",
+        AS_OF,
+        None,
+        run_context(None),
     )
     # then an evaluation run holds the metrics at the champion's threshold.
     client = MlflowClient(tracking_uri=trained["uri"])
-    run = client.get_run(result["run_id"])
+    run = client.get_run(result.run_id)
     assert run.data.tags["kind"] == "evaluation", "evaluation runs are tagged as such"
     for name in ("eval_auc", "eval_fpr", "eval_fpr_upper95", "eval_recall", "eval_precision"):
         assert name in run.data.metrics, f"{name} missing from the evaluation run"
     assert run.data.metrics["eval_recall"] > 0.9, (
         f"champion recall on new data {run.data.metrics['eval_recall']}"
     )
-    assert result["version"] == trained["model"].version, "evaluated the champion version"
+    assert result.version == trained["model"].version, "evaluated the champion version"
 
 
 def test_train_warns_when_the_validation_fpr_is_above_target(tmp_path):
@@ -186,3 +189,28 @@ def test_train_warns_when_the_validation_fpr_is_above_target(tmp_path):
     assert "within the certificate's risk" in text, text
     assert "calibration persons' bound" in text, text
     assert "`commuter monitor`" in text, text
+
+
+@pytest.mark.parametrize("command", ["score", "evaluate", "monitor"])
+def test_every_command_builds_features_under_the_memory_setting(trained, tmp_path, command):
+    # Given the trained champion and a DuckDB memory setting that is not a size,
+    from typer.testing import CliRunner
+
+    from commuter_badge.cli.main import app
+
+    world = trained["world"]
+    args = {
+        "score": ["--out", str(tmp_path / "s.parquet")],
+        "evaluate": ["--labels", str(world / "labels.csv")],
+        "monitor": [],
+    }[command]
+    env = {"MLFLOW_TRACKING_URI": trained["uri"], "COMMUTER_DUCKDB_MEMORY": "lots"}
+    # when the command builds the month's features,
+    result = CliRunner().invoke(
+        app,
+        [command, "--trips", str(world / "trips.parquet"), "--as-of", str(AS_OF), *args],
+        env=env,
+    )
+    # then the setting reached the build: refused, naming it (the library reads no environment).
+    assert result.exit_code == 2, f"{command}: exit {result.exit_code}: {result.output}"
+    assert "COMMUTER_DUCKDB_MEMORY" in result.output, result.output

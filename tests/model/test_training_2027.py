@@ -90,7 +90,7 @@ def test_evaluate_under_the_same_calendar_does_not_warn(store, calendar_2027):
     paths = store["paths"]
     out = evaluate(paths["trips"], paths["labels"], AS_OF_2027, f"models:/{MODEL_NAME}/1")
     # then no mismatch tag, and the run records the calendar
-    tags = MlflowClient().get_run(out["run_id"]).data.tags
+    tags = MlflowClient().get_run(out.run_id).data.tags
     assert MISMATCH_TAG not in tags, tags.get(MISMATCH_TAG)
     assert tags["calendar_file_digest"] == DIGEST, tags
 
@@ -108,7 +108,7 @@ def test_evaluate_warns_when_the_calendar_changed_a_year_the_model_saw(store, tm
     ):
         out = evaluate(paths["trips"], paths["labels"], AS_OF_2027, f"models:/{MODEL_NAME}/1")
     # then a warning and a run tag name the year whose working days differ
-    tag = MlflowClient().get_run(out["run_id"]).data.tags.get(MISMATCH_TAG, "")
+    tag = MlflowClient().get_run(out.run_id).data.tags.get(MISMATCH_TAG, "")
     assert "for 2027" in tag, f"tag: {tag!r}"
     assert any("for 2027" in r.getMessage() for r in caplog.records), caplog.text
     assert calendar_params()["calendar_file_digest"] != DIGEST
