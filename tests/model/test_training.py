@@ -191,7 +191,7 @@ def test_train_warns_when_the_validation_fpr_is_above_target(tmp_path):
     assert "`commuter monitor`" in text, text
 
 
-@pytest.mark.parametrize("command", ["score", "evaluate", "monitor"])
+@pytest.mark.parametrize("command", ["score", "evaluate", "monitor", "train", "recertify"])
 def test_every_command_builds_features_under_the_memory_setting(trained, tmp_path, command):
     # Given the trained champion and a DuckDB memory setting that is not a size,
     from typer.testing import CliRunner
@@ -203,6 +203,9 @@ def test_every_command_builds_features_under_the_memory_setting(trained, tmp_pat
         "score": ["--out", str(tmp_path / "s.parquet")],
         "evaluate": ["--labels", str(world / "labels.csv")],
         "monitor": [],
+        # the months' path (train_months, recertify's months) builds under it too
+        "train": ["--labels", str(world / "labels.csv"), "--no-promote"],
+        "recertify": ["--labels", str(world / "labels.csv"), "--no-promote"],
     }[command]
     env = {"MLFLOW_TRACKING_URI": trained["uri"], "COMMUTER_DUCKDB_MEMORY": "lots"}
     # when the command builds the month's features,
