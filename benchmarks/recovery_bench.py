@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from results_file import Result
 
 from commuter_badge.features.build import build_features
 from commuter_badge.features.workdays import window_calendar
@@ -37,6 +36,7 @@ from commuter_badge.models.core.audit import design_labels, draw
 from commuter_badge.models.core.config import TrainConfig
 from commuter_badge.models.core.data import Labelled, labelled_features
 from commuter_badge.models.core.fitting import fit_and_evaluate
+from commuter_badge.models.core.gates import Champion, decide
 from commuter_badge.models.core.monitor import monitor
 from commuter_badge.models.core.months import Month, stack_months
 from commuter_badge.models.core.reference import build_reference
@@ -115,7 +115,15 @@ def recover(ctx: dict, n: int, seed: int) -> dict:
     champ_badge = champion.model.decide(champion.model.predict_proba(fitted.certifying))
     lower = fpr_lower(fitted.certifying, np.asarray(champ_badge, bool), config.confidence)
     broke = lower > config.target_fpr
-    promoted = bool(cert["cal_certified"]) and fitted.gates.passed and broke
+    champ = Champion(  # as `commuter train` judges it (models/runs/promotion.py `judge`)
+        "1",
+        config.policy(),
+        days[0],
+        champion.model.decide(champion.model.predict_proba(fitted.val)),
+        newest_fpr_lower=lower,
+        newest_month=days[1].isoformat(),
+    )
+    promoted = decide(fitted.candidate("2"), champ).passed
     in_place = fitted if promoted else champion
     month3 = ctx["paths"][days[2]]
     verdict = judge(
@@ -203,29 +211,25 @@ def summary(rows: list[dict], target: float) -> list[dict]:
     return out
 
 
-def machine() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    return {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform(),
-            "commit": commit.strip()}  # fmt: skip
-
-
-def write(rows: list[dict], persons: int, started: float, out: Path) -> dict:
+def write(rows: list[dict], persons: int, result: Result, out: Path) -> dict:
     target = TrainConfig().target_fpr
-    result = {
-        "benchmark": "recovery",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        **machine(),
+    payload = {
         "persons": persons,
         "months": [d.isoformat() for d in monthly_as_ofs(FIRST, 3)],
         "target_fpr": target,
         "goal": "next-month true FPR <= target with recall >= 0.985 after one audit <= 2000",
         "summary": summary(rows, target),
         "rows": rows,
-        "seconds": round(time.time() - started),
     }
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    result.write(payload, out)
+    return payload
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a result file, or the JSON lines a run printed (a run stopped before its end)."""
+    if path.suffix == ".json":
+        return json.loads(path.read_text())["rows"]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
 def main() -> None:
@@ -239,17 +243,17 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="*", help="Join the rows of these results.")
     args = parser.parse_args()
     rows: list[dict] = []
-    started = time.time()
+    opened = Result("recovery")
     if args.merge:
         for path in args.merge:
-            rows.extend(json.loads(path.read_text())["rows"])
-        result = write(rows, args.persons, started, args.out)
+            rows.extend(read_rows(path))
+        result = write(rows, args.persons, opened, args.out)
     else:
         with tempfile.TemporaryDirectory(prefix="recovery-") as tmp:
             for shift in args.shifts:
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     rows.extend(run_case(shift, seed, args.persons, Path(tmp), args.sizes))
-                    result = write(rows, args.persons, started, args.out)  # partial results kept
+                    result = write(rows, args.persons, opened, args.out)  # partial results kept
     for line in result["summary"]:
         print(line)
 

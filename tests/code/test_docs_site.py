@@ -241,7 +241,7 @@ def check_invocation(root, args: list[str]) -> str | None:
             if param is None or param.param_type_name != "option":
                 return f"`{' '.join(path)}` has no option {name}"
             if not param.is_flag and not has_value:
-                i += 1  # its value
+                i += max(param.nargs, 1)  # its value(s): `--month TRIPS LABELS AS_OF` takes 3
         else:
             positional += 1
     if hasattr(command, "list_commands"):

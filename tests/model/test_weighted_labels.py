@@ -3,8 +3,8 @@
 A model trained on one simulated month is scored on a next month where new kinds of behaviour
 appeared (its FPR moves); an audit of that month is drawn, verified against the simulated truth
 and certified with `--labels-out`. The weighted labels stand for the whole month: their weights
-sum to its population, and `commuter evaluate` on them estimates the month's true FPR. Commands
-that certify a threshold on persons counted once refuse them.
+sum to its population, and `commuter evaluate` on them estimates the month's true FPR. Given alone
+to a command that certifies a threshold, they are refused, pointing to `train --month`.
 """
 
 from __future__ import annotations
@@ -143,17 +143,17 @@ def test_weighted_evaluate_estimates_the_months_true_fpr(months, audited):
 
 
 @pytest.mark.parametrize("command", ["train", "recertify"])
-def test_certifying_commands_refuse_weighted_labels(months, audited, command):
-    # Given the audit's weighted labels, when a command that certifies a threshold on persons
-    # counted once is given them,
+def test_an_audit_alone_is_refused_pointing_to_train_month(months, audited, command):
+    # Given the audit's weighted labels, when they are given alone to a command that certifies a
+    # threshold (an audit certifies, it cannot train alone; recertify counts persons once),
     res = run(
         command, "--trips", months["next"]["trips"], "--labels", audited["labels"],
         "--as-of", NEXT,
     )  # fmt: skip
-    # then it refuses in one line naming the file and pointing to what can use them.
+    # then it refuses in one line naming the file and pointing to `train --month` with the
+    # labelled month before (docs/guide/runbook.md).
     assert res.exit_code != 0, res.output
     assert "weighted labels" in res.output
-    assert f"`commuter {command}` yet" in res.output
-    assert "commuter evaluate" in res.output
-    assert "commuter audit certify" in res.output
+    assert audited["labels"].name in res.output
+    assert "commuter train --month" in " ".join(res.output.split())
     assert "Traceback" not in res.output
