@@ -168,3 +168,16 @@ def from_accept_language(header: str | None) -> Lang | None:
         if primary in LANGS and q > 0:
             ranked.append((-q, i, primary))
     return min(ranked)[2] if ranked else None
+
+
+def localize_reasons(reasons: list[dict], lang: Lang, window_days: int) -> list[dict]:
+    """Reasons (`CommuterModel.reasons`' dicts) with their description in `lang`; the reason of a
+    person without crossings (feature `crossings`, value 0: no one else has it) says so."""
+    out = []
+    for r in reasons:
+        if r["feature"] == "crossings" and r["value"] == 0:
+            words = say("no_crossings", lang, window_days=window_days)
+        else:
+            words = feature_words(r["feature"], lang)
+        out.append({**r, "description": words})
+    return out

@@ -31,8 +31,8 @@ from typing import Literal
 
 import duckdb
 
-from commuter_badge.features.build import features_from_rows
-from commuter_badge.features.messages import MODE_WORDS, Lang, say
+from commuter_badge.features.build import features_from_rows, trip_rows
+from commuter_badge.features.messages import MODE_WORDS, Lang, localize_reasons, say
 from commuter_badge.features.workdays import (
     EPOCH,
     SHANGHAI_OFFSET_SECONDS,
@@ -299,3 +299,63 @@ def expected_text(
     if day is None:
         return say("expected_none", lang, window_days=window_days)
     return say("expected_on", lang, date=day.isoformat(), **pattern.words(lang))
+
+
+def change_item(change: Change, lang: Lang) -> dict:
+    """A change as an answer field: its sentence and the counts it rests on."""
+    return {
+        "text": change.text(lang),
+        "kind": change.kind,
+        "working_days": change.count,
+        "within_days": change.span_days,
+        "commuter_probability": change.probability,
+        "badge": change.badge,
+    }
+
+
+def person_side(
+    model,
+    as_of: dt.date,
+    persons: Sequence[tuple[str, Sequence[Mapping[str, object]]]],
+    badges: Sequence[bool],
+    include: Sequence[str],
+    lang: Lang,
+) -> list[dict]:
+    """Per person (trip mappings as `/score` takes them, and their badge now): the fields
+    `include` asks for, `badge_expected_on` (null for a holder or when no date would do) and
+    `recourse` (a list of `change_item`s, empty when no change would do)."""
+    rows = {str(i): [r[1:] for r in trip_rows([(str(i), t)])] for i, (_, t) in enumerate(persons)}
+    out: list[dict] = [{} for _ in persons]
+    if "badge_expected_on" in include:
+        denied = {k: v for k, v in rows.items() if not badges[int(k)]}
+        dates = expected_badge_dates(model, denied, as_of)
+        for i, answer in enumerate(out):
+            answer["badge_expected_on"] = dates.get(str(i))
+    if "recourse" in include:
+        changes = recourse(model, rows, as_of)
+        for i, answer in enumerate(out):
+            change = changes[str(i)]
+            answer["recourse"] = [] if change is None else [change_item(change, lang)]
+    return out
+
+
+def with_person_side(
+    model,
+    as_of: dt.date,
+    persons: Sequence[tuple[str, Sequence[Mapping[str, object]]]],
+    results: Sequence[dict],
+    include: Sequence[str],
+    lang: Lang,
+) -> list[dict]:
+    """`/score`'s answers (dicts in request order, from `persons`' trips) with their reasons in
+    `lang` and the fields of the person's side `include` asks for (`person_side`)."""
+    badges = [bool(r["badge"]) for r in results]
+    side = person_side(model, as_of, persons, badges, include, lang) if include else None
+    return [
+        {
+            **r,
+            "reasons": localize_reasons(r["reasons"], lang, model.meta.window_days),
+            **(side[i] if side else {}),
+        }
+        for i, r in enumerate(results)
+    ]

@@ -77,3 +77,20 @@ def test_accept_language_picks_the_preferred_of_zh_and_en(header, lang):
 @given(st.text(max_size=60))
 def test_any_accept_language_header_answers_a_language_or_none(header):
     assert from_accept_language(header) in (*LANGS, None)
+
+
+def test_reasons_are_told_in_the_language_asked():
+    from commuter_badge.features.messages import localize_reasons
+
+    reasons = [
+        {"feature": "workdays_active", "description": "x", "value": 3, "contribution": -1.2},
+        {"feature": "crossings", "description": "x", "value": 0, "contribution": 0.0},
+    ]
+    zh = localize_reasons(reasons, "zh", 28)
+    assert zh[0]["description"] == "有出入京记录的工作日天数"
+    assert zh[1]["description"].startswith("评分日期前 28 天内没有出入京记录")
+    assert [{k: v for k, v in r.items() if k != "description"} for r in zh] == [
+        {k: v for k, v in r.items() if k != "description"} for r in reasons
+    ], "only the words change"
+    en = localize_reasons(reasons, "en", 28)
+    assert en[0]["description"] == "working days with at least one crossing"

@@ -137,3 +137,29 @@ def test_any_commuting_person_recourse_holds_as_trips(trained, kept, entry, stay
         active = {local_day(r[0]) for r in rows}
         assert all((d in active) is (change.kind == "remove") for d in change.days)
         check_change(model, rows, change, as_of)
+
+
+def test_score_path_writes_the_person_side_in_chinese(trained, tmp_path):
+    # Given a small month of the trained model's kind of world,
+    from commuter_badge.features.build import build_features
+    from commuter_badge.models.runs.score import OUTPUT_SCHEMA, score_path
+    from commuter_badge.simulate.world import simulate_world, write_world
+
+    write_world(simulate_world(120, trained["as_of"], seed=31), tmp_path)
+    model, trips = trained["model"], tmp_path / "trips.parquet"
+    # when it is scored with the person's side asked for, in Chinese,
+    got = score_path(
+        trips, trained["as_of"], model, include=("badge_expected_on", "recourse"), lang="zh"
+    )
+    plain = score_path(trips, trained["as_of"], model)
+    # then the plain table is the declared one, days_since_first read from the features,
+    assert list(plain.columns) == OUTPUT_SCHEMA.names
+    features = build_features(trips, trained["as_of"])
+    assert plain["days_since_first"].tolist() == features["days_since_first"].tolist()
+    # and the person's side adds its two columns without changing the others;
+    assert list(got.columns) == [*OUTPUT_SCHEMA.names, "badge_expected_on", "recourse"]
+    assert got[plain.columns].equals(plain)
+    # holders get no date, and every sentence is Chinese.
+    assert got.loc[got["badge"], "badge_expected_on"].isna().all()
+    assert got["badge_expected_on"].notna().any(), "no person without a badge got a date"
+    assert all("通勤标识" in text or "窗口期" in text for text in got["recourse"])
