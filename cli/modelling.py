@@ -11,6 +11,7 @@ from commuter_badge.cli.app import (
     AsOf,
     CalendarFile,
     Labels,
+    Lang,
     ModelUri,
     MonthCommand,
     MonthOption,
@@ -22,6 +23,7 @@ from commuter_badge.cli.app import (
     out,
     parse_date,
     parse_months,
+    person_lang,
     status,
     update_status,
 )
@@ -275,8 +277,19 @@ def score(
             help="With --publish: replace the live decisions even with an older as_of.",
         ),
     ] = False,
+    include: Annotated[
+        str,
+        typer.Option(
+            "--include",
+            help="Optional columns, comma-separated: badge_expected_on (the first date a person "
+            "without a badge would hold it if they keep commuting), recourse (the smallest change "
+            "that flips the decision); DuckDB engine only.",
+        ),
+    ] = "",
+    lang: Lang = None,
 ) -> None:
-    """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version.
+    """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version,
+    days_since_first (and the --include columns).
 
     Only with --publish are the decisions also published to the store /badge reads. DuckDB engine:
     published first and the output file written second, so a refused publication writes nothing,
@@ -295,12 +308,18 @@ def score(
         raise UserError(
             f"{flag} only applies with --publish (without it the live decisions are not touched)"
         )
+    settings = load_settings()
+    language = person_lang(lang, settings)
+    from commuter_badge.models.runs.score import check_include
+
+    wanted = check_include([x.strip() for x in include.split(",") if x.strip()], language)
+    if wanted and engine != "duckdb":
+        raise UserError("--include works with the duckdb engine only")
     apply_calendar(calendar)
     from commuter_badge.models.mlflow_edge import registry
     from commuter_badge.stores.decisions import check_store_location
     from commuter_badge.stores.publishing import score_and_publish
 
-    settings = load_settings()
     store = check_store_location(settings.decisions_path) if publish else None
     registry.configure(settings.tracking_uri)
     start = time.perf_counter()
@@ -315,6 +334,8 @@ def score(
         allow_shrink=allow_shrink,
         allow_older=allow_older,
         status=status,
+        include=wanted,
+        lang=language,
     )
     scored, published, warnings = result.table, result.published, result.warnings
     for text in warnings:
@@ -335,7 +356,21 @@ def score(
         f"-> {out_file}{where} ({time.perf_counter() - start:.1f} s)"
     )
     if scored is not None:
+        report_missed(scored)
         report_overrides(scored, settings.reviews_url)
+
+
+def report_missed(scored) -> None:
+    """The cost of the certificate's strictness as a count (models/core/metrics.py)."""
+    from commuter_badge.models.core.metrics import missed_commuters
+
+    m = missed_commuters(scored["commuter_probability"], scored["badge"])
+    out.print(
+        f"about {m['estimated_missed_commuters']:,.0f} of an estimated "
+        f"{m['expected_commuters']:,.0f} commuters have no badge this month (estimated recall "
+        f"{m['estimated_recall']:.3f}, from the calibrated probabilities; assumes the calibration "
+        "holds)"
+    )
 
 
 def report_overrides(scored, reviews_url: str) -> None:

@@ -56,7 +56,7 @@ def monitor(
     shift, badge share, estimated FPR and recall; logged as a `monitor` run."""
     day = parse_date(as_of)
     apply_calendar(calendar)
-    from commuter_badge.models.runs.monitor_run import run_monitor
+    from commuter_badge.models.runs.monitor_run import missed_commuters, run_monitor
 
     with status("monitoring"):
         result, run_id = run_monitor(trips, day, model)
@@ -67,6 +67,10 @@ def monitor(
     out.print(
         f"estimated       FPR {result.estimated_fpr:.3%} (target {result.target_fpr:.2%})  "
         f"recall {result.estimated_recall:.3f}  (assumes calibration intact; see README)"
+    )
+    out.print(
+        f"missed          about {missed_commuters(result):,.0f} commuters without a badge this "
+        "month (expected commuters x (1 - estimated recall))"
     )
     out.print(
         f"badge share     {result.badge_share:.2%} (reference {result.reference_badge_share:.2%})"

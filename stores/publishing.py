@@ -45,17 +45,22 @@ def score_and_publish(
     allow_shrink: bool = False,
     allow_older: bool = False,
     status=None,
+    include: tuple[str, ...] = (),
+    lang: str = "en",
 ) -> Scored:
     """Score everyone in `trips` at `as_of` into `out`; with a `store`, also publish the decisions.
 
     `store` is a checked location (`check_store_location`); None scores for analysis only and never
     touches the live decisions. `status(text)` (a context manager) names each long step.
+    `include` asks for the person's side (`models.runs.score.INCLUDE_CHOICES`, DuckDB engine
+    only), its sentences in `lang`.
     """
     step = status or (lambda _text: nullcontext())
     if engine == "spark":
         table, warnings = _score_spark(trips, as_of, model, out, step)
     else:
-        table, warnings = _score_duckdb(trips, as_of, model, step, store, allow_shrink)
+        person_side = {"include": include, "lang": lang}
+        table, warnings = _score_duckdb(trips, as_of, model, step, store, allow_shrink, person_side)
     published = None
     if table is not None:
         with step("publishing" if store is not None else "writing"):
@@ -70,7 +75,7 @@ def score_and_publish(
     return Scored(table, published, warnings)
 
 
-def _score_duckdb(trips, as_of, model, step, store, allow_shrink):
+def _score_duckdb(trips, as_of, model, step, store, allow_shrink, person_side):
     from commuter_badge.features.coverage import check_coverage
     from commuter_badge.models.runs.score import score_path
 
@@ -79,7 +84,7 @@ def _score_duckdb(trips, as_of, model, step, store, allow_shrink):
     if store is not None:  # a window past the trips is refused before any scoring
         check_window_coverage(coverage, allow_shrink=allow_shrink)
     with step("scoring"):
-        return score_path(trips, as_of, model), coverage.warnings
+        return score_path(trips, as_of, model, **person_side), coverage.warnings
 
 
 def _score_spark(trips, as_of, model, out, step):

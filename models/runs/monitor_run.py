@@ -97,6 +97,13 @@ def month_scores(model: CommuterModel, features) -> np.ndarray:
     return model.calibrator.predict(margin)
 
 
+def missed_commuters(result: MonitorResult) -> float:
+    """Estimated commuters of the month without a badge: expected commuters x (1 - estimated
+    recall), both CBPE (models/core/metrics.py `missed_commuters`)."""
+    expected = result.estimates.get("expected_commuters", float("nan"))
+    return float(expected) * (1 - result.estimated_recall)
+
+
 def _tag_version(version: str, result: MonitorResult, run_id: str) -> None:
     tags = {
         "monitor.alarm": str(result.alarm),
@@ -174,7 +181,8 @@ def run_monitor(
                 **{f"threshold.{k}": v for k, v in result.thresholds.items()},
             }
         )
-        mlflow.log_metrics({k: v for k, v in result.metrics().items() if np.isfinite(v)})
+        metrics = {**result.metrics(), "estimated_missed_commuters": missed_commuters(result)}
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_dict(result.report(), "monitor/report.json")
         mlflow.log_figure(drift_figure(result, t.feature_psi), "monitor/feature_drift.png")
         mlflow.log_figure(score_figure(result), "monitor/score_histograms.png")

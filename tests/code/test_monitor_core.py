@@ -168,3 +168,22 @@ def test_a_run_without_reference_says_so():
         pass
     with pytest.raises(NoReferenceError, match="has no training reference.*retrain or recertify"):
         load_reference(run.info.run_id, "7")
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.integers(0, 10_000))
+def test_missed_commuters_estimate_is_close_to_the_realised_count_when_calibrated(seed):
+    """Labels drawn from the probabilities: the estimated commuters without a badge are near the
+    realised number (within 3% of the commuters)."""
+    from commuter_badge.models.core.metrics import missed_commuters
+
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.5, 0.5, 20_000)
+    y = rng.random(len(p)) < p
+    badge = p >= 0.9
+    est = missed_commuters(p, badge)
+    realised = int((y & ~badge).sum())
+    assert est["estimated_missed_commuters"] == pytest.approx(realised, abs=0.03 * y.sum()), est
+    assert est["estimated_missed_commuters"] == pytest.approx(
+        est["expected_commuters"] * (1 - est["estimated_recall"])
+    )

@@ -92,6 +92,10 @@ def test_monitor_is_quiet_on_an_unshifted_next_month(months, store, tmp_path):
     run_ = MlflowClient().get_run(tags["monitor.run_id"])
     assert run_.data.tags["kind"] == "monitor", "a run of kind monitor"
     assert "psi.workdays_active" in run_.data.metrics, "per-feature PSI logged"
+    missed = run_.data.metrics["estimated_missed_commuters"]
+    expected = data["estimates"]["expected_commuters"] * (1 - data["estimated_recall"])
+    assert missed == pytest.approx(expected, rel=1e-6), "missed = expected x (1 - recall)"
+    assert f"about {missed:,.0f} commuters without a badge" in res.output, res.output
     assert float(tags["monitor.estimated_fpr"]) == pytest.approx(data["estimated_fpr"], rel=1e-4)
     files = {a.path for a in MlflowClient().list_artifacts(run_.info.run_id, "monitor")}
     assert {"monitor/feature_drift.png", "monitor/score_histograms.png"} <= files, files
