@@ -76,6 +76,7 @@ def judge(folder: Path, t: Thresholds) -> list[dict]:
                 "pair": meta["pair"],
                 "calendars_differ": meta["calendar_first"] != meta["calendar_next"],
                 "case": case,
+                "target_fpr": meta["target_fpr"],
                 "true_fpr": float(badge[month["true_commuter"].to_numpy() == 0].mean()),
                 "label_fpr": float(badge[month["is_commuter"].to_numpy() == 0].mean()),
                 "estimated_fpr": result.estimated_fpr,
@@ -101,32 +102,36 @@ def judge(folder: Path, t: Thresholds) -> list[dict]:
 
 
 def deciding(row: dict) -> dict[str, float]:
-    """What each limit is compared with: the band's nearer edge for the banded checks."""
+    """What each limit is compared with: the band's nearer edge for the banded checks; the score
+    PSI and the per-day feature PSI have limits of their own across calendars."""
     low, high = row["badge_ratio_band"]
+    score = "score_psi_across_calendars" if row["calendars_differ"] else "score_psi"
     out = {
-        "score_psi": row["score_psi"],
+        score: row["score_psi"],
         "badge_share_ratio": max(low, 1 / high),
         "estimated_fpr_ratio": row["fpr_ratio_band"][0],
-        "estimated_fpr_over_target": row["estimated_fpr_band"][0] / 0.01,
-        "feature_psi_per_day": row["feature_psi_per_day"],
+        "estimated_fpr_over_target": row["estimated_fpr_band"][0] / row["target_fpr"],
         "feature_psi": row["feature_psi"],
     }
+    if row["calendars_differ"]:
+        out["feature_psi_per_day"] = row["feature_psi_per_day"]
     return out
 
 
 def choose(rows: list[dict]) -> dict[str, float]:
     """Each limit from the unchanged DEV months: the largest value of its deciding figure times
-    HEADROOM, rounded up to two significant digits. For the ratios, HEADROOM scales the distance
-    from 1 on the log scale, and no limit is under RATIO_FLOOR (their bands mostly hold 1)."""
+    HEADROOM, rounded up (two significant digits; three for the ratios). For the ratios, HEADROOM
+    scales the distance from 1 on the log scale, and no limit is under RATIO_FLOOR (their bands
+    mostly hold 1)."""
     quiet = [deciding(r) for r in rows if r["case"] == "unchanged" and r["seed"] in DEV]
     out = {}
-    for name in quiet[0]:
-        top = max(q[name] for q in quiet)
+    for name in sorted({k for q in quiet for k in q}):
+        top = max(q[name] for q in quiet if name in q)
         if name in RATIOS:
             top = max(float(np.exp(HEADROOM * np.log(max(top, 1.0)))), RATIO_FLOOR)
         else:
             top *= HEADROOM
-        digits = 1 - int(math.floor(math.log10(top))) if top > 0 else 2
+        digits = (2 if name in RATIOS else 1) - int(math.floor(math.log10(top)))
         out[name] = math.ceil(round(top * 10**digits, 9)) / 10**digits
     return out
 
