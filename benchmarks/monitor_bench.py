@@ -47,7 +47,7 @@ RESULT = Path(__file__).parent / "results" / "monitor.json"
 HEADROOM = 1.2  # a limit sits this far above the largest unchanged DEV value
 RATIOS = ("badge_share_ratio", "estimated_fpr_ratio")
 RATIO_FLOOR = 1.05  # a banded ratio alarms only beyond a 5% move, whatever DEV says
-DEV, TEST = range(0, 4), range(4, 8)
+DEV, TEST = [0, 1, 2, 3], [4, 5, 6, 7]  # TEST: `--test-seeds` may name fewer
 
 
 def judge(folder: Path, t: Thresholds) -> list[dict]:
@@ -95,7 +95,11 @@ def judge(folder: Path, t: Thresholds) -> list[dict]:
                     {c for c, v in checks.items() if v["alarm"]}
                     | {f"feature:{f['name']}" for f in compared if f["margin"] < 0}
                 ),
-                "margin": {c: round(v["band_margin"], 6) for c, v in checks.items()},
+                # each check's margin as a share of its limit (negative: past it by that share)
+                "margin": {
+                    **{c: v["band_margin"] / v["limit"] for c, v in checks.items()},
+                    **{f"feature:{f['name']}": f["margin"] / f["limit"] for f in compared},
+                },
             }
         )
     return rows
@@ -159,14 +163,16 @@ def summary(rows: list[dict]) -> list[dict]:
                         "estimated_fpr_mean": round(
                             float(np.mean([r["estimated_fpr"] for r in part])), 5
                         ),
-                        "smallest_margin": round(min(_margin(r) for r in part), 4),
+                        "closest_margin_min": round(min(_margin(r) for r in part), 3),
+                        "closest_margin_max": round(max(_margin(r) for r in part), 3),
                     }
                 )
     return out
 
 
 def _margin(row: dict) -> float:
-    """The month's closest call across the banded checks (negative: alarmed by that much)."""
+    """The month's closest call: the smallest margin of any check or compared feature, as a share
+    of its limit (negative: past the limit by that share)."""
     return min(row["margin"].values())
 
 
@@ -221,7 +227,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="keep the trained worlds here (reused)")
     parser.add_argument("--timing", type=int, default=0, help="persons for the timing run")
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--test-seeds", type=int, nargs="+", default=TEST)
     args = parser.parse_args()
+    TEST[:] = args.test_seeds
     with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
         cache = args.cache or Path(tmp)
         folders = [
@@ -245,8 +253,8 @@ def main() -> None:
             "commit": git_commit(),
             "machine": machine(),
             "persons": args.persons,
-            "dev_seeds": f"{DEV.start}-{DEV.stop - 1}",
-            "test_seeds": f"{TEST.start}-{TEST.stop - 1}",
+            "dev_seeds": ", ".join(map(str, DEV)),
+            "test_seeds": ", ".join(map(str, TEST)),
             "pairs": {k: f"{a} -> {b}" for k, (a, b) in PAIRS.items()},
             "thresholds_in_code": dataclasses.asdict(t),
             "chosen_on_dev": chosen,
