@@ -95,14 +95,19 @@ def judge(folder: Path, t: Thresholds) -> list[dict]:
                     {c for c, v in checks.items() if v["alarm"]}
                     | {f"feature:{f['name']}" for f in compared if f["margin"] < 0}
                 ),
-                # each check's margin as a share of its limit (negative: past it by that share)
+                # each check's margin as a share of its limit (a ratio's: of the limit's distance
+                # from x1), negative when past it by that share
                 "margin": {
-                    **{c: v["band_margin"] / v["limit"] for c, v in checks.items()},
+                    **{c: v["band_margin"] / _scale(c, v["limit"]) for c, v in checks.items()},
                     **{f"feature:{f['name']}": f["margin"] / f["limit"] for f in compared},
                 },
             }
         )
     return rows
+
+
+def _scale(check: str, limit: float) -> float:
+    return limit - 1 if check in RATIOS else limit
 
 
 def deciding(row: dict) -> dict[str, float]:
@@ -228,13 +233,15 @@ def main() -> None:
     parser.add_argument("--timing", type=int, default=0, help="persons for the timing run")
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--test-seeds", type=int, nargs="+", default=TEST)
+    parser.add_argument("--cached-only", action="store_true", help="judge only cached worlds")
     args = parser.parse_args()
     TEST[:] = args.test_seeds
     with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
         cache = args.cache or Path(tmp)
-        folders = [
-            collect(seed, pair, args.persons, cache) for seed in [*DEV, *TEST] for pair in PAIRS
-        ]
+        wanted = [(seed, pair) for seed in [*DEV, *TEST] for pair in PAIRS]
+        if args.cached_only:  # what the cache holds complete; the JSON lists which months
+            wanted = [(s, p) for s, p in wanted if (cache / f"{p}-s{s}" / "meta.json").exists()]
+        folders = [collect(seed, pair, args.persons, cache) for seed, pair in wanted]
         t = Thresholds()
         rows = [row for folder in folders for row in judge(folder, t)]
         chosen = choose(rows)
@@ -260,7 +267,14 @@ def main() -> None:
             "chosen_on_dev": chosen,
             "alarms": summary(rows),
             "estimate_error_test": estimate_error(rows),
-            "months": [{k: v for k, v in r.items() if k not in ("margin",)} for r in rows],
+            "months": [
+                {
+                    **{k: v for k, v in r.items() if k != "margin"},
+                    "closest": min(r["margin"], key=r["margin"].get),
+                    "closest_margin": round(_margin(r), 4),
+                }
+                for r in rows
+            ],
         }
         if args.timing:
             result["timing"] = timing(args.timing, Path(tmp))
