@@ -76,10 +76,22 @@ def monitor(
         f"badge share     {result.badge_share:.2%} (reference {result.reference_badge_share:.2%})"
         f"  score PSI {result.score_psi:.3f}  n={result.n:,}"
     )
-    top = sorted(result.features, key=lambda f: -f["psi"])[:3]
-    out.print("largest drift   " + ", ".join(f"{f['name']} PSI {f['psi']:.3f}" for f in top))
+    for line in check_lines(result):
+        out.print(line)
+    compared = [f for f in result.features if f["alarms"]]
+    top = sorted(compared, key=lambda f: f["margin"])[:3]
+    out.print(
+        "closest drift   "
+        + ", ".join(
+            f"{f['name']} PSI {f['psi_compared']:.3f}"
+            f"{' per working day' if f['compared_as'] == 'per_day' else ''}"
+            f" (limit {f['limit']:g}, margin {f['margin']:+.3f})"
+            for f in top
+        ),
+        soft_wrap=True,
+    )
     if "note" in result.calendar:
-        out.print(f"calendar        {result.calendar['note']}")
+        out.print(f"calendar        {result.calendar['note']}", soft_wrap=True)
     if result.alarm:
         err.print(f"ALARM: {len(result.alarm_reasons)} reason(s)")
         for reason in result.alarm_reasons:
@@ -88,6 +100,21 @@ def monitor(
             raise typer.Exit(ALARM_EXIT)
     else:
         out.print("alarm           none")
+
+
+def check_lines(result) -> list[str]:
+    """One line per alarm check: value, band, limit and margin (positive: room left before the
+    limit; negative: how far beyond it)."""
+    lines = []
+    for c in result.checks:
+        low, high = c["band"]
+        limit = f"x{1 / c['limit']:.3g}..x{c['limit']:g}" if c["two_sided"] else f"{c['limit']:.4g}"
+        band = f" band {low:.4g}..{high:.4g}" if high > low else ""
+        lines.append(
+            f"check           {c['check']:<26} {c['value']:.4g}{band}  limit {limit}  "
+            f"margin {c['band_margin']:+.4g}{'  ALARM' if c['alarm'] else ''}"
+        )
+    return lines
 
 
 @app.command(cls=MonthCommand)

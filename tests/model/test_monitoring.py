@@ -81,9 +81,12 @@ def test_monitor_is_quiet_on_an_unshifted_next_month(months, store, tmp_path):
     assert all({"name", "psi"} <= set(f) for f in data["features"]), "each feature: name and psi"
     assert 0 <= data["estimated_fpr"] <= 0.02, "estimated FPR under the alarm line (2 x 1%)"
     plain = {"days": 28, "working_days": 20, "weekdays_off": 0, "weekend_working_days": 0}
-    assert data["calendar"] == {"reference": plain, "month": plain, "compare_features": True}, (
-        "training stored its window's calendar; two plain months compare their features"
-    )
+    assert data["calendar"] == {
+        "reference": plain,
+        "month": plain,
+        "compare_features": True,
+        "same": True,
+    }, "training stored its window's calendar; two plain months compare their features"
     assert oct(report.stat().st_mode & 0o777) == "0o600", "report readable by owner only"
     # and the version carries the outcome.
     tags = version_tags(months["version"])
