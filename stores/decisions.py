@@ -102,13 +102,6 @@ def open_store(location: str | Path) -> DecisionStore | PgDecisionStore:
     return PgDecisionStore(str(location)) if is_database(location) else DecisionStore(location)
 
 
-def describe(location: str | Path) -> dict[str, str]:
-    """The store's kind and where it is, without secrets (for /readyz)."""
-    if is_database(location):
-        return {"kind": "postgresql", "location": decisions_pg.shown(str(location))}
-    return {"kind": "duckdb", "location": str(Path(location).absolute())}
-
-
 def check_store_location(path: str | Path) -> Path | str:
     """The store's absolute path, once its directory is known to exist and be writable.
 

@@ -202,3 +202,19 @@ def test_two_replicas_switch_together_and_no_answer_mixes_publications(world, re
     # and no answer under load ever mixed the two publications.
     assert all(len(s) == 1 for s in seen), [s for s in seen if len(s) != 1][:3]
     assert {"republished"} in seen or len(seen) > 0
+
+
+def test_readyz_names_the_file_stores_and_the_publication(server, world):
+    # Given the service on the embedded stores (a DuckDB file, SQLite reviews and MLflow),
+    ready = httpx.get(server.url + "/readyz", timeout=10).json()
+    # then /readyz keeps its fields and names each store by kind and place,
+    assert {"status", "model_version", "calendar"} <= set(ready), ready
+    stores = ready["stores"]
+    assert stores["decisions"] == {"kind": "duckdb", "location": str(world.decisions_path)}
+    assert stores["models"]["kind"] == "sqlite", stores
+    assert stores["reviews"]["kind"] == "sqlite", stores
+    # and the publication it answers from.
+    publication = ready["publication"]
+    assert publication["as_of"] == str(AS_OF), publication
+    assert publication["rows"] == len(world.batch), publication
+    assert publication["version"], publication
