@@ -105,6 +105,8 @@ def server_lock(client: MlflowClient, *, lease: float = LEASE_SECONDS) -> Iterat
         if held is None:
             continue
         other, holder, age = held
+        if other == token:
+            break  # ours: a retried create whose first answer was lost
         if age > lease:
             _log.warning(
                 "breaking the promotion lock %s held by %s for %.0f s", LOCK_MODEL, holder, age
