@@ -50,7 +50,7 @@ from commuter_badge.serving.connections import RecycleConnections
 from commuter_badge.serving.http_errors import json_protocol_errors
 from commuter_badge.serving.metrics import bound_endpoint_labels
 from commuter_badge.serving.precedence import badge_answers
-from commuter_badge.serving.readiness import ReadyzCalendar, StorePing
+from commuter_badge.serving.readiness import ReadyzCalendar, StorePing, stores_in_use
 from commuter_badge.serving.request_features import request_features
 from commuter_badge.serving.review_routes import ReviewRoutes, show_counts
 from commuter_badge.serving.schemas import (
@@ -73,7 +73,7 @@ from commuter_badge.serving.schemas import (
 )
 from commuter_badge.serving.workers import die_with_server
 from commuter_badge.settings import MODEL_NAME, export_for_workers
-from commuter_badge.stores.decisions import DecisionStore, DecisionStoreError
+from commuter_badge.stores.decisions import DecisionStoreError, open_store
 from commuter_badge.stores.reviews import ReviewRequest, ReviewStore, ReviewStoreError
 
 logger = logging.getLogger(__name__)
@@ -331,7 +331,8 @@ class CommuterBadge:
         # One calendar per worker, chosen before any request (COMMUTER_CALENDAR; a bad file stops
         # the worker: `commuter serve` checks it first); /readyz reports it.
         logger.info("working-day calendar: %s", use_calendar(settings.calendar).info())
-        self.store = DecisionStore(settings.decisions_path)
+        self.store = open_store(settings.decisions_path)  # a DuckDB file or a PostgreSQL URL
+        self.stores = stores_in_use(settings)  # kinds and hosts, for /readyz
         self._reviews_url = settings.reviews_url
         self._reviews_lock = threading.Lock()
         self._next_reviews_attempt = 0.0

@@ -30,7 +30,7 @@ class Scored:
     """What one scoring produced: the table (None for a cluster output), where it was published."""
 
     table: pd.DataFrame | None
-    published: Path | None
+    published: Path | str | None  # a file, or a database URL without its secrets
     warnings: tuple[str, ...]
 
 
@@ -40,7 +40,7 @@ def score_and_publish(
     model: CommuterModel,
     out: str | Path,
     *,
-    store: Path | None = None,
+    store: Path | str | None = None,
     engine: str = "duckdb",
     allow_shrink: bool = False,
     allow_older: bool = False,
