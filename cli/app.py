@@ -70,6 +70,29 @@ CalendarFile = Annotated[
     ),
 ]
 
+# Commands that print words a person reads take it (contract §2): `lang: Lang = None`, then
+# `person_lang(lang, settings)`.
+Lang = Annotated[
+    str | None,
+    typer.Option(
+        "--lang",
+        help="Language of person-facing text: zh (简体中文) or en; default: COMMUTER_LANG, else en.",
+        show_default=False,
+    ),
+]
+
+
+def person_lang(lang: str | None, settings: Any) -> str:
+    """--lang, else COMMUTER_LANG, checked to be zh or en (a UserError saying which there are)."""
+    from commuter_badge.features.messages import check_lang
+
+    if lang is None:
+        try:
+            return check_lang(settings.lang)
+        except UserError as exc:
+            raise UserError(f"COMMUTER_LANG: {exc}") from None
+    return check_lang(lang)
+
 
 def apply_calendar(path: Path | None) -> str | None:
     """Make `--calendar FILE` (else COMMUTER_CALENDAR, else none) this process's calendar.

@@ -11,6 +11,7 @@ from commuter_badge.cli.app import (
     AsOf,
     CalendarFile,
     Labels,
+    Lang,
     ModelUri,
     MonthCommand,
     MonthOption,
@@ -21,6 +22,7 @@ from commuter_badge.cli.app import (
     out,
     parse_date,
     parse_months,
+    person_lang,
     run_context,
     status,
     update_status,
@@ -285,8 +287,19 @@ def score(
             help="With --publish: replace the live decisions even with an older as_of.",
         ),
     ] = False,
+    include: Annotated[
+        str,
+        typer.Option(
+            "--include",
+            help="Optional columns, comma-separated: badge_expected_on (the first date a person "
+            "without a badge would hold it if they keep commuting), recourse (the smallest change "
+            "that flips the decision); DuckDB engine only.",
+        ),
+    ] = "",
+    lang: Lang = None,
 ) -> None:
-    """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version.
+    """Score everyone in TRIPS: person_id, commuter_probability, badge, threshold, model_version,
+    days_since_first (and the --include columns).
 
     Only with --publish are the decisions also published to the store /badge reads. DuckDB engine:
     published first and the output file written second, so a refused publication writes nothing,
@@ -298,6 +311,12 @@ def score(
     # The options first: refused before MLflow loads or data is read.
     day = _check_score_options(as_of, engine, out_file, publish, allow_shrink, allow_older)
     settings = run_context(calendar).settings
+    language = person_lang(lang, settings)
+    from commuter_badge.models.runs.score import check_include
+
+    wanted = check_include([x.strip() for x in include.split(",") if x.strip()], language)
+    if wanted and engine != "duckdb":
+        raise UserError("--include works with the duckdb engine only")
     from commuter_badge.models.mlflow_edge import registry
     from commuter_badge.stores.decisions import check_store_location
     from commuter_badge.stores.publishing import score_and_publish
@@ -318,9 +337,12 @@ def score(
         status=status,
         memory=settings.duckdb_memory,
         master=settings.spark_master,
+        include=wanted,
+        lang=language,
     )
     _print_scores(result, loaded, engine, out_file, store, time.perf_counter() - start)
     if result.table is not None:
+        report_missed(result.table)
         report_overrides(result.table, settings.reviews_url)
 
 
@@ -358,6 +380,19 @@ def _print_scores(result, loaded, engine, out_file, store, seconds: float) -> No
     out.print(
         f"{counts} (model v{loaded.version or '?'}, threshold {loaded.threshold:.4f}, {engine}) "
         f"-> {out_file}{where} ({seconds:.1f} s)"
+    )
+
+
+def report_missed(scored) -> None:
+    """The cost of the certificate's strictness as a count (models/core/metrics.py)."""
+    from commuter_badge.models.core.metrics import missed_commuters
+
+    m = missed_commuters(scored["commuter_probability"], scored["badge"])
+    out.print(
+        f"about {m['estimated_missed_commuters']:,.0f} of an estimated "
+        f"{m['expected_commuters']:,.0f} commuters have no badge this month (estimated recall "
+        f"{m['estimated_recall']:.3f}, from the calibrated probabilities; assumes the calibration "
+        "holds)"
     )
 
 

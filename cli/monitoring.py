@@ -56,7 +56,7 @@ def monitor(
     shift, badge share, estimated FPR and recall; logged as a `monitor` run."""
     day = parse_date(as_of)
     context = run_context(calendar)
-    from commuter_badge.models.runs.monitor_run import run_monitor
+    from commuter_badge.models.runs.monitor_run import missed_commuters, run_monitor
 
     with status("monitoring"):
         result, run_id = run_monitor(trips, day, model, context=context)
@@ -69,13 +69,29 @@ def monitor(
         f"recall {result.estimated_recall:.3f}  (assumes calibration intact; docs/guide/between-months.md)"
     )
     out.print(
+        f"missed          about {missed_commuters(result):,.0f} commuters without a badge this "
+        "month (expected commuters x (1 - estimated recall))"
+    )
+    out.print(
         f"badge share     {result.badge_share:.2%} (reference {result.reference_badge_share:.2%})"
         f"  score PSI {result.score_psi:.3f}  n={result.n:,}"
     )
-    top = sorted(result.features, key=lambda f: -f["psi"])[:3]
-    out.print("largest drift   " + ", ".join(f"{f['name']} PSI {f['psi']:.3f}" for f in top))
+    for line in check_lines(result):
+        out.print(line)
+    compared = [f for f in result.features if f["alarms"]]
+    top = sorted(compared, key=lambda f: f["margin"])[:3]
+    out.print(
+        "closest drift   "
+        + ", ".join(
+            f"{f['name']} PSI {f['psi_compared']:.3f}"
+            f"{' per working day' if f['compared_as'] == 'per_day' else ''}"
+            f" (limit {f['limit']:g}, margin {f['margin']:+.3f})"
+            for f in top
+        ),
+        soft_wrap=True,
+    )
     if "note" in result.calendar:
-        out.print(f"calendar        {result.calendar['note']}")
+        out.print(f"calendar        {result.calendar['note']}", soft_wrap=True)
     if result.alarm:
         err.print(f"ALARM: {len(result.alarm_reasons)} reason(s)")
         for reason in result.alarm_reasons:
@@ -84,6 +100,21 @@ def monitor(
             raise typer.Exit(ALARM_EXIT)
     else:
         out.print("alarm           none")
+
+
+def check_lines(result) -> list[str]:
+    """One line per alarm check: value, band, limit and margin (positive: room left before the
+    limit; negative: how far beyond it)."""
+    lines = []
+    for c in result.checks:
+        low, high = c["band"]
+        limit = f"x{1 / c['limit']:.3g}..x{c['limit']:g}" if c["two_sided"] else f"{c['limit']:.4g}"
+        band = f" band {low:.4g}..{high:.4g}" if high > low else ""
+        lines.append(
+            f"check           {c['check']:<26} {c['value']:.4g}{band}  limit {limit}  "
+            f"margin {c['band_margin']:+.4g}{'  ALARM' if c['alarm'] else ''}"
+        )
+    return lines
 
 
 @app.command(cls=MonthCommand)

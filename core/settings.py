@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # The pid of the server process that starts the service's workers (set by that process, see
     # `export_for_workers`); a worker exits when that process is gone (serving/workers.py).
     server_pid: int | None = Field(None, validation_alias="COMMUTER_SERVER_PID")
+    # The language of person-facing text (reasons, the person's side, their errors) when a command
+    # or request does not say: zh or en, checked where it is used (features/messages.py).
+    lang: str = Field("en", validation_alias="COMMUTER_LANG")
 
     @field_validator("api_tokens", "reviewer_tokens", mode="before")
     @classmethod
@@ -73,7 +76,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "tracking_uri", "decisions_path", "reviews_url", "host", "person_key_file", mode="before"
+        "tracking_uri",
+        "decisions_path",
+        "reviews_url",
+        "host",
+        "person_key_file",
+        "lang",
+        mode="before",
     )
     @classmethod
     def _empty_is_default(cls, value: object, info) -> object:

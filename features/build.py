@@ -349,7 +349,18 @@ def features_from_trips(
     Each trip mapping holds `ts` (a tz-aware datetime), `direction`, `mode`, `site_id`, `region`.
     `engine` is "sqlite", "duckdb" or "auto" (SQLite for up to SQLITE_MAX_TRIPS trips).
     """
-    rows = trip_rows(persons)
+    return features_from_rows(trip_rows(persons), as_of, window_days, con, engine)
+
+
+def features_from_rows(
+    rows: list[tuple],
+    as_of: dt.date,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    con: duckdb.DuckDBPyConnection | None = None,
+    engine: str = "auto",
+) -> pd.DataFrame:
+    """`features_from_trips` for trips already normalised (`trip_rows`: person_id, t, direction,
+    mode, site_id, region)."""
     window = Window(as_of, window_days)
     if engine == "sqlite" or (engine == "auto" and len(rows) <= SQLITE_MAX_TRIPS):
         from commuter_badge.features import sqlite_engine
@@ -375,3 +386,28 @@ def model_matrix(frame: pd.DataFrame) -> np.ndarray:
     if missing:
         raise ValueError(f"feature table lacks column(s): {', '.join(missing)}")
     return frame[list(FEATURE_NAMES)].to_numpy(dtype="float64", na_value=np.nan)
+
+
+def trips_by_person(
+    path: str | Path, as_of: dt.date, window_days: int = DEFAULT_WINDOW_DAYS
+) -> dict[str, list[tuple]]:
+    """The crossings each person at `path` made in the window before `as_of` (with the reads just
+    before it that the double-read rule looks at), normalised as (t, direction, mode, site_id,
+    region), in time order: what the person's side (models/core/recourse.py) projects from.
+    All of them are held in memory: meant for the persons of one month, not for many months."""
+    params = Window(as_of, window_days).params()
+    con = connect(threads=1)
+    try:
+        files = register_trips(con, path, "trips")
+        with reporting_bad_rows(con, files):
+            rows = con.execute(
+                "SELECT person_id, t, direction, mode, site_id, region FROM trips "
+                "WHERE t >= ? AND t < ? ORDER BY person_id, t, direction, mode, site_id, region",
+                [params["start_t"] - params["double_read_seconds"], params["end_t"]],
+            ).fetchall()
+    finally:
+        con.close()
+    out: dict[str, list[tuple]] = {}
+    for person_id, *trip in rows:
+        out.setdefault(person_id, []).append(tuple(trip))
+    return out

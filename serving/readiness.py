@@ -6,7 +6,11 @@ script) should see the calendar in the same answer. BentoML's own `/readyz` (dri
 `__is_ready__`) stays in charge of the verdict; this ASGI middleware only replaces the body of a
 ready answer with JSON: `{"status": "ready", "model_version": "7", "calendar": {library_version,
 file_digest, years, ...}}` (features/workdays.py `calendar_info`; the model version is the one this
-worker serves, pinned when the service started). A not-ready answer passes through unchanged.
+worker serves, pinned when the service started). It also names the stores the worker uses, kind
+and location without user, password or query (`stores`: decisions, reviews, models), and the
+decision publication it answers from (`publication`: as_of, version, model_version, rows): on
+several replicas an operator sees at once whether they share one store and one publication.
+A not-ready answer passes through unchanged.
 
 A review store on a database server (PostgreSQL) can go away after the worker opened it; while it
 is away `/reviews` and `/badge` answer 503, so `/readyz` must too. `StorePing` asks it `SELECT 1`
@@ -20,6 +24,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import bentoml
 import sqlalchemy as sa
@@ -29,6 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from commuter_badge.features.workdays import calendar_info
+from commuter_badge.settings import Settings
 
 READY_PATH = "/readyz"
 PING_TIMEOUT_SECONDS = 2  # libpq's connect_timeout takes whole seconds, at least 2
@@ -103,6 +110,7 @@ class ReadyzCalendar:
                 "status": "ready",
                 "model_version": _served_version(),
                 "calendar": calendar_info(),
+                **_stores_and_publication(),
             }
             await JSONResponse(body)(scope, receive, send)
 
@@ -110,3 +118,42 @@ class ReadyzCalendar:
 def _served_version() -> str | None:
     """The model version this worker's service instance serves (None before it has one)."""
     return getattr(bentoml.get_current_service(), "model_version", None)
+
+
+def _location(url: str) -> dict[str, str]:
+    """A store URL's kind and location, with no user, password or query."""
+    if "://" not in url:
+        return {"kind": "duckdb", "location": str(Path(url).absolute())}
+    parsed = urlsplit(url)
+    kind = parsed.scheme.split("+")[0]
+    if kind == "sqlite":
+        return {"kind": kind, "location": parsed.path.removeprefix("/") or ":memory:"}
+    if kind in ("http", "https"):
+        kind = "mlflow-server"
+    host = parsed.hostname or ""
+    port = f":{parsed.port}" if parsed.port else ""
+    return {"kind": kind, "location": f"{host}{port}{parsed.path}"}
+
+
+def stores_in_use(settings: Settings) -> dict[str, dict[str, str]]:
+    """What /readyz says about the stores: the decisions, the reviews and the model registry."""
+    return {
+        "decisions": _location(settings.decisions_path),
+        "reviews": _location(settings.reviews_url),
+        "models": _location(settings.tracking_uri),
+    }
+
+
+def _stores_and_publication() -> dict:
+    service = bentoml.get_current_service()
+    publication = getattr(getattr(service, "store", None), "publication", None) or {}
+    version = publication.get("version", publication.get("published_at"))
+    return {
+        "stores": getattr(service, "stores", None),
+        "publication": {
+            "as_of": str(publication["as_of"]) if "as_of" in publication else None,
+            "version": str(version) if version is not None else None,
+            "model_version": publication.get("model_version"),
+            "rows": publication.get("rows"),
+        },
+    }

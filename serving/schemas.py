@@ -108,9 +108,31 @@ PersonIds = Annotated[
 ]
 
 
+# The person's side (docs/contract.md §3; models/core/recourse.py), asked for per request.
+Include = Literal["badge_expected_on", "recourse"]
+Includes = Annotated[
+    list[Include],
+    Field(
+        max_length=2,
+        description="optional answers per person: badge_expected_on (the first date a person "
+        "without a badge would hold it if they keep commuting as observed), recourse (the "
+        "smallest change in behaviour that flips the decision); off by default",
+    ),
+]
+RequestLang = Annotated[
+    Literal["zh", "en"] | None,
+    Field(
+        description="language of reasons and the person's side: zh (简体中文) or en; default "
+        "from Accept-Language, else COMMUTER_LANG",
+    ),
+]
+
+
 class ScoreRequest(_Request):
     as_of: AsOf
     persons: Persons
+    include: Includes = []
+    lang: RequestLang = None
 
 
 class BadgeRequest(_Request):
@@ -131,11 +153,38 @@ class PersonScore(BaseModel):
     reasons: list[Reason]
 
 
+class Change(BaseModel):
+    text: str = Field(description="the change, in words, in the language asked")
+    kind: Literal["add", "remove"] = Field(
+        description="add: round trips in the person's usual pattern on working days without a "
+        "crossing; remove: the crossings of working days taken away (for a badge holder)"
+    )
+    working_days: int = Field(description="how many working days change")
+    within_days: int = Field(description="all of them within this many days before as_of")
+    commuter_probability: float = Field(description="the probability with the change made")
+    badge: bool = Field(description="the decision with the change made")
+
+
+class PersonScoreWithSide(PersonScore):
+    """A person's score with the person's side a request asked for (`include`)."""
+
+    badge_expected_on: dt.date | None = Field(
+        None,
+        description="first date they would hold the badge if they keep commuting; null "
+        "for a holder, or when no date within the window length would do",
+    )
+    recourse: list[Change] | None = Field(
+        None, description="the smallest change that flips the decision; empty when none would"
+    )
+
+
 class ScoreResponse(BaseModel):
     model_version: str
     threshold: float
     target_fpr: float
-    results: list[PersonScore] = Field(description="one per requested person, in request order")
+    results: list[PersonScoreWithSide | PersonScore] = Field(
+        description="one per requested person, in request order"
+    )
 
 
 class BadgeFound(BaseModel):

@@ -34,9 +34,11 @@ import duckdb
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse
 
+from commuter_badge.features.messages import LANGS, from_accept_language
 from commuter_badge.features.read import connect
 from commuter_badge.features.sql import Window
 from commuter_badge.features.workdays import CalendarRangeError, use_calendar
+from commuter_badge.models.core.recourse import with_person_side
 from commuter_badge.serving.admission import (
     InflightLimit,
     ParseOffLoop,
@@ -49,7 +51,7 @@ from commuter_badge.serving.connections import RecycleConnections
 from commuter_badge.serving.http_errors import json_protocol_errors
 from commuter_badge.serving.metrics import bound_endpoint_labels
 from commuter_badge.serving.precedence import badge_answers
-from commuter_badge.serving.readiness import ReadyzCalendar, StorePing
+from commuter_badge.serving.readiness import ReadyzCalendar, StorePing, stores_in_use
 from commuter_badge.serving.request_features import request_features
 from commuter_badge.serving.review_routes import ReviewRoutes, show_counts
 from commuter_badge.serving.schemas import (
@@ -57,18 +59,22 @@ from commuter_badge.serving.schemas import (
     AsOf,
     BadgeRequest,
     BadgeResponse,
+    Change,
+    Includes,
     PersonIds,
     Persons,
     PersonScore,
+    PersonScoreWithSide,
     PersonTrips,
     Reason,
+    RequestLang,
     ScoreRequest,
     ScoreResponse,
     problem,
 )
 from commuter_badge.serving.workers import die_with_server
 from commuter_badge.settings import MODEL_NAME, export_for_workers, load_settings
-from commuter_badge.stores.decisions import DecisionStore, DecisionStoreError
+from commuter_badge.stores.decisions import DecisionStoreError, open_store
 from commuter_badge.stores.reviews import ReviewRequest, ReviewStore, ReviewStoreError
 
 logger = logging.getLogger(__name__)
@@ -155,6 +161,23 @@ def score_persons(
                 }
             )
     return out
+
+
+def side_response(model: Any, results: list[dict], include: bool) -> ScoreResponse:
+    """The /score answer with the person's side (`PersonScoreWithSide` when it was asked for)."""
+    kind = PersonScoreWithSide if include else PersonScore
+    people = []
+    for r in results:
+        fields = {**r, "reasons": [Reason.model_construct(**x) for x in r["reasons"]]}
+        if r.get("recourse") is not None:
+            fields["recourse"] = [Change.model_construct(**c) for c in r["recourse"]]
+        people.append(kind.model_construct(**fields))
+    return ScoreResponse.model_construct(
+        model_version=str(model.version),
+        threshold=float(model.threshold),
+        target_fpr=float(model.target_fpr),
+        results=people,
+    )
 
 
 @dataclass
@@ -308,7 +331,8 @@ class CommuterBadge:
         # One calendar per worker, chosen before any request (COMMUTER_CALENDAR; a bad file stops
         # the worker: `commuter serve` checks it first); /readyz reports it.
         logger.info("working-day calendar: %s", use_calendar(settings.calendar).info())
-        self.store = DecisionStore(settings.decisions_path)
+        self.store = open_store(settings.decisions_path)  # a DuckDB file or a PostgreSQL URL
+        self.stores = stores_in_use(settings)  # kinds and hosts, for /readyz
         self._reviews_url = settings.reviews_url
         self._reviews_lock = threading.Lock()
         self._next_reviews_attempt = 0.0
@@ -325,6 +349,7 @@ class CommuterBadge:
         if not self.store.ready:
             logger.warning("decision store not available: %s", self.store.problem)
         self.scorer = BatchScorer()
+        self.lang = settings.lang if settings.lang in LANGS else "en"  # COMMUTER_LANG
         calm_garbage_collector()  # full collections stalled probes for seconds (admission.py)
 
     @property
@@ -404,11 +429,20 @@ class CommuterBadge:
             self.reviews_ping.close()
 
     @bentoml.api(route="/score")
-    async def score(self, as_of: AsOf, persons: Persons, ctx: bentoml.Context) -> ScoreResponse:
+    async def score(
+        self,
+        as_of: AsOf,
+        persons: Persons,
+        ctx: bentoml.Context,
+        include: Includes = [],  # noqa: B006 - pydantic copies defaults
+        lang: RequestLang = None,
+    ) -> ScoreResponse:
         """Commuter probability, badge decision and top reasons for each person, in request order.
 
         Features use the person's crossings in the 28 days before `as_of` (Asia/Shanghai time).
-        A person without crossings in that window gets probability 0.0 and no badge.
+        A person without crossings in that window gets probability 0.0 and no badge. `include`
+        adds the person's side (the expected badge date, recourse); `lang` (or Accept-Language)
+        picks the language of reasons and recourse.
         """
         if (parsed := parsed_request(ctx.request.state)) is not None:
             persons = parsed.persons  # a large body, parsed off the event loop (admission.py)
@@ -436,6 +470,11 @@ class CommuterBadge:
                 ctx, JSONResponse(problem("invalid request", "as_of", why), status_code=422)
             )
         results = await self.scorer.score(model, as_of, persons) if persons else []
+        lang = lang or from_accept_language(ctx.request.headers.get("accept-language")) or self.lang
+        if include or lang != "en":  # the person's side (models/core/recourse.py), off the loop
+            trips = [(p.person_id, [vars(t) for t in p.trips]) for p in persons]
+            side = functools.partial(with_person_side, model, as_of, trips, results, include, lang)
+            return side_response(model, await anyio.to_thread.run_sync(side), bool(include))
         return ScoreResponse.model_construct(
             model_version=str(model.version),
             threshold=float(model.threshold),
@@ -491,5 +530,10 @@ CommuterBadge.add_asgi_middleware(ReviewRoutes)
 CommuterBadge.add_asgi_middleware(
     ParseOffLoop,
     models={"/score": ScoreRequest},
-    stub=lambda r: {"as_of": r.as_of.isoformat(), "persons": []},
+    stub=lambda r: {
+        "as_of": r.as_of.isoformat(),
+        "persons": [],
+        "include": list(r.include),
+        "lang": r.lang,
+    },
 )

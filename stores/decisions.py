@@ -19,6 +19,9 @@ trips. A refused publication changes nothing: the checks run before anything is 
 store's directory must exist (COMMUTER_DECISIONS names the file; only the file is ever created).
 Publishers take an exclusive lock on the store's directory, so temp files a killed publisher left
 (`.<name>.<pid>-<random>.tmp` and its `.wal`) can be removed safely by the next one.
+
+COMMUTER_DECISIONS may instead be a `postgresql://` URL, for replicas on several hosts: the same
+guards, one transaction per publication (stores/decisions_pg.py); `open_store` picks the reader.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from commuter_badge.atomic import atomic_write, remove_leftovers
 from commuter_badge.errors import CommuterError
 from commuter_badge.locks import file_lock
 from commuter_badge.models.runs.score import SCORE_COLUMNS, SCORE_SCHEMA, write_scores
+from commuter_badge.stores import decisions_pg
+from commuter_badge.stores.decisions_pg import PgDecisionStore
 
 if TYPE_CHECKING:
     from commuter_badge.features.coverage import Coverage
@@ -87,12 +92,24 @@ class DecisionStoreLocationError(CommuterError):
     """COMMUTER_DECISIONS names a place where the store cannot be published; nothing is created."""
 
 
-def check_store_location(path: str | Path) -> Path:
+def is_database(location: str | Path) -> bool:
+    """Whether COMMUTER_DECISIONS names a PostgreSQL database rather than a DuckDB file."""
+    return str(location).startswith(("postgresql://", "postgresql+", "postgres://"))
+
+
+def open_store(location: str | Path) -> DecisionStore | PgDecisionStore:
+    """The service's reader of the decision store COMMUTER_DECISIONS names (file or database)."""
+    return PgDecisionStore(str(location)) if is_database(location) else DecisionStore(location)
+
+
+def check_store_location(path: str | Path) -> Path | str:
     """The store's absolute path, once its directory is known to exist and be writable.
 
     Nothing is created here or by `publish` but the store's own file: a mistyped setting must not
     grow directories (a publication there would never be read by the service).
     """
+    if is_database(path):
+        return str(path)  # the server says what is wrong when publishing
     target = Path(path).expanduser().absolute()
     parent = target.parent
     where = f"{SETTING}={path}"
@@ -168,6 +185,8 @@ def current_publication(path: str | Path) -> dict[str, Any] | None:
     path per process, so a process that also holds a DecisionStore open could be shown the file
     that store opened rather than the one now at the path.
     """
+    if is_database(path):
+        return decisions_pg.current_publication(str(path))
     path = Path(path).absolute()
     if not path.is_file():
         return None
@@ -202,14 +221,16 @@ def check_replacement(
     as_of: dt.date,
     current: dict[str, Any] | None,
     *,
-    path: Path,
+    path: Path | str,
     badges: int | None = None,
     allow_shrink: bool = False,
     allow_older: bool = False,
 ) -> None:
     """Raise PublicationRefused when `rows` decisions (`badges` of them badges) for `as_of` should
     not replace `current`."""
-    where = f"{path.name} (in {path.parent})"
+    where = (
+        decisions_pg.shown(str(path)) if is_database(path) else f"{path.name} (in {path.parent})"
+    )
     now = (
         f"the live publication holds {current['rows']:,} persons"
         + (f" ({current['badges']:,} badges)" if current.get("badges") is not None else "")
@@ -286,6 +307,18 @@ def publish(
     table = _checked(frame)
     versions = sorted(set(table.column("model_version").to_pylist()))
     badges = int(table.column("badge").to_numpy().sum())
+    if is_database(path):
+        url = str(path)
+
+        def check(current: dict[str, Any] | None) -> None:
+            check_replacement(
+                table.num_rows, as_of, current, path=url, badges=badges,
+                allow_shrink=allow_shrink, allow_older=allow_older,
+            )  # fmt: skip
+
+        return decisions_pg.publish_table(
+            table.to_pandas(), as_of, url, check=check, badges=badges, versions=versions
+        )
     target = check_store_location(path)
 
     def write(tmp: Path) -> None:
@@ -349,7 +382,11 @@ def deliver(
     published = None
     if store is not None:
         publish(scored, as_of, store, allow_shrink=allow_shrink, allow_older=allow_older)
-        published = Path(store).expanduser().absolute()
+        published = (
+            decisions_pg.shown(str(store))
+            if is_database(store)
+            else Path(store).expanduser().absolute()
+        )
     if out is not None:
         write_scores(scored, out)
     return published

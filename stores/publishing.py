@@ -30,7 +30,7 @@ class Scored:
     """What one scoring produced: the table (None for a cluster output), where it was published."""
 
     table: pd.DataFrame | None
-    published: Path | None
+    published: Path | str | None  # a file, or a database URL without its secrets
     warnings: tuple[str, ...]
 
 
@@ -40,25 +40,32 @@ def score_and_publish(
     model: CommuterModel,
     out: str | Path,
     *,
-    store: Path | None = None,
+    store: Path | str | None = None,
     engine: str = "duckdb",
     allow_shrink: bool = False,
     allow_older: bool = False,
     status=None,
     memory: str | None = None,
     master: str | None = None,
+    include: tuple[str, ...] = (),
+    lang: str = "en",
 ) -> Scored:
     """Score everyone in `trips` at `as_of` into `out`; with a `store`, also publish the decisions.
 
     `store` is a checked location (`check_store_location`); None scores for analysis only and never
     touches the live decisions. `status(text)` (a context manager) names each long step.
     `memory` (DuckDB's cap) and `master` (Spark's) are the caller's settings, passed down.
+    `include` asks for the person's side (`models.runs.score.INCLUDE_CHOICES`, DuckDB engine
+    only), its sentences in `lang`.
     """
     step = status or (lambda _text: nullcontext())
     if engine == "spark":
         table, warnings = _score_spark(trips, as_of, model, out, step, master)
     else:
-        table, warnings = _score_duckdb(trips, as_of, model, step, store, allow_shrink, memory)
+        person_side = {"include": include, "lang": lang}
+        table, warnings = _score_duckdb(
+            trips, as_of, model, step, store, allow_shrink, memory, person_side
+        )
     published = None
     if table is not None:
         with step("publishing" if store is not None else "writing"):
@@ -73,7 +80,7 @@ def score_and_publish(
     return Scored(table, published, warnings)
 
 
-def _score_duckdb(trips, as_of, model, step, store, allow_shrink, memory):
+def _score_duckdb(trips, as_of, model, step, store, allow_shrink, memory, person_side):
     from commuter_badge.features.coverage import check_coverage
     from commuter_badge.models.runs.score import score_path
 
@@ -82,7 +89,7 @@ def _score_duckdb(trips, as_of, model, step, store, allow_shrink, memory):
     if store is not None:  # a window past the trips is refused before any scoring
         check_window_coverage(coverage, allow_shrink=allow_shrink)
     with step("scoring"):
-        return score_path(trips, as_of, model, memory), coverage.warnings
+        return score_path(trips, as_of, model, memory, **person_side), coverage.warnings
 
 
 def _score_spark(trips, as_of, model, out, step, master):

@@ -196,3 +196,17 @@ def review_metrics(
             metrics[f"{key}.recall"] = float(row.recall)
         metrics[f"{key}.n"] = float(row.n)
     return metrics, slices
+
+
+def missed_commuters(proba: np.ndarray, badge: np.ndarray) -> dict[str, float]:
+    """The commuters a month's decisions leave without a badge, estimated from calibrated
+    probabilities alone (CBPE, as `models.core.monitor.cbpe`): expected commuters = sum of p,
+    estimated recall = sum of p over badge holders / that, missed = expected x (1 - recall) = sum
+    of p over persons without a badge. Assumes the calibration holds for the month."""
+    p, held = np.asarray(proba, dtype="float64"), np.asarray(badge, dtype=bool)
+    expected = float(p.sum())
+    return {
+        "expected_commuters": expected,
+        "estimated_recall": float(p[held].sum()) / expected if expected else float("nan"),
+        "estimated_missed_commuters": float(p[~held].sum()),
+    }

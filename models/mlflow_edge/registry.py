@@ -1,9 +1,12 @@
 """MLflow plumbing: tracking set-up, logging and loading a version by URI, and the champion alias.
 
-Every process that writes to the store takes `store_lock()` (core/locks.py `file_lock` on
-`<db>.lock` next to the SQLite file, never on the database itself) to open a fresh store, create
-the experiment and registered model, and to check-and-move the alias (models/runs/promotion.py):
-two trainings started at once neither race MLflow's schema migration nor both become champion.
+Every process that writes to the store takes `store_lock()` to open a fresh store, create the
+experiment and registered model, and to check-and-move the alias (models/runs/promotion.py): two
+trainings started at once neither race MLflow's schema migration nor both become champion. On a
+local store (a SQLite file, a directory) it is core/locks.py `file_lock` on `<db>.lock` next to
+the SQLite file (never on the database itself); on a shared store (a tracking server, a database
+URL) it is a lock held in the store itself (models/mlflow_edge/server_lock.py), so processes on
+different machines are serialised too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -44,6 +47,7 @@ from commuter_badge.models.mlflow_edge.packaging import (
     model_code,
     runtime_requirements,
 )
+from commuter_badge.models.mlflow_edge.server_lock import server_lock, still_held
 from commuter_badge.settings import CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME
 
 MODEL_DESCRIPTION = (
@@ -58,9 +62,14 @@ _opened: set[str] = set()
 EXAMPLE_AS_OF = dt.date(2021, 11, 24)
 
 
+def is_shared(uri: str) -> bool:
+    """A store other machines may write to: anything but a SQLite file or a local directory."""
+    return "://" in uri and not uri.startswith(("sqlite:", "file:"))
+
+
 def lock_path(uri: str | None = None) -> Path:
-    """`<db>.lock` beside a SQLite store; for other stores a per-URI file in the temp directory
-    (which serialises the processes of one machine only)."""
+    """`<db>.lock` beside a SQLite store; for other local stores a per-URI file in the temp
+    directory."""
     uri = uri or mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///").split("?")[0] + ".lock")
@@ -69,10 +78,20 @@ def lock_path(uri: str | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def store_lock(uri: str | None = None) -> Iterator[None]:
-    """An exclusive lock across processes on the store at `uri`; blocks until it is free."""
+def store_lock(uri: str | None = None) -> Iterator[Callable[[], None]]:
+    """An exclusive lock across processes on the store at `uri`; blocks until it is free.
+
+    Yields a check to call right before a move made under the lock: it raises
+    server_lock.LockLost when a shared store's lock was broken meanwhile (a no-op for a file
+    lock, which the kernel holds until the process ends)."""
+    uri = uri or mlflow.get_tracking_uri()
+    if is_shared(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        with server_lock(client) as token:
+            yield lambda: still_held(client, token)
+        return
     with file_lock(lock_path(uri)):
-        yield
+        yield lambda: None
 
 
 def configure(tracking_uri: str | None = None) -> str:
@@ -86,7 +105,8 @@ def configure(tracking_uri: str | None = None) -> str:
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-    if uri not in _opened:
+    if uri not in _opened and not is_shared(uri):
+        # A shared store's server (or its operator) migrates it; a local one is opened here.
         with store_lock(uri):
             # Both stores run their migrations on first open; one process at a time.
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -1,9 +1,10 @@
 """`commuter monitor` as an MLflow run of kind `monitor`, its outcome as tags on the judged version.
 
 The judging itself is pure (models/core/monitor.py); this shell loads the model and its reference,
-builds the month's features, logs metrics, the report and two figures (PSI per feature; the
-month's score histogram over the reference's), and tags the version: `monitor.alarm`,
-`monitor.run_id`, `monitor.as_of`, `monitor.estimated_fpr`.
+builds the month's features, logs metrics (each check's value, band and margins both ways), the
+report and two figures (PSI per feature; the month's score histogram over the reference's), and
+tags the version: `monitor.alarm`, `monitor.run_id`, `monitor.as_of`, `monitor.estimated_fpr`,
+`monitor.closest_check` (the check nearest its limit, with its margin).
 """
 
 from __future__ import annotations
@@ -37,26 +38,31 @@ from commuter_badge.settings import MODEL_NAME
 
 
 def drift_figure(result: MonitorResult, limit: float) -> Figure:
-    """PSI per feature, largest first, with the alarm line. Built on Figure, never pyplot, so it
-    renders with Agg on a server without display (as models/reporting/figures.py does)."""
-    rows = sorted(result.features, key=lambda f: f["psi"])
+    """PSI per feature as its alarm compares it (per working day for day counts across calendars),
+    largest first, with the alarm lines. Built on Figure, never pyplot, so it renders with Agg on a
+    server without display (as models/reporting/figures.py does)."""
+    rows = sorted(result.features, key=lambda f: f["psi_compared"])
     fig = Figure(figsize=(7, 0.25 * len(rows) + 1.5))
     ax = fig.subplots()
-    values = [f["psi"] for f in rows]
-    # red: raises an alarm; grey: over the line but not compared (calendar phase, or the windows'
-    # calendars differ: models/core/monitor.py)
+    values = [f["psi_compared"] for f in rows]
+    # red: beyond its limit, alarms; grey: reported only (calendar phase or weekly pattern across
+    # calendars: models/core/calendar_drift.py); blue: within its limit
     colours = [
-        ("tab:red" if f["alarms"] else "tab:gray") if f["psi"] > limit else "tab:blue" for f in rows
+        "tab:gray" if not f["alarms"] else "tab:red" if f["margin"] < 0 else "tab:blue"
+        for f in rows
     ]
     ax.barh([f["name"] for f in rows], values, color=colours)
     ax.axvline(limit, ls="--", color="grey", label=f"alarm above PSI {limit:g}")
+    per_day = {f["limit"] for f in rows if f["compared_as"] == "per_day"}
+    for other in sorted(per_day - {limit}):
+        ax.axvline(other, ls=":", color="grey", label=f"per working day: alarm above {other:g}")
     ax.set(xlabel="PSI against the training reference")
     ax.tick_params(axis="y", labelsize=7)
-    compared = result.calendar.get("compare_features", True)
+    same = result.calendar.get("same", True)
     ax.set_title(
         f"Feature drift · v{result.model_version or '?'} · as_of {result.as_of} · "
         f"n = {result.n:,} persons"
-        + ("" if compared else "\nanother calendar than training: features reported, not alarmed"),
+        + ("" if same else "\nanother calendar than training: day counts per working day"),
         fontsize=10,
     )
     ax.legend(fontsize=8, loc="lower right")
@@ -97,6 +103,27 @@ def month_scores(model: CommuterModel, features) -> np.ndarray:
     return model.calibrator.predict(margin)
 
 
+def missed_commuters(result: MonitorResult) -> float:
+    """Estimated commuters of the month without a badge: expected commuters x (1 - estimated
+    recall), both CBPE (models/core/metrics.py `missed_commuters`)."""
+    expected = result.estimates.get("expected_commuters", float("nan"))
+    return float(expected) * (1 - result.estimated_recall)
+
+
+def closest_check(result: MonitorResult) -> str:
+    """The check nearest its limit (or furthest past it), with its margin: how close the month came."""
+    margins = [(c["band_margin"] / c["limit"], c["check"], c["band_margin"]) for c in result.checks]
+    margins += [
+        (f["margin"] / f["limit"], f"feature {f['name']}", f["margin"])
+        for f in result.features
+        if f["alarms"] and np.isfinite(f["margin"])
+    ]
+    if not margins:
+        return "none"
+    _, name, margin = min(margins)
+    return f"{name} margin {margin:+.4g}"
+
+
 def version_tags(result: MonitorResult, run_id: str) -> dict[str, str]:
     """The monitor's outcome as tags on the judged version."""
     return {
@@ -106,6 +133,7 @@ def version_tags(result: MonitorResult, run_id: str) -> dict[str, str]:
         "monitor.estimated_fpr": f"{result.estimated_fpr:.6g}",
         "monitor.estimated_recall": f"{result.estimated_recall:.6g}",
         "monitor.alarm_reasons": "; ".join(result.alarm_reasons)[:4900] or "none",
+        "monitor.closest_check": closest_check(result),
     }
 
 
@@ -156,6 +184,7 @@ def run_monitor(
             "model_version": model.version,
             "alarm": str(result.alarm),
             "features_compared": str(result.calendar["compare_features"]),
+            "calendars_same": str(result.calendar["same"]),
         },
         params={
             "trips": str(trips),
@@ -166,7 +195,8 @@ def run_monitor(
         },
         model=model.meta,
     ) as run:
-        mlflow.log_metrics({k: v for k, v in result.metrics().items() if np.isfinite(v)})
+        metrics = {**result.metrics(), "estimated_missed_commuters": missed_commuters(result)}
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_dict(result.report(), "monitor/report.json")
         mlflow.log_figure(drift_figure(result, t.feature_psi), "monitor/feature_drift.png")
         mlflow.log_figure(score_figure(result), "monitor/score_histograms.png")

@@ -4,7 +4,9 @@ The rules are pure (models/core/gates.py); this module gathers their inputs from
 records their outcome. Reading the champion, scoring it on the candidate's validation persons,
 deciding and moving the alias all happen under one store lock (registry.store_lock), so two
 trainings finishing at once are judged one after the other: the second against the first if the
-first won, and every tag says what was really compared.
+first won, and every tag says what was really compared. Against a shared tracking server the lock
+is held in the server itself (models/mlflow_edge/server_lock.py), so this holds for processes on
+different machines too; the lock is checked to be still ours right before anything is written.
 
 What each move leaves behind, on the versions themselves (so the Models page tells the story):
 - judged version: `gate.<rule>` (True/False/skipped), `gates_passed`, `promotion_decision`,
@@ -253,7 +255,7 @@ def judge(
     serialised step; records the outcome on the version. `certifying`: the audited persons that
     certified it (the champion is judged on them too: has it broken the promise there?)."""
     client = _client()
-    with registry.store_lock():
+    with registry.store_lock() as still_ours:
         tags = _tags(version)
         cand = candidate_from_frame(version, tags, val)
         previous = registry.champion_version()
@@ -265,6 +267,7 @@ def judge(
         decision = decide(cand, champ, policy_change=policy_change)
         moved = promote and decision.passed
         move = Move(decision, version, previous, moved, promote)
+        still_ours()
         record_decision(version, move, tags)
         if moved:
             _move_alias(client, version, previous, how)
@@ -322,7 +325,7 @@ def rollback(to: str | None = None) -> tuple[str, str]:
     Rollback is an operator's decision, not gated: the version served before is restored."""
     to = canonical_version(to) if to else None
     client = _client()
-    with registry.store_lock():
+    with registry.store_lock() as still_ours:
         current = registry.champion_version()
         if current is None:
             raise PromotionError("there is no champion to roll back from; `commuter train` first")
@@ -335,5 +338,6 @@ def rollback(to: str | None = None) -> tuple[str, str]:
         if target == current:
             raise PromotionError(f"model version {target} is already the champion")
         registry.load_model(f"models:/{MODEL_NAME}/{target}")  # refuses an unscorable version
+        still_ours()
         _move_alias(client, target, current, "rollback")
     return current, target

@@ -21,7 +21,7 @@ from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.spark import _quiet_pandas3, _session, _write, spark_features
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.mlflow_edge.registry import load_model
-from commuter_badge.models.runs.score import SCORE_DDL, SCORE_SCHEMA, score_frame
+from commuter_badge.models.runs.score import OUTPUT_SCHEMA, SCORE_DDL, score_frame
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 if TYPE_CHECKING:
@@ -49,12 +49,12 @@ def _score_batches(batches, key: str, model_text, meta, version: str):
     model = _worker_model(key, model_text, meta, version)
     for batch in batches:
         scored = score_frame(to_frame(pa.Table.from_batches([batch])), model)
-        yield pa.RecordBatch.from_pandas(scored, schema=SCORE_SCHEMA, preserve_index=False)
+        yield pa.RecordBatch.from_pandas(scored, schema=OUTPUT_SCHEMA, preserve_index=False)
 
 
 def score_features(features: DataFrame, model: CommuterModel) -> DataFrame:
     """Scores for a feature DataFrame from `spark_features`: person_id, commuter_probability, badge,
-    threshold, model_version.
+    threshold, model_version, days_since_first.
 
     Each Arrow batch becomes the batch feature frame by `features.build.to_frame` and is scored by
     `CommuterModel.predict_proba` on the executors; the booster travels as its LightGBM text

@@ -49,3 +49,26 @@ def test_a_version_that_is_not_a_number_is_refused_in_one_line(tmp_path, monkeyp
     assert result.exit_code == 2, result.output
     assert "is not a model version; pass its number" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["--include", "badge_expected_on,foo"], {}, "'foo' cannot be included; choose from"),
+        (["--include", "foo", "--lang", "zh"], {}, "不能包含 'foo'"),
+        (["--lang", "fr"], {}, "language 'fr' is not one of zh, en"),
+        ([], {"COMMUTER_LANG": "de"}, "COMMUTER_LANG: language 'de' is not one of zh, en"),
+        (["--include", "recourse", "--engine", "spark"], {}, "duckdb engine only"),
+    ],
+)
+def test_score_person_side_options_are_checked_first(tmp_path, args, env, said):
+    # Refused before any model or trips are read (neither exists here).
+    result = CliRunner().invoke(
+        app,
+        ["score", "--trips", str(tmp_path / "none"), "--as-of", "2021-10-20"]
+        + ["--out", str(tmp_path / "s.csv"), *args],
+        env=env,
+    )
+    assert result.exit_code == 2, result.output
+    assert said in result.output, result.output
+    assert not (tmp_path / "s.csv").exists()

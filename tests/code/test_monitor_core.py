@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.models.core.monitor import Thresholds, cbpe, monitor, psi
+from commuter_badge.models.core import calendar_drift
+from commuter_badge.models.core.monitor import Thresholds, cbpe, cbpe_band, check, monitor, psi
 from commuter_badge.models.core.reference import (
     NoReferenceError,
     bin_counts,
@@ -98,27 +99,113 @@ OCTOBER = {"days": 28, "working_days": 17, "weekdays_off": 5, "weekend_working_d
 NOVEMBER = {"days": 28, "working_days": 20, "weekdays_off": 0, "weekend_working_days": 0}
 
 
-def test_features_alarm_only_between_windows_of_the_same_calendar():
+def calendar_frame(n: int, rng: np.random.Generator, calendar: dict, shift: float = 0.0):
+    """Persons with a steady rate per working day (Beta), counted over the window's own working
+    days: the same population under two calendars has other counts, the same rates."""
+    frame_ = frame(n, rng)
+    rate = rng.beta(2 + shift, 2, n)
+    for name, (what, stored) in calendar_drift.PER_DAY.items():
+        days = calendar["working_days"] if what == "working" else 28 - calendar["working_days"]
+        counts = rng.binomial(days, rate).astype("float64")
+        scale = {"share": 1 / days, "per_week": 7 / 28}.get(stored, 1.0)
+        frame_[name] = counts * scale
+    return frame_
+
+
+def test_features_stay_compared_across_calendars_per_working_day():
+    # Given a reference over an October window (17 working days) and the same population counted
+    # over a November window (20), and a population whose rates moved,
     rng = np.random.default_rng(6)
-    reference = build_reference(frame(8_000, rng), threshold=0.8, calendar=OCTOBER)
-    moved = frame(8_000, rng, shift=3.0)
-    kwargs = {"threshold": 0.8, "target_fpr": 0.2}
-    alike = monitor(reference, moved, moved["proba"], calendar=OCTOBER, **kwargs)
-    other = monitor(reference, moved, moved["proba"], calendar=NOVEMBER, **kwargs)
-    assert any("drifted" in r for r in alike.alarm_reasons), "same calendar: features compared"
-    assert alike.calendar["compare_features"]
-    assert "note" not in alike.calendar
-    assert not any("drifted" in r for r in other.alarm_reasons), other.alarm_reasons
-    assert not any(f["alarms"] for f in other.features), "another calendar: no feature alarms"
-    assert [f["psi"] for f in other.features] == [f["psi"] for f in alike.features], "reported"
-    assert any("score distribution" in r for r in other.alarm_reasons), "the scores still alarm"
-    assert "17 working days" not in other.calendar["note"]
-    assert "20 working days" in other.calendar["note"]
-    assert "against 17" in other.calendar["note"]
-    report = json.loads(json.dumps(other.report(), allow_nan=False))
-    assert report["calendar"]["compare_features"] is False
+    reference = build_reference(
+        calendar_frame(8_000, rng, OCTOBER), threshold=0.8, calendar=OCTOBER
+    )
+    same = calendar_frame(8_000, rng, NOVEMBER)
+    moved = calendar_frame(8_000, rng, NOVEMBER, shift=3.0)
+    kwargs = {"threshold": 0.8, "target_fpr": 0.2, "calendar": NOVEMBER}
+    # when both are judged,
+    quiet = monitor(reference, same, same["proba"], **kwargs)
+    loud = monitor(reference, moved, moved["proba"], **kwargs)
+    by_name = {f["name"]: f for f in quiet.features}
+    # then the day counts move as counts (raw PSI large) but not per working day, so no alarm,
+    assert by_name["workdays_active"]["psi"] > 0.1, "17 against 20 working days moves the counts"
+    assert by_name["workdays_active"]["compared_as"] == "per_day"
+    assert by_name["workdays_active"]["psi_compared"] < 0.03, by_name["workdays_active"]
+    assert not quiet.alarm, quiet.alarm_reasons
+    # the moved rates alarm across calendars, with their (negative) margin in the reason,
+    assert any("workdays_active" in r and "per working day" in r for r in loud.alarm_reasons), (
+        loud.alarm_reasons
+    )
+    assert any("margin -" in r for r in loud.alarm_reasons)
+    # weekly patterns are reported only, and the note says how features were compared.
+    assert by_name["fri_in_sun_out_weeks"]["compared_as"] == "reported only"
+    assert not by_name["fri_in_sun_out_weeks"]["alarms"]
+    assert "per working day" in quiet.calendar["note"]
+    assert "20 working days" in quiet.calendar["note"]
+    report = json.loads(json.dumps(quiet.report(), allow_nan=False))
     assert report["calendar"]["reference"] == OCTOBER
     assert report["calendar"]["month"] == NOVEMBER
+    assert report["calendar"]["same"] is False
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    st.floats(0.5, 6), st.floats(0.5, 6), st.sampled_from([(17, 20), (19, 17), (20, 22), (18, 20)])
+)
+def test_per_day_rates_of_one_population_agree_across_calendars(a, b, days):
+    """Counts of the same Beta(a, b) rates over D and D' working days (up to 3 apart): per-day PSI
+    small whatever the counts' own PSI (4.7 for Beta(5, 1) between 17 and 20 days). Not zero: the
+    binomial noise itself differs with D (up to 0.16 for rates piled at 0 over 8 and 11 days)."""
+    rng = np.random.default_rng(int(a * 1000 + b))
+    d1, d2 = days
+    ref = rng.binomial(d1, rng.beta(a, b, 5_000)).astype("float64")
+    cur = rng.binomial(d2, rng.beta(a, b, 20_000)).astype("float64")
+    cal1, cal2 = {"days": 28, "working_days": d1}, {"days": 28, "working_days": d2}
+    counted = calendar_drift.per_day_psi("workdays_active", list(ref), cal1, cur, cal2, psi)
+    shares = calendar_drift.per_day_psi(
+        "workday_coverage", list(ref / d1), cal1, cur / d2, cal2, psi
+    )
+    assert counted < 0.04, counted
+    assert shares == pytest.approx(counted, abs=1e-9), "a share is its count over the days"
+
+
+@given(st.integers(0, 30), st.integers(1, 30), st.integers(0, 2**32 - 1))
+def test_a_count_per_day_stays_in_its_own_stretch(count, days, seed):
+    count = min(count, days)
+    rate = calendar_drift.per_day(
+        "workdays_active", np.array([count], "float64"), {"days": 28, "working_days": days},
+        np.random.default_rng(seed),
+    )  # fmt: skip
+    assert count / (days + 1) <= rate[0] < (count + 1) / (days + 1)
+
+
+@settings(deadline=None, max_examples=10)
+@given(st.integers(0, 10_000), st.sampled_from([0.8, 0.9, 0.97]))
+def test_the_fpr_band_holds_the_realised_fpr_as_often_as_it_says(seed, cut):
+    """Labels drawn from p, 400 times: the delta-method SE is the realised FPR's spread and the
+    95% band holds it about 95% of the time."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.5, 0.5, 20_000)
+    badge = p >= cut
+    estimate, se = cbpe(p, badge)["estimated_fpr"], cbpe_band(p, badge)["fpr_se"]
+    draws = rng.random((400, len(p))) < p
+    realised = np.array([badge[~y].mean() for y in draws])
+    assert se == pytest.approx(realised.std(), rel=0.15)
+    inside = np.mean(np.abs(realised - estimate) <= 1.96 * se)
+    assert 0.90 <= inside <= 0.99, inside
+
+
+@given(st.floats(0.5, 2.0), st.floats(-1, 1), st.floats(0, 0.5), st.booleans())
+def test_a_check_alarms_exactly_when_its_margin_is_negative(limit_, value, half, two_sided):
+    limit_ = max(limit_, 1.01) if two_sided else limit_
+    value = (1 + value / 2) if two_sided else value + limit_
+    c = check("x", value, value - half, value + half, limit_, two_sided=two_sided)
+    assert c["alarm"] == (c["band_margin"] < 0)
+    # the band decides: it alarms only when wholly beyond, never sooner than the point would
+    assert c["band_margin"] >= c["margin"] - 1e-12
+    if two_sided:
+        assert c["alarm"] == (value - half > limit_ or value + half < 1 / limit_)
+    else:
+        assert c["alarm"] == (value - half > limit_)
 
 
 def test_a_reference_without_calendar_still_compares_features():
@@ -168,3 +255,22 @@ def test_a_run_without_reference_says_so():
         pass
     with pytest.raises(NoReferenceError, match="has no training reference.*retrain or recertify"):
         load_reference(run.info.run_id, "7")
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.integers(0, 10_000))
+def test_missed_commuters_estimate_is_close_to_the_realised_count_when_calibrated(seed):
+    """Labels drawn from the probabilities: the estimated commuters without a badge are near the
+    realised number (within 3% of the commuters)."""
+    from commuter_badge.models.core.metrics import missed_commuters
+
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.5, 0.5, 20_000)
+    y = rng.random(len(p)) < p
+    badge = p >= 0.9
+    est = missed_commuters(p, badge)
+    realised = int((y & ~badge).sum())
+    assert est["estimated_missed_commuters"] == pytest.approx(realised, abs=0.03 * y.sum()), est
+    assert est["estimated_missed_commuters"] == pytest.approx(
+        est["expected_commuters"] * (1 - est["estimated_recall"])
+    )

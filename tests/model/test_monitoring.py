@@ -81,9 +81,12 @@ def test_monitor_is_quiet_on_an_unshifted_next_month(months, store, tmp_path):
     assert all({"name", "psi"} <= set(f) for f in data["features"]), "each feature: name and psi"
     assert 0 <= data["estimated_fpr"] <= 0.02, "estimated FPR under the alarm line (2 x 1%)"
     plain = {"days": 28, "working_days": 20, "weekdays_off": 0, "weekend_working_days": 0}
-    assert data["calendar"] == {"reference": plain, "month": plain, "compare_features": True}, (
-        "training stored its window's calendar; two plain months compare their features"
-    )
+    assert data["calendar"] == {
+        "reference": plain,
+        "month": plain,
+        "compare_features": True,
+        "same": True,
+    }, "training stored its window's calendar; two plain months compare their features"
     assert oct(report.stat().st_mode & 0o777) == "0o600", "report readable by owner only"
     # and the version carries the outcome.
     tags = version_tags(months["version"])
@@ -92,6 +95,10 @@ def test_monitor_is_quiet_on_an_unshifted_next_month(months, store, tmp_path):
     run_ = MlflowClient().get_run(tags["monitor.run_id"])
     assert run_.data.tags["kind"] == "monitor", "a run of kind monitor"
     assert "psi.workdays_active" in run_.data.metrics, "per-feature PSI logged"
+    missed = run_.data.metrics["estimated_missed_commuters"]
+    expected = data["estimates"]["expected_commuters"] * (1 - data["estimated_recall"])
+    assert missed == pytest.approx(expected, rel=1e-6), "missed = expected x (1 - recall)"
+    assert f"about {missed:,.0f} commuters without a badge" in res.output, res.output
     assert float(tags["monitor.estimated_fpr"]) == pytest.approx(data["estimated_fpr"], rel=1e-4)
     files = {a.path for a in MlflowClient().list_artifacts(run_.info.run_id, "monitor")}
     assert {"monitor/feature_drift.png", "monitor/score_histograms.png"} <= files, files
