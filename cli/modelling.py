@@ -311,20 +311,11 @@ def score(
     # The options first: refused before MLflow loads or data is read.
     day = _check_score_options(as_of, engine, out_file, publish, allow_shrink, allow_older)
     settings = run_context(calendar).settings
-    language = person_lang(lang, settings)
-    from commuter_badge.models.runs.score import check_include
-
-    wanted = check_include([x.strip() for x in include.split(",") if x.strip()], language)
-    if wanted and engine != "duckdb":
-        raise UserError("--include works with the duckdb engine only")
-    from commuter_badge.models.mlflow_edge import registry
-    from commuter_badge.stores.decisions import check_store_location
+    language, wanted = _person_side_options(include, lang, engine, settings)
     from commuter_badge.stores.publishing import score_and_publish
 
-    store = check_store_location(settings.decisions_path) if publish else None
-    registry.configure(settings.tracking_uri)
     start = time.perf_counter()
-    loaded = registry.load_model(model)
+    store, loaded = _store_and_model(settings, publish, model)
     result = score_and_publish(
         trips,
         day,
@@ -344,6 +335,27 @@ def score(
     if result.table is not None:
         report_missed(result.table)
         report_overrides(result.table, settings.reviews_url)
+
+
+def _person_side_options(include: str, lang, engine: str, settings):
+    """`--lang` (else the setting) and the `--include` columns, checked before any data is read."""
+    from commuter_badge.models.runs.score import check_include
+
+    language = person_lang(lang, settings)
+    wanted = check_include([x.strip() for x in include.split(",") if x.strip()], language)
+    if wanted and engine != "duckdb":
+        raise UserError("--include works with the duckdb engine only")
+    return language, wanted
+
+
+def _store_and_model(settings, publish: bool, model: str):
+    """The checked decision store (None without --publish), then the model to score with."""
+    from commuter_badge.models.mlflow_edge import registry
+    from commuter_badge.stores.decisions import check_store_location
+
+    store = check_store_location(settings.decisions_path) if publish else None
+    registry.configure(settings.tracking_uri)
+    return store, registry.load_model(model)
 
 
 def _check_score_options(as_of, engine, out_file, publish, allow_shrink, allow_older):
