@@ -223,17 +223,19 @@ def parse_months(values: list[str] | None, trips, labels, as_of: str) -> list:
     """`--month` values (or the single --trips/--labels/--as-of month) as models' Months."""
     import ast
 
-    from commuter_badge.models.core.months import Month
-
     single = [trips is not None, bool(labels), bool(as_of)]
     if values and any(single):
         raise UserError("give either --month (repeatable) or --trips/--labels/--as-of, not both")
     if not values:
         if not all(single):
             raise UserError("give --trips, --labels and --as-of, or one --month per month")
-        return [Month(Path(trips), tuple(Path(p) for p in labels), parse_date(as_of))]
-    months = []
-    for value in values:  # typer hands each three-value tuple over as its text
-        m_trips, m_labels, m_day = ast.literal_eval(value) if value.startswith("(") else value
-        months.append(Month(Path(m_trips), (Path(m_labels),), parse_date(m_day, "--month")))
-    return months
+        parsed = [(Path(trips), tuple(Path(p) for p in labels), parse_date(as_of))]
+    else:
+        parsed = []
+        for value in values:  # typer hands each three-value tuple over as its text
+            m_trips, m_labels, m_day = ast.literal_eval(value) if value.startswith("(") else value
+            parsed.append((Path(m_trips), (Path(m_labels),), parse_date(m_day, "--month")))
+    # Every option is checked before the models (and DuckDB, which they import) load.
+    from commuter_badge.models.core.months import Month
+
+    return [Month(*month) for month in parsed]

@@ -113,8 +113,8 @@ def train(
     output's `promotion` line and the version's tags say which and why.
     """
     # Every option and setting is checked before MLflow and LightGBM load or any data is read.
-    months = parse_months(month, trips, labels, as_of)
     config = _train_config(config_file, params or [], target_fpr, seed, window_days)
+    months = parse_months(month, trips, labels, as_of)
     context = run_context(calendar)  # the calendar is recorded on the run and the model version
     from commuter_badge.models.runs.train import train_months
 
