@@ -182,7 +182,7 @@ class ScoreResponse(BaseModel):
     model_version: str
     threshold: float
     target_fpr: float
-    results: list[PersonScoreWithSide | PersonScore] = Field(
+    results: list[PersonScore | PersonScoreWithSide] = Field(
         description="one per requested person, in request order"
     )
 

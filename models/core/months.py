@@ -79,8 +79,9 @@ def check_months(months: Sequence[Month], command: str) -> list[Month]:
             )
         if len(ordered) == 1:
             raise MonthsError(
-                f"{m.labels[-1]}: weighted labels (an audit) certify the threshold but cannot "
-                f"train alone; give a fully labelled month too: `commuter {command} --month "
+                f"{m.labels[-1]}: weighted labels (an audit) certify a threshold, but `commuter "
+                f"{command}` cannot use them alone; give a fully labelled month too: "
+                "`commuter train --month "
                 "TRIPS LABELS AS_OF` (the month before) `--month` (the audited one)"
             )
     return ordered

@@ -214,6 +214,18 @@ def test_generated_client_gets_typed_results(doc, models, server, world: World):
     assert isinstance(result, models.PersonScore)
     assert 0.0 <= result.commuter_probability <= 1.0
     assert all(isinstance(reason, models.Reason) for reason in result.reasons)
+    # Asked for the person's side, the same client reads it as its own generated type.
+    sided = client.score(
+        {
+            "as_of": "2021-10-20",
+            "persons": [{"person_id": person, "trips": world.trips_of(person)}],
+            "include": ["badge_expected_on", "recourse"],
+        }
+    )
+    (with_side,) = sided.results
+    assert isinstance(with_side, models.PersonScoreWithSide), type(with_side)
+    assert with_side.commuter_probability == result.commuter_probability
+    assert isinstance(with_side.recourse, list), with_side
     looked_up = client.badge({"person_ids": [person, "never-seen"]})
     assert isinstance(looked_up, models.BadgeResponse), type(looked_up)
     found, missing = (r.root if hasattr(r, "root") else r for r in looked_up.results)

@@ -81,18 +81,14 @@ def model(world_dir, duckdb_features):
 
 
 def test_spark_scores_equal_batch_scores(spark_feature_df, duckdb_features, model):
+    from commuter_badge.models.runs.score import OUTPUT_SCHEMA
     from commuter_badge.models.runs.spark_score import score_features
 
     # spark_score = spark_features + score_features; the features are the ones compared above.
     table = score_features(spark_feature_df, model).toArrow()
-    assert table.schema.names == [
-        "person_id",
-        "commuter_probability",
-        "badge",
-        "threshold",
-        "model_version",
-    ]
-    assert [str(t) for t in table.schema.types] == ["string", "double", "bool", "double", "string"]
+    # The same columns, in the same order and types, as `commuter score` writes (contract §2).
+    assert table.schema.names == OUTPUT_SCHEMA.names
+    assert [str(t) for t in table.schema.types] == [str(t) for t in OUTPUT_SCHEMA.types]
     got = table.to_pandas().set_index("person_id").sort_index()
     expected = pd.DataFrame(
         {"p": model.predict_proba(duckdb_features)}, index=duckdb_features["person_id"]
@@ -105,6 +101,8 @@ def test_spark_scores_equal_batch_scores(spark_feature_df, duckdb_features, mode
     assert 0 < got["badge"].sum() < len(got)
     assert (got["threshold"] == 0.5).all()
     assert (got["model_version"] == "7").all()
+    days = duckdb_features.set_index("person_id")["days_since_first"].sort_index()
+    assert (got["days_since_first"].to_numpy() == days.to_numpy()).all()
 
 
 def test_write_spark_features_and_scores(spark, world_dir, model, tmp_path):
