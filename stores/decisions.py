@@ -30,8 +30,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +44,7 @@ from commuter_badge.locks import file_lock
 from commuter_badge.models.runs.score import SCORE_COLUMNS, SCORE_SCHEMA, write_scores
 from commuter_badge.stores import decisions_pg
 from commuter_badge.stores.decisions_pg import PgDecisionStore
+from commuter_badge.stores.rechecked import RecheckedStore
 
 if TYPE_CHECKING:
     from commuter_badge.features.coverage import Coverage
@@ -424,31 +423,18 @@ def _signature(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-class DecisionStore:
-    """Read-only view of the latest publication at `path`, reopened when a newer one replaces it."""
+class DecisionStore(RecheckedStore):
+    """Read-only view of the latest publication at `path`, reopened when a newer one replaces it;
+    its publication holds published_at, rows, as_of and model_version."""
 
     def __init__(self, path: str | Path, *, recheck_seconds: float = 1.0) -> None:
+        super().__init__(recheck_seconds)
         self.path = Path(path).absolute()
-        self.recheck_seconds = recheck_seconds
-        self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._signature: tuple[int, int, int, int] | None | str = "unopened"
-        self._checked_at = float("-inf")
-        self._publication: dict[str, Any] | None = None
-        self.problem = "not opened yet"
 
-    @property
-    def ready(self) -> bool:
-        with self._lock:
-            self._refresh()
-            return self._con is not None
-
-    @property
-    def publication(self) -> dict[str, Any] | None:
-        """published_at, rows, as_of and model_version of the publication being served."""
-        with self._lock:
-            self._refresh()
-            return dict(self._publication) if self._publication else None
+    def _serving(self) -> bool:
+        return self._con is not None
 
     def lookup(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Decisions of the ids that the latest publication holds (absent ids are left out)."""
@@ -485,10 +471,8 @@ class DecisionStore:
         self._con = None
 
     def _refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < self.recheck_seconds:
+        if not self._due():
             return
-        self._checked_at = now
         signature = _signature(self.path)
         if signature == self._signature:
             return

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ import pandas as pd
 import psycopg
 
 from commuter_badge.errors import CommuterError
+from commuter_badge.stores.rechecked import RecheckedStore
 
 logger = logging.getLogger(__name__)
 
@@ -141,30 +141,17 @@ def _copy(cur: psycopg.Cursor, table: str, rows: pd.DataFrame, as_of: dt.date) -
     cur.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (person_id)")
 
 
-class PgDecisionStore:
-    """DecisionStore's interface (ready, problem, publication, lookup, close) over the view."""
+class PgDecisionStore(RecheckedStore):
+    """DecisionStore's interface (ready, problem, publication, lookup, close) over the view; its
+    publication holds version, published_at, rows, badges, as_of and model_version."""
 
     def __init__(self, url: str, *, recheck_seconds: float = 1.0) -> None:
+        super().__init__(recheck_seconds)
         self.url = url
-        self.recheck_seconds = recheck_seconds
-        self._lock = threading.Lock()
         self._con: psycopg.Connection | None = None
-        self._checked_at = float("-inf")
-        self._publication: dict[str, Any] | None = None
-        self.problem = "not opened yet"
 
-    @property
-    def ready(self) -> bool:
-        with self._lock:
-            self._refresh()
-            return self._publication is not None
-
-    @property
-    def publication(self) -> dict[str, Any] | None:
-        """version, published_at, rows, badges, as_of and model_version of the live publication."""
-        with self._lock:
-            self._refresh()
-            return dict(self._publication) if self._publication else None
+    def _serving(self) -> bool:
+        return self._publication is not None
 
     def lookup(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Decisions of the ids the live publication holds (absent ids are left out)."""
@@ -206,10 +193,8 @@ class PgDecisionStore:
         self._checked_at = float("-inf")
 
     def _refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < self.recheck_seconds:
+        if not self._due():
             return
-        self._checked_at = now
         try:
             if self._con is None or self._con.closed:
                 self._connect()
@@ -217,7 +202,7 @@ class PgDecisionStore:
                 self._publication = _latest(cur)
         except psycopg.Error as exc:
             self._drop(_why(self.url, exc))
-            self._checked_at = now
+            self._checked_at = time.monotonic()
             logger.warning("%s", self.problem)
             return
         self.problem = (
