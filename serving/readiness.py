@@ -2,11 +2,11 @@
 
 A model certified under one holiday calendar is a different model from one certified under
 another, so whoever checks readiness (an operator after adding next year's schedule, a deploy
-script) should see the calendar in the same answer. BentoML's own `/readyz` (driven by
-`__is_ready__`) stays in charge of the verdict; this ASGI middleware only replaces the body of a
-ready answer with JSON: `{"status": "ready", "model_version": "7", "calendar": {library_version,
+script) should see the calendar in the same answer. The API's `/readyz` route (serving/service.py)
+answers in JSON: ready, `{"status": "ready", "model_version": "7", "calendar": {library_version,
 file_digest, years, ...}}` (features/workdays.py `calendar_info`; the model version is the one this
-worker serves, pinned when the service started). A not-ready answer passes through unchanged.
+worker serves, pinned when the service started); not ready, 503 with the one error body naming
+what is missing (the same checks as BentoML's `__is_ready__`).
 
 A review store on a database server (PostgreSQL) can go away after the worker opened it; while it
 is away `/reviews` and `/badge` answer 503, so `/readyz` must too. `StorePing` asks it `SELECT 1`
@@ -21,14 +21,10 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
-import bentoml
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
-from starlette.responses import JSONResponse
-from starlette.types import Message, Receive, Scope, Send
-
-from commuter_badge.features.workdays import calendar_info
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 READY_PATH = "/readyz"
 PING_TIMEOUT_SECONDS = 2  # libpq's connect_timeout takes whole seconds, at least 2
@@ -78,35 +74,20 @@ class StorePing:
             self._engine.dispose()
 
 
-class ReadyzCalendar:
-    """ASGI middleware: a ready `/readyz` answers JSON with the calendar in use."""
+class ReadyzFromApi:
+    """ASGI middleware: `/readyz` answered by the API's own route (serving/service.py `readyz`).
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+    BentoML's system routes come before a mounted app, so its plain-text `/readyz` would shadow
+    the API's; this sends that one path to the API, whose route declares (and so documents) the
+    JSON it answers. Every other path goes on to BentoML.
+    """
+
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, api: ASGIApp
+    ) -> None:
         self.app = app
+        self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != READY_PATH:
-            await self.app(scope, receive, send)
-            return
-        ready = False
-
-        async def relay(message: Message) -> None:
-            nonlocal ready
-            if message["type"] == "http.response.start":
-                ready = message["status"] == 200
-            if not ready:
-                await send(message)
-
-        await self.app(scope, receive, relay)
-        if ready:
-            body = {
-                "status": "ready",
-                "model_version": _served_version(),
-                "calendar": calendar_info(),
-            }
-            await JSONResponse(body)(scope, receive, send)
-
-
-def _served_version() -> str | None:
-    """The model version this worker's service instance serves (None before it has one)."""
-    return getattr(bentoml.get_current_service(), "model_version", None)
+        target = self.api if scope["type"] == "http" and scope["path"] == READY_PATH else self.app
+        await target(scope, receive, send)
