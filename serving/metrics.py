@@ -8,7 +8,7 @@ unauthenticated requests to random paths grew /metrics without bound.
 That middleware is the outermost one, so nothing installed with `add_asgi_middleware` runs before
 it. The one seam is the name the app factory imports when it builds the middleware stack
 (`_bentoml_impl.server.app.ServiceAppFactory.middlewares`): `bound_endpoint_labels()` replaces it
-with a subclass that shows the middleware a path from a fixed set (the service's routes, the
+with a subclass that shows the middleware a path from a fixed set (the API's routes, the
 system routes, "/static_content" for the page's files, `OTHER` for anything else) and gives the
 real path back to the app behind it. Call it before the app is built, i.e. when the service
 module is imported. tests/service/test_hardening.py holds /metrics flat under random paths, so a
@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bentoml._internal.context import server_context
 from bentoml._internal.server.http import instruments
 
 OTHER = "other"
+API_ROUTES = ("/score", "/badge", "/reviews")
+REVIEW_HISTORY = "/reviews/{person_id}"
 SYSTEM_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/", "/docs.json", "/schema.json")
 STATIC_PREFIX = "/static_content"
 _REAL_PATH = "commuter.real_path"
@@ -33,6 +34,8 @@ def endpoint_label(path: str, routes: Iterable[str]) -> str:
     """The metrics label of a request path: itself when it is a known route, else a fixed one."""
     if path in routes or path in SYSTEM_ROUTES:
         return path
+    if "/reviews" in routes and path.startswith("/reviews/"):
+        return REVIEW_HISTORY
     if path.startswith(STATIC_PREFIX + "/"):
         return STATIC_PREFIX
     return OTHER
@@ -58,7 +61,7 @@ class RouteLabelledTrafficMetrics(instruments.RunnerTrafficMetricsMiddleware):
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
-            label = endpoint_label(scope["path"], server_context.service_routes)
+            label = endpoint_label(scope["path"], API_ROUTES)
             if label != scope["path"]:
                 scope = {**scope, "path": label, _REAL_PATH: scope["path"]}
         await super().__call__(scope, receive, send)
