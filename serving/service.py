@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import bentoml
-from fastapi import APIRouter, Depends, FastAPI, Header
+from fastapi import APIRouter, Depends, FastAPI, Header, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,7 +39,7 @@ from commuter_badge.serving.admission import InflightLimit, calm_garbage_collect
 from commuter_badge.serving.bento import bundled_model
 from commuter_badge.serving.connections import RecycleConnections
 from commuter_badge.serving.http_errors import json_protocol_errors
-from commuter_badge.serving.metrics import bound_endpoint_labels
+from commuter_badge.serving.metrics import METRICS_PATH, TrafficMetrics, metrics_text
 from commuter_badge.serving.precedence import badge_answers
 from commuter_badge.serving.readiness import (
     ReadyzFromApi,
@@ -138,6 +138,8 @@ def _open_reviews(url: str) -> tuple[ReviewStore | None, str]:
     workers=1,  # `commuter serve --workers N` overrides this (serving/run.py)
     threads=1,
     traffic={"timeout": 60},
+    # BentoML's traffic metrics label raw paths; serving/metrics.py counts with fixed labels
+    metrics={"enabled": False},
 )
 class CommuterBadge:
     """Commuter probability with reasons from recent crossings, and the latest batch decisions."""
@@ -383,15 +385,23 @@ async def readyz(svc: Service) -> Ready:
     )
 
 
+@app.get(METRICS_PATH, include_in_schema=False)
+def prometheus_metrics() -> Response:
+    """Every worker's metrics in Prometheus' text format (open, like the probes)."""
+    body, media_type = metrics_text()
+    return Response(body, media_type=media_type)
+
+
 app.include_router(api)
 app.include_router(reviews_router)
 docs_page(app)
 no_such_route(app, api, reviews_router)
 
-# Before BentoML builds its app: metrics label endpoints from a fixed set (serving/metrics.py),
-# and requests uvicorn cannot parse are refused in JSON too (serving/http_errors.py).
-bound_endpoint_labels()
+# Before BentoML builds its app: requests uvicorn cannot parse are refused in JSON too
+# (serving/http_errors.py says why this one reaches inside uvicorn).
 json_protocol_errors()
+# Outermost of ours: every request counted under a fixed endpoint label (serving/metrics.py).
+CommuterBadge.add_asgi_middleware(TrafficMetrics)
 # Outermost: keep-alive connections are recycled so that the load spreads over the workers
 # (serving/connections.py); then a worker refuses (503) bodies beyond its in-flight budget.
 CommuterBadge.add_asgi_middleware(RecycleConnections)
