@@ -1,6 +1,6 @@
 """BentoML's adaptive batching in place of the hand-written `BatchScorer`, for the side-by-side bench.
 
-The same request guard, the same feature SQL and model call (`serving.service.score_persons`), but
+The same feature SQL and model call (`serving.scoring.score_persons`), no token check, but
 requests are merged by BentoML's dispatcher (`@bentoml.api(batchable=True)`) instead of our queue.
 A batchable API takes one list, so each item carries its own as_of: the body is
 `{"persons": [{"as_of": ..., "person_id": ..., "trips": [...]}, ...]}`. Served only by
@@ -17,9 +17,8 @@ from pydantic import BaseModel, Field
 
 from commuter_badge.features.read import connect
 from commuter_badge.models.mlflow_edge import registry
-from commuter_badge.serving.auth import RequestGuard
 from commuter_badge.serving.schemas import MAX_PERSONS, AsOf, PersonTrips
-from commuter_badge.serving.service import MAX_BATCH_PERSONS, score_persons
+from commuter_badge.serving.scoring import MAX_BATCH_PERSONS, score_persons
 from commuter_badge.settings import load_settings
 
 # The dispatcher's latency goal: it answers 503 ("process is overloaded") to requests it expects to
@@ -58,6 +57,3 @@ class Batchable:
             for i, r in zip(idx, scored, strict=True):
                 out[i] = r
         return out
-
-
-Batchable.add_asgi_middleware(RequestGuard, validators={"/score": BatchRequest})

@@ -17,10 +17,11 @@
 - `calm_garbage_collector` makes CPython's full collections rare. A full collection walks every
   live object holding the GIL: with two large requests in flight (millions of objects) one took
   over a second, during which no probe was answered, and they doubled the CPU time of parsing
-  (tests/service/ hold the probes' answers; figures in docs/guide/operations.md, Performance).
-- `ParseOffLoop` (inside the request guard) hands BentoML, which would parse the body again on the
-  event loop, a stub with no persons; the service takes the persons the guard validated from the
-  request state (`parsed_request`).
+  (figures in docs/guide/operations.md, Performance).
+
+All three are kept because measurement justified them (tests/service/test_admission.py holds the
+probes and the memory bound). `validate_in_pieces` is the one parse of a large body
+(serving/web.py `JsonBodyRoute` calls it), not a second one.
 """
 
 from __future__ import annotations
@@ -29,13 +30,11 @@ import gc
 import json
 import logging
 import re
-from collections.abc import Callable, Collection
 from typing import Any
 
-import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from commuter_badge.serving.schemas import (
     MAX_BODY_BYTES,
@@ -58,7 +57,6 @@ OFF_LOOP_BYTES = 1024 * 1024
 PIECEWISE: dict[type[BaseModel], tuple[str, type[BaseModel], int]] = {
     ScoreRequest: ("persons", PersonTrips, MAX_PERSONS)
 }
-PARSED_STATE_KEY = "commuter_parsed_request"
 # Young generations still collect the short-lived cycles (every 50,000 allocations); a full
 # collection waits for 2,000 young ones instead of 100.
 GC_THRESHOLDS = (50_000, 20, 100)
@@ -117,56 +115,6 @@ class InflightLimit:
         )
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         await JSONResponse(body, status_code=503, headers=headers)(scope, receive, send)
-
-
-class ParseOffLoop:
-    """ASGI middleware: BentoML gets a stub for a large body of `models` (see the module docstring).
-
-    The parsed model comes from the request state, where the request guard left it; a body the
-    guard did not parse is validated here, in pieces, in a thread. `stub(parsed)` builds the small
-    body BentoML parses instead.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        models: dict[str, type[BaseModel]],
-        stub: Callable[[Any], dict[str, Any]],
-        min_bytes: int = OFF_LOOP_BYTES,
-        methods: Collection[str] = ("POST",),
-    ) -> None:
-        self.app = app
-        self.models = dict(models)
-        self.stub = stub
-        self.min_bytes = min_bytes
-        self.methods = frozenset(methods)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        model = self.models.get(scope.get("path", "")) if scope["type"] == "http" else None
-        declared = declared_length(scope) if model is not None else None
-        small = declared is not None and declared < self.min_bytes  # unknown length: may be large
-        if model is None or scope["method"] not in self.methods or small:
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
-        body = await _read(receive)
-        if body is None:
-            return
-        if not isinstance(state.get(PARSED_STATE_KEY), model):
-            # The request guard validates before this runs; a failure here is a bug, not input.
-            state[PARSED_STATE_KEY] = await anyio.to_thread.run_sync(
-                validate_in_pieces, model, body
-            )
-        del body
-        stub = json.dumps(self.stub(state[PARSED_STATE_KEY])).encode()
-        headers = [
-            (k, v)
-            for k, v in scope["headers"]
-            if k not in (b"content-length", b"transfer-encoding")
-        ]
-        headers.append((b"content-length", str(len(stub)).encode()))
-        await self.app({**scope, "headers": headers}, replay_body(stub, receive), send)
 
 
 def validate_in_pieces(model: type[BaseModel], body: bytes) -> BaseModel:
@@ -275,33 +223,3 @@ def _split(text: str, field: str) -> tuple[dict[str, Any], list[str]] | None:
     if items is None or text[ws(i) :]:
         return None
     return head, items
-
-
-def parsed_request(state: Any) -> Any | None:
-    """The model ParseOffLoop parsed for this request (from `request.state`), if it did."""
-    return getattr(state, PARSED_STATE_KEY, None)
-
-
-async def _read(receive: Receive) -> bytes | None:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def replay_body(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the app `body` (already read) once, then the client's messages."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

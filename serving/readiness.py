@@ -2,15 +2,15 @@
 
 A model certified under one holiday calendar is a different model from one certified under
 another, so whoever checks readiness (an operator after adding next year's schedule, a deploy
-script) should see the calendar in the same answer. BentoML's own `/readyz` (driven by
-`__is_ready__`) stays in charge of the verdict; this ASGI middleware only replaces the body of a
-ready answer with JSON: `{"status": "ready", "model_version": "7", "calendar": {library_version,
+script) should see the calendar in the same answer. The API's `/readyz` route (serving/service.py)
+answers in JSON: ready, `{"status": "ready", "model_version": "7", "calendar": {library_version,
 file_digest, years, ...}}` (features/workdays.py `calendar_info`; the model version is the one this
 worker serves, pinned when the service started). It also names the stores the worker uses, kind
 and location without user, password or query (`stores`: decisions, reviews, models), and the
 decision publication it answers from (`publication`: as_of, version, model_version, rows): on
 several replicas an operator sees at once whether they share one store and one publication.
-A not-ready answer passes through unchanged.
+Not ready, 503 with the one error body naming what is missing (the same checks as BentoML's
+`__is_ready__`).
 
 A review store on a database server (PostgreSQL) can go away after the worker opened it; while it
 is away `/reviews` and `/badge` answer 503, so `/readyz` must too. `StorePing` asks it `SELECT 1`
@@ -25,16 +25,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-import bentoml
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
-from starlette.responses import JSONResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from commuter_badge.features.workdays import calendar_info
 from commuter_badge.settings import Settings
 
 READY_PATH = "/readyz"
@@ -85,39 +83,23 @@ class StorePing:
             self._engine.dispose()
 
 
-class ReadyzCalendar:
-    """ASGI middleware: a ready `/readyz` answers JSON with the calendar in use."""
+class ReadyzFromApi:
+    """ASGI middleware: `/readyz` answered by the API's own route (serving/service.py `readyz`).
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+    BentoML's system routes come before a mounted app, so its plain-text `/readyz` would shadow
+    the API's; this sends that one path to the API, whose route declares (and so documents) the
+    JSON it answers. Every other path goes on to BentoML.
+    """
+
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, api: ASGIApp
+    ) -> None:
         self.app = app
+        self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != READY_PATH:
-            await self.app(scope, receive, send)
-            return
-        ready = False
-
-        async def relay(message: Message) -> None:
-            nonlocal ready
-            if message["type"] == "http.response.start":
-                ready = message["status"] == 200
-            if not ready:
-                await send(message)
-
-        await self.app(scope, receive, relay)
-        if ready:
-            body = {
-                "status": "ready",
-                "model_version": _served_version(),
-                "calendar": calendar_info(),
-                **_stores_and_publication(),
-            }
-            await JSONResponse(body)(scope, receive, send)
-
-
-def _served_version() -> str | None:
-    """The model version this worker's service instance serves (None before it has one)."""
-    return getattr(bentoml.get_current_service(), "model_version", None)
+        target = self.api if scope["type"] == "http" and scope["path"] == READY_PATH else self.app
+        await target(scope, receive, send)
 
 
 def _location(url: str) -> dict[str, str]:
@@ -144,8 +126,8 @@ def stores_in_use(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-def _stores_and_publication() -> dict:
-    service = bentoml.get_current_service()
+def stores_and_publication(service: Any) -> dict[str, Any]:
+    """What /readyz says about the stores in use and the decision publication it answers from."""
     publication = getattr(getattr(service, "store", None), "publication", None) or {}
     version = publication.get("version", publication.get("published_at"))
     return {

@@ -1,11 +1,9 @@
 """`POST /reviews` and `GET /reviews/{person_id}`: the reviewers' side of the service (docs/contract.md §3).
 
-An ASGI middleware inside the request guard (serving/auth.py), which has already checked that the
-token is a reviewer's (COMMUTER_REVIEWER_TOKENS; issuer tokens get 403) and validated a POST body
-against `ReviewRequest`, answering 4xx naming the field. BentoML's `@bentoml.api` routes take no
-path parameters and answer 200 only, so these two are answered here: 201 with the case id, and a
-person's reviews oldest first. The store calls run in a thread (an append may wait for SQLite's
-write lock). Neither bodies nor tokens are logged; /metrics counts recorded reviews by decision.
+FastAPI routes for reviewer tokens only (COMMUTER_REVIEWER_TOKENS; issuer tokens get 403): 201
+with the case id, and a person's reviews oldest first. The store calls run in a thread (an append
+may wait for SQLite's write lock). Neither bodies nor tokens are logged; /metrics counts recorded
+reviews by decision.
 
 A POST may carry an `Idempotency-Key` header (e.g. a UUID): a replay with the same key and the
 same body is answered with the first result, 201 with the same case_id and recorded_at, marked by
@@ -19,21 +17,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 import bentoml
 import sqlalchemy as sa
-from starlette.responses import JSONResponse
-from starlette.types import Receive, Scope, Send
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from commuter_badge.features.ids import CONTROL_CHARACTERS, NO_CONTROLS, json_printable
 from commuter_badge.features.schema import MAX_ID_LENGTH
-from commuter_badge.serving.auth import REVIEW_PATH, is_review_path
-from commuter_badge.serving.schemas import problem
+from commuter_badge.serving.web import (
+    API_ERRORS,
+    REVIEWER,
+    ApiError,
+    JsonBodyRoute,
+    current_service,
+    error_responses,
+    role,
+)
 from commuter_badge.stores.reviews import (
     DECISIONS,
+    IDEMPOTENCY_PARAMETER,
     IdempotencyConflict,
     ReviewRequest,
     ReviewStore,
@@ -81,84 +87,17 @@ def show_counts(store: ReviewStore) -> None:
         STORED.labels(decision=decision).set(counts[decision])
 
 
-def _store() -> ReviewStore | None:
-    return getattr(bentoml.get_current_service(), "reviews", None)
+class Recorded(BaseModel):
+    case_id: str
+    recorded_at: str
 
 
-class ReviewRoutes:
-    """ASGI middleware answering /reviews and /reviews/{person_id}; other paths pass through."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_review_path(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        response = await self._answer(scope, receive)
-        await response(scope, receive, send)
-
-    async def _answer(self, scope: Scope, receive: Receive) -> JSONResponse:
-        path, method = scope["path"], scope["method"]
-        store = _store()
-        if store is None:
-            why = getattr(bentoml.get_current_service(), "reviews_problem", "not opened")
-            return _unavailable(why)
-        try:
-            if path == REVIEW_PATH:
-                if method != "POST":
-                    return _not_allowed("POST")
-                return await self._record(store, scope, await _body(receive))
-            if method not in ("GET", "HEAD"):
-                return _not_allowed("GET")
-            return await self._history(store, path[len(REVIEW_PATH) + 1 :])
-        except sa.exc.SQLAlchemyError as exc:
-            logger.warning("review store error: %s", exc.__class__.__name__)
-            return _unavailable("the review store did not answer; try again")
-
-    @staticmethod
-    async def _record(store: ReviewStore, scope: Scope, body: bytes) -> JSONResponse:
-        keys = [v for k, v in scope["headers"] if k == IDEMPOTENCY_HEADER.lower().encode()]
-        if len(keys) > 1:
-            return _invalid(400, IDEMPOTENCY_HEADER, f"send one {IDEMPOTENCY_HEADER} header")
-        key = keys[0].decode("latin-1") if keys else None
-        if key is not None and (why := idempotency_key_problem(key)):
-            return _invalid(422, IDEMPOTENCY_HEADER, why)
-        review = ReviewRequest.model_validate_json(body)  # the guard validated it already
-        try:
-            done = await anyio.to_thread.run_sync(lambda: store.record(review, idempotency_key=key))
-        except IdempotencyConflict as exc:
-            return _invalid(422, IDEMPOTENCY_HEADER, str(exc))
-        stored = done.review
-        if not done.replayed:
-            RECORDED.labels(decision=stored.decision).inc()
-            await anyio.to_thread.run_sync(show_counts, store)
-        return JSONResponse(
-            {"case_id": stored.case_id, "recorded_at": stored.recorded_at},
-            status_code=201,
-            headers={REPLAYED_HEADER: "true"} if done.replayed else None,
-        )
-
-    @staticmethod
-    async def _history(store: ReviewStore, person_id: str) -> JSONResponse:
-        if not person_id.strip() or len(person_id) > MAX_ID_LENGTH:
-            return _invalid(
-                422, "person_id", f"the path needs a person_id of 1 to {MAX_ID_LENGTH} characters"
-            )
-        if CONTROL_CHARACTERS.search(person_id):
-            return _invalid(
-                422,
-                "person_id",
-                f"the path's person_id holds a control character; {NO_CONTROLS} allowed",
-            )
-        history = await anyio.to_thread.run_sync(store.history, person_id)
-        today = local_today()
-        return _PrintableJSON(
-            {"person_id": person_id, "reviews": [r.public(today) for r in history]}
-        )
+class ReviewHistory(BaseModel):
+    person_id: str
+    reviews: list[dict[str, Any]]
 
 
-class _PrintableJSON(JSONResponse):
+class PrintableJSON(JSONResponse):
     """JSON with every control character escaped (json.dumps leaves C1 and bidi controls raw)."""
 
     def render(self, content: Any) -> bytes:
@@ -166,30 +105,90 @@ class _PrintableJSON(JSONResponse):
         return json_printable(text).encode("utf-8")
 
 
-def _invalid(status: int, field: str, message: str) -> JSONResponse:
-    return JSONResponse(problem("invalid request", field, message), status_code=status)
+def review_store(svc: Annotated[Any, Depends(current_service)]) -> ReviewStore:
+    if (store := svc.reviews) is None:
+        raise ApiError.unavailable("review store not available", svc.reviews_problem)
+    return store
 
 
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+Store = Annotated[ReviewStore, Depends(review_store)]
+reviews_router = APIRouter(route_class=JsonBodyRoute, dependencies=[Depends(role(REVIEWER))])
 
 
-def _not_allowed(allow: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": "method not allowed", "message": f"use {allow} on this path"},
-        status_code=405,
-        headers={"Allow": allow},
-    )
+@reviews_router.post(
+    "/reviews",
+    operation_id="reviews",
+    status_code=201,
+    responses={
+        201: {"description": "Recorded: the case id and when"},
+        **error_responses(*API_ERRORS),
+    },
+)
+async def record_review(
+    body: ReviewRequest,
+    store: Store,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_HEADER,
+            description=IDEMPOTENCY_PARAMETER["description"],
+            json_schema_extra={"pattern": IDEMPOTENCY_PARAMETER["schema"]["pattern"]},
+        ),
+    ] = None,
+) -> Recorded:
+    """Record a manual decision (reviewer tokens only)."""
+    if len(request.headers.getlist(IDEMPOTENCY_HEADER)) > 1:
+        raise ApiError.invalid(IDEMPOTENCY_HEADER, f"send one {IDEMPOTENCY_HEADER} header", 400)
+    if idempotency_key is not None and (why := idempotency_key_problem(idempotency_key)):
+        raise ApiError.invalid(IDEMPOTENCY_HEADER, why)
+    try:
+        done = await anyio.to_thread.run_sync(
+            lambda: store.record(body, idempotency_key=idempotency_key)
+        )
+    except IdempotencyConflict as exc:
+        raise ApiError.invalid(IDEMPOTENCY_HEADER, str(exc)) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise _store_failed(exc) from None
+    stored = done.review
+    if done.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    else:
+        RECORDED.labels(decision=stored.decision).inc()
+        await anyio.to_thread.run_sync(show_counts, store)
+    return Recorded(case_id=stored.case_id, recorded_at=stored.recorded_at)
 
 
-def _unavailable(why: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": "review store not available", "message": why},
-        status_code=503,
-        headers={"Retry-After": "10"},
+@reviews_router.get(
+    "/reviews/{person_id:path}",
+    operation_id="review_history",
+    response_class=PrintableJSON,
+    responses=error_responses(*API_ERRORS),
+)
+def review_history(
+    person_id: Annotated[str, Path(max_length=MAX_ID_LENGTH, description="the person's id")],
+    store: Store,
+) -> ReviewHistory:
+    """A person's reviews, oldest first (reviewer tokens only)."""
+    if not person_id.strip():
+        raise ApiError.invalid(
+            "person_id", f"the path needs a person_id of 1 to {MAX_ID_LENGTH} characters"
+        )
+    if CONTROL_CHARACTERS.search(person_id):
+        raise ApiError.invalid(
+            "person_id", f"the path's person_id holds a control character; {NO_CONTROLS} allowed"
+        )
+    try:
+        history = store.history(person_id)
+    except sa.exc.SQLAlchemyError as exc:
+        raise _store_failed(exc) from None
+    today = local_today()
+    return ReviewHistory(person_id=person_id, reviews=[r.public(today) for r in history])
+
+
+def _store_failed(exc: Exception) -> ApiError:
+    logger.warning("review store error: %s", exc.__class__.__name__)
+    return ApiError.unavailable(
+        "review store not available", "the review store did not answer; try again"
     )

@@ -1,8 +1,8 @@
 """What the badge issuer sends and gets back (contract section 3), and how bad input is reported.
 
-The request models are the single definition of valid input: BentoML builds the OpenAPI schema from
-them, and the request guard (`serving/auth.py`) validates every body against them before BentoML
-sees it, so a malformed field gets one JSON answer naming the field instead of a stack trace.
+The request models are the single definition of valid input: FastAPI builds the OpenAPI schema from
+them, and each body is validated against its route's model once, from its bytes (serving/web.py),
+so a malformed field gets one JSON answer naming the field instead of a stack trace.
 Errors never echo the submitted values (`hide_input_in_errors`): trips must not reach any log.
 """
 

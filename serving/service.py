@@ -1,280 +1,112 @@
 """The badge issuer's HTTP service (contract section 3): `/score` from trips, `/badge` from batch.
 
 Run it with `commuter serve` (or `bentoml serve serving.service:CommuterBadge`). Each worker
-process loads the champion model once, opens the decision store read-only and keeps one DuckDB
-connection and one LightGBM call at a time, single-threaded, so workers scale with cores.
+process loads the champion model once, opens the decision store read-only and the review store,
+and scores on one DuckDB connection in one thread (serving/scoring.py), so workers scale with
+cores.
 
-`/score` computes features with the same SQL that batch scoring runs (`request_features`, read
-straight into the booster's matrix), so a person gets the same probability here as from
-`commuter score`. Requests arriving while a batch is being scored are queued and scored together
-in one feature query and one booster call (each has a per-call cost beside its per-person one;
-why this BatchScorer and not BentoML's adaptive batching: docs/architecture.md, figures:
-docs/guide/operations.md, Performance, from benchmarks/batchable_service.py).
-
-A person without crossings in the window gets probability 0.0, no badge and one reason saying so:
-the model is never asked about someone it has nothing to go on.
+The routes are a FastAPI application mounted on the BentoML service (`@bentoml.asgi_app`):
+their signatures are the request and response models, roles are dependencies and errors come
+from exception handlers (serving/web.py); the OpenAPI document at /docs.json is FastAPI's,
+generated from these declarations, /readyz included (its JSON names the calendar, the stores,
+the publication and what is missing). `/score`'s `include` adds the person's side and `lang` (or
+Accept-Language, a declared header) picks the language (models/core/recourse.py). BentoML runs
+the workers, /livez, /healthz and /metrics. Two ASGI middlewares stay, both kept because
+measurement justified them: keep-alive connections are recycled so a client's pool spreads over
+the workers (serving/connections.py), and a worker refuses (503) bodies beyond its in-flight
+byte budget (serving/admission.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import functools
 import logging
-import queue
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import bentoml
-import duckdb
+from fastapi import APIRouter, Depends, FastAPI, Header, Response
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.responses import JSONResponse
 
 from commuter_badge.features.messages import LANGS, from_accept_language
-from commuter_badge.features.read import connect
-from commuter_badge.features.sql import Window
-from commuter_badge.features.workdays import CalendarRangeError, use_calendar
+from commuter_badge.features.workdays import calendar_info, use_calendar
 from commuter_badge.models.core.recourse import with_person_side
-from commuter_badge.serving.admission import (
-    InflightLimit,
-    ParseOffLoop,
-    calm_garbage_collector,
-    parsed_request,
-)
-from commuter_badge.serving.auth import RequestGuard
+from commuter_badge.serving import access_log
+from commuter_badge.serving.admission import InflightLimit, calm_garbage_collector
 from commuter_badge.serving.bento import bundled_model
 from commuter_badge.serving.connections import RecycleConnections
 from commuter_badge.serving.http_errors import json_protocol_errors
-from commuter_badge.serving.metrics import bound_endpoint_labels
+from commuter_badge.serving.metrics import METRICS_PATH, TrafficMetrics, metrics_text
 from commuter_badge.serving.precedence import badge_answers
-from commuter_badge.serving.readiness import ReadyzCalendar, StorePing, stores_in_use
-from commuter_badge.serving.request_features import request_features
-from commuter_badge.serving.review_routes import ReviewRoutes, show_counts
+from commuter_badge.serving.readiness import (
+    ReadyzFromApi,
+    StorePing,
+    stores_and_publication,
+    stores_in_use,
+)
+from commuter_badge.serving.review_routes import reviews_router, show_counts
 from commuter_badge.serving.schemas import (
-    REASONS_PER_PERSON,
-    AsOf,
     BadgeRequest,
     BadgeResponse,
     Change,
-    Includes,
-    PersonIds,
-    Persons,
     PersonScore,
     PersonScoreWithSide,
-    PersonTrips,
     Reason,
-    RequestLang,
     ScoreRequest,
     ScoreResponse,
-    problem,
+)
+from commuter_badge.serving.scoring import BatchScorer, calendar_problem
+from commuter_badge.serving.web import (
+    API_ERRORS,
+    ISSUER,
+    ApiError,
+    JsonBodyRoute,
+    current_service,
+    docs_page,
+    error_responses,
+    install_error_handlers,
+    no_such_route,
+    role,
 )
 from commuter_badge.serving.workers import die_with_server
 from commuter_badge.settings import MODEL_NAME, export_for_workers, load_settings
 from commuter_badge.stores.decisions import DecisionStoreError, open_store
-from commuter_badge.stores.reviews import ReviewRequest, ReviewStore, ReviewStoreError
+from commuter_badge.stores.reviews import ReviewStore, ReviewStoreError
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "commuter_badge"
 MODEL_RETRY_SECONDS = 5.0  # how often a worker without a champion looks for one again
 REVIEWS_RETRY_SECONDS = 5.0  # how often a worker without its review store tries to open it again
-MAX_BATCH_PERSONS = 2_000  # persons the scorer puts into one feature query
-# Under load (the last batch held several requests), the scorer waits for more requests while
-# they keep coming, each within BATCH_GAP of the last and BATCH_MAX_WAIT in all, so a burst shares
-# one feature query instead of queueing behind many. A lone client never waits.
-BATCH_GAP_SECONDS = 0.002
-BATCH_MAX_WAIT_SECONDS = 0.012
-
-BATCH_PERSONS = bentoml.metrics.Histogram(
-    name="commuter_score_batch_persons",
-    documentation="Persons scored together in one feature query (requests queued meanwhile)",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+DESCRIPTION = (
+    "Who is a regular cross-city commuter into Beijing. `POST /score` scores persons "
+    "from their recent crossings; `POST /badge` looks up the latest batch decisions. "
+    "Both need `Authorization: Bearer <token>`. Every error has the `ErrorBody` shape."
 )
 
 
-def no_crossings_reason(window_days: int) -> dict[str, Any]:
-    return {
-        "feature": "crossings",
-        "description": f"no boundary crossings in the {window_days} days before as_of, so no badge",
-        "value": 0,
-        "contribution": 0.0,
-    }
+def package_version() -> str:
+    from importlib import metadata
 
-
-@functools.lru_cache(maxsize=256)
-def calendar_problem(as_of: dt.date, window_days: int) -> str | None:
-    """Why the working-day calendar cannot cover this window, or None when it can."""
     try:
-        Window(as_of, window_days).calendar()
-    except CalendarRangeError as exc:
-        return str(exc)
-    except OverflowError:  # as_of - window_days before year 1
-        return f"as_of {as_of.isoformat()} leaves no {window_days}-day window before it"
-    return None
+        return metadata.version("commuter-badge")
+    except metadata.PackageNotFoundError:
+        return "dev"
 
 
-def score_persons(
-    model: Any,
-    as_of: dt.date,
-    persons: Sequence[PersonTrips],
-    con: duckdb.DuckDBPyConnection,
-) -> list[dict[str, Any]]:
-    """Probability, badge and reasons per person, in order; one feature query for all of them.
-
-    Persons are keyed by position inside the query, so equal ids from different requests in one
-    batch stay apart; nothing in the feature SQL depends on the id's value.
-    """
-    window_days = model.meta.window_days
-    keys = [f"{i:07d}" for i in range(len(persons))]
-    ids, frame = request_features(
-        [(k, [vars(t) for t in p.trips]) for k, p in zip(keys, persons, strict=True)],
-        as_of,
-        window_days,
-        con,
-    )
-    row_of = {key: i for i, key in enumerate(ids)}
-    proba, reasons = model.explain(frame, REASONS_PER_PERSON)
-    badge = model.decide(proba)
-    out = []
-    for key, person in zip(keys, persons, strict=True):
-        i = row_of.get(key)
-        if i is None:
-            out.append(
-                {
-                    "person_id": person.person_id,
-                    "commuter_probability": 0.0,
-                    "badge": False,
-                    "reasons": [no_crossings_reason(window_days)],
-                }
-            )
-        else:
-            out.append(
-                {
-                    "person_id": person.person_id,
-                    "commuter_probability": float(proba[i]),
-                    "badge": bool(badge[i]),
-                    "reasons": reasons[i],
-                }
-            )
-    return out
-
-
-def side_response(model: Any, results: list[dict], include: bool) -> ScoreResponse:
-    """The /score answer with the person's side (`PersonScoreWithSide` when it was asked for)."""
-    kind = PersonScoreWithSide if include else PersonScore
-    people = []
-    for r in results:
-        fields = {**r, "reasons": [Reason.model_construct(**x) for x in r["reasons"]]}
-        if r.get("recourse") is not None:
-            fields["recourse"] = [Change.model_construct(**c) for c in r["recourse"]]
-        people.append(kind.model_construct(**fields))
-    return ScoreResponse.model_construct(
-        model_version=str(model.version),
-        threshold=float(model.threshold),
-        target_fpr=float(model.target_fpr),
-        results=people,
-    )
-
-
-@dataclass
-class _Job:
-    model: Any
-    as_of: dt.date
-    persons: Sequence[PersonTrips]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future
-
-
-def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
-    if future.done():  # the client went away
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-class BatchScorer:
-    """A thread that scores queued requests, together, on the worker's one DuckDB connection."""
-
-    def __init__(
-        self,
-        *,
-        max_batch_persons: int = MAX_BATCH_PERSONS,
-        gap: float = BATCH_GAP_SECONDS,
-        max_wait: float = BATCH_MAX_WAIT_SECONDS,
-    ) -> None:
-        self.max_batch_persons = max_batch_persons
-        self.gap = gap
-        self.max_wait = max_wait
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        # Used only for requests above features.build.SQLITE_MAX_TRIPS; smaller ones run on SQLite.
-        self._con = connect(threads=1)
-        self._thread = threading.Thread(target=self._run, name="commuter-scorer", daemon=True)
-        self._thread.start()
-
-    async def score(self, model: Any, as_of: dt.date, persons: Sequence[PersonTrips]) -> list[dict]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._queue.put(_Job(model, as_of, persons, loop, future))
-        return await future
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-        self._con.close()
-
-    def _run(self) -> None:
-        busy = False
-        while (job := self._queue.get()) is not None:
-            jobs, n = [job], len(job.persons)
-            deadline = time.monotonic() + (self.max_wait if busy else 0.0)
-            stop = False
-            while n < self.max_batch_persons:
-                wait = min(self.gap, deadline - time.monotonic())
-                try:
-                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                jobs.append(more)
-                n += len(more.persons)
-            groups: dict[tuple[int, dt.date], list[_Job]] = {}
-            for j in jobs:
-                groups.setdefault((id(j.model), j.as_of), []).append(j)
-            for group in groups.values():
-                self._score_group(group)
-            busy = len(jobs) > 1 or not self._queue.empty()
-            if stop:
-                return
-
-    def _score_group(self, jobs: list[_Job]) -> None:
-        persons = [p for j in jobs for p in j.persons]
-        BATCH_PERSONS.observe(len(persons))
-        try:
-            results = (
-                score_persons(jobs[0].model, jobs[0].as_of, persons, self._con) if persons else []
-            )
-        except Exception as exc:  # noqa: BLE001 - every waiting request must hear about it
-            if len(jobs) > 1:  # one request's failure must not fail the others batched with it
-                for j in jobs:
-                    self._score_group([j])
-                return
-            logger.exception("scoring a request of %d person(s) failed", len(persons))
-            for j in jobs:
-                j.loop.call_soon_threadsafe(_settle, j.future, None, exc)
-            return
-        start = 0
-        for j in jobs:
-            part = results[start : start + len(j.persons)]
-            start += len(j.persons)
-            j.loop.call_soon_threadsafe(_settle, j.future, part)
+app = FastAPI(
+    title="commuter-badge",
+    version=package_version(),
+    description=DESCRIPTION,
+    openapi_url="/docs.json",
+    docs_url=None,
+    redoc_url=None,
+)
+install_error_handlers(app)
+api = APIRouter(route_class=JsonBodyRoute)
 
 
 def model_to_serve(pinned: str | None) -> tuple[str | None, str | None]:
@@ -286,13 +118,6 @@ def model_to_serve(pinned: str | None) -> tuple[str | None, str | None]:
     if pinned:
         return f"models:/{MODEL_NAME}/{pinned}", pinned
     return None, None
-
-
-def _refused(ctx: bentoml.Context, response: JSONResponse) -> JSONResponse:
-    """An error answer from an API that takes `ctx`: BentoML then sets the status from
-    `ctx.response` (200 unless told), so tell it ours."""
-    ctx.response.status_code = response.status_code
-    return response
 
 
 def _open_reviews(url: str) -> tuple[ReviewStore | None, str]:
@@ -307,17 +132,14 @@ def _open_reviews(url: str) -> tuple[ReviewStore | None, str]:
     return store, ""
 
 
-def _unavailable(what: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": what, "message": message}, status_code=503, headers={"Retry-After": "10"}
-    )
-
-
+@bentoml.asgi_app(app, path="/")
 @bentoml.service(
     name=SERVICE_NAME,
     workers=1,  # `commuter serve --workers N` overrides this (serving/run.py)
     threads=1,
     traffic={"timeout": 60},
+    # BentoML's traffic metrics label raw paths; serving/metrics.py counts with fixed labels
+    metrics={"enabled": False},
 )
 class CommuterBadge:
     """Commuter probability with reasons from recent crossings, and the latest batch decisions."""
@@ -350,6 +172,7 @@ class CommuterBadge:
             logger.warning("decision store not available: %s", self.store.problem)
         self.scorer = BatchScorer()
         self.lang = settings.lang if settings.lang in LANGS else "en"  # COMMUTER_LANG
+        access_log.sample_unauthorized()
         calm_garbage_collector()  # full collections stalled probes for seconds (admission.py)
 
     @property
@@ -428,112 +251,160 @@ class CommuterBadge:
         if self.reviews_ping is not None:
             self.reviews_ping.close()
 
-    @bentoml.api(route="/score")
-    async def score(
-        self,
-        as_of: AsOf,
-        persons: Persons,
-        ctx: bentoml.Context,
-        include: Includes = [],  # noqa: B006 - pydantic copies defaults
-        lang: RequestLang = None,
-    ) -> ScoreResponse:
-        """Commuter probability, badge decision and top reasons for each person, in request order.
 
-        Features use the person's crossings in the 28 days before `as_of` (Asia/Shanghai time).
-        A person without crossings in that window gets probability 0.0 and no badge. `include`
-        adds the person's side (the expected badge date, recourse); `lang` (or Accept-Language)
-        picks the language of reasons and recourse.
-        """
-        if (parsed := parsed_request(ctx.request.state)) is not None:
-            persons = parsed.persons  # a large body, parsed off the event loop (admission.py)
-        seen: dict[str, int] = {}
-        for i, p in enumerate(persons):
-            if p.person_id in seen:
-                return _refused(
-                    ctx,
-                    JSONResponse(
-                        problem(
-                            "invalid request",
-                            f"persons[{i}].person_id",
-                            f"person_id repeats persons[{seen[p.person_id]}].person_id; "
-                            "send each person once",
-                        ),
-                        status_code=422,
-                    ),
-                )
-            seen[p.person_id] = i
-        model = self._model or await anyio.to_thread.run_sync(self._load_model)
-        if model is None:
-            return _refused(ctx, _unavailable("model not loaded", self._model_problem))
-        if (why := calendar_problem(as_of, model.meta.window_days)) is not None:
-            return _refused(
-                ctx, JSONResponse(problem("invalid request", "as_of", why), status_code=422)
+# --- routes -------------------------------------------------------------------------------------
+
+Service = Annotated[Any, Depends(current_service)]
+AcceptLanguage = Annotated[
+    str | None,
+    Header(description="zh or en preferred (RFC 9110 q-values); the body's `lang` wins"),
+]
+
+
+def side_response(model: Any, results: list[dict], include: bool) -> ScoreResponse:
+    """The /score answer with the person's side (`PersonScoreWithSide` when it was asked for)."""
+    kind = PersonScoreWithSide if include else PersonScore
+    people = []
+    for r in results:
+        fields = {**r, "reasons": [Reason.model_construct(**x) for x in r["reasons"]]}
+        if r.get("recourse") is not None:
+            fields["recourse"] = [Change.model_construct(**c) for c in r["recourse"]]
+        people.append(kind.model_construct(**fields))
+    return ScoreResponse.model_construct(
+        model_version=str(model.version),
+        threshold=float(model.threshold),
+        target_fpr=float(model.target_fpr),
+        results=people,
+    )
+
+
+@api.post(
+    "/score",
+    operation_id="score",
+    dependencies=[Depends(role(ISSUER))],
+    responses=error_responses(*API_ERRORS),
+)
+async def score(
+    body: ScoreRequest, svc: Service, accept_language: AcceptLanguage = None
+) -> ScoreResponse:
+    """Commuter probability, badge decision and top reasons for each person, in request order.
+
+    Features use the person's crossings in the 28 days before `as_of` (Asia/Shanghai time).
+    A person without crossings in that window gets probability 0.0 and no badge. `include`
+    adds the person's side (the expected badge date, recourse); `lang` (or Accept-Language)
+    picks the language of reasons and recourse.
+    """
+    seen: dict[str, int] = {}
+    for i, p in enumerate(body.persons):
+        if p.person_id in seen:
+            raise ApiError.invalid(
+                f"persons[{i}].person_id",
+                f"person_id repeats persons[{seen[p.person_id]}].person_id; send each person once",
             )
-        results = await self.scorer.score(model, as_of, persons) if persons else []
-        lang = lang or from_accept_language(ctx.request.headers.get("accept-language")) or self.lang
-        if include or lang != "en":  # the person's side (models/core/recourse.py), off the loop
-            trips = [(p.person_id, [vars(t) for t in p.trips]) for p in persons]
-            side = functools.partial(with_person_side, model, as_of, trips, results, include, lang)
-            return side_response(model, await anyio.to_thread.run_sync(side), bool(include))
-        return ScoreResponse.model_construct(
-            model_version=str(model.version),
-            threshold=float(model.threshold),
-            target_fpr=float(model.target_fpr),
-            results=[
-                PersonScore.model_construct(
-                    **{**r, "reasons": [Reason.model_construct(**x) for x in r["reasons"]]}
-                )
-                for r in results
-            ],
+        seen[p.person_id] = i
+    model = svc._model or await anyio.to_thread.run_sync(svc._load_model)
+    if model is None:
+        raise ApiError.unavailable("model not loaded", svc._model_problem)
+    if (why := calendar_problem(body.as_of, model.meta.window_days)) is not None:
+        raise ApiError.invalid("as_of", why)
+    results = await svc.scorer.score(model, body.as_of, body.persons) if body.persons else []
+    lang = body.lang or from_accept_language(accept_language) or svc.lang
+    if body.include or lang != "en":  # the person's side (models/core/recourse.py), off the loop
+        trips = [(p.person_id, [vars(t) for t in p.trips]) for p in body.persons]
+        side = functools.partial(
+            with_person_side, model, body.as_of, trips, results, body.include, lang
         )
-
-    @bentoml.api(route="/badge")
-    def badge(self, person_ids: PersonIds) -> BadgeResponse:
-        """Per id, in request order: a review in force (`source: review`), else the latest batch
-        decision (`source: model`), else `found: false`."""
-        if not self.store.ready:
-            return _unavailable("decision store not available", self.store.problem)
-        try:
-            found = self.store.lookup(list(person_ids))
-        except DecisionStoreError as exc:  # replaced by an unreadable file since `ready`
-            return _unavailable("decision store not available", str(exc))
-        if self.reviews is None:
-            return _unavailable("review store not available", self.reviews_problem)
-        try:  # a review in force wins over the batch decision (serving/precedence.py)
-            reviewed = self.reviews.in_force(person_ids)
-        except SQLAlchemyError as exc:
-            logger.warning("review store lookup failed: %s", exc.__class__.__name__)
-            return _unavailable("review store not available", "the review store did not answer")
-        return BadgeResponse.model_construct(results=badge_answers(person_ids, found, reviewed))
+        results = await anyio.to_thread.run_sync(side)
+    return side_response(model, results, bool(body.include))
 
 
-# Before BentoML builds the app: metrics label endpoints from a fixed set (serving/metrics.py),
-# and requests uvicorn cannot parse are refused in JSON too (serving/http_errors.py).
-bound_endpoint_labels()
+@api.post(
+    "/badge",
+    operation_id="badge",
+    dependencies=[Depends(role(ISSUER))],
+    responses=error_responses(*API_ERRORS),
+)
+def badge(body: BadgeRequest, svc: Service) -> BadgeResponse:
+    """Per id, in request order: a review in force (`source: review`), else the latest batch
+    decision (`source: model`), else `found: false`."""
+    store, ids = svc.store, body.person_ids
+    if not store.ready:
+        raise ApiError.unavailable("decision store not available", store.problem)
+    try:
+        found = store.lookup(list(ids))
+    except DecisionStoreError as exc:  # replaced by an unreadable file since `ready`
+        raise ApiError.unavailable("decision store not available", str(exc)) from None
+    if (reviews := svc.reviews) is None:
+        raise ApiError.unavailable("review store not available", svc.reviews_problem)
+    try:  # a review in force wins over the batch decision (serving/precedence.py)
+        reviewed = reviews.in_force(ids)
+    except SQLAlchemyError as exc:
+        logger.warning("review store lookup failed: %s", exc.__class__.__name__)
+        raise ApiError.unavailable(
+            "review store not available", "the review store did not answer"
+        ) from None
+    return BadgeResponse.model_construct(results=badge_answers(ids, found, reviewed))
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    model_version: str | None = Field(description="the registry version this worker serves")
+    calendar: dict[str, Any] = Field(
+        description="the working-day calendar this worker decides with"
+    )
+    stores: dict[str, dict[str, str]] | None = Field(
+        description="kind and location of the decision, review and model stores (no credentials)"
+    )
+    publication: dict[str, Any] = Field(
+        description="the decision publication /badge answers from: as_of, version, "
+        "model_version, rows (null before one is published)"
+    )
+
+
+@api.get(
+    "/readyz",
+    operation_id="readyz",
+    responses={
+        503: {
+            **error_responses(503)[503],
+            "description": "Not ready; `message` and "
+            "`missing` say what is missing (model, decision store, review store)",
+        }
+    },
+)
+async def readyz(svc: Service) -> Ready:
+    """Ready for traffic: the model, the decision store and the review store are there."""
+    # the model lookup behind it may touch the registry: off the event loop
+    missing = await anyio.to_thread.run_sync(svc.readiness_problems)
+    if missing:
+        raise ApiError(
+            503, {"error": "not ready", "message": "; ".join(missing), "missing": missing}
+        )
+    return Ready(
+        model_version=svc.model_version, calendar=calendar_info(), **stores_and_publication(svc)
+    )
+
+
+@app.get(METRICS_PATH, include_in_schema=False)
+def prometheus_metrics() -> Response:
+    """Every worker's metrics in Prometheus' text format (open, like the probes)."""
+    body, media_type = metrics_text()
+    return Response(body, media_type=media_type)
+
+
+app.include_router(api)
+app.include_router(reviews_router)
+docs_page(app)
+no_such_route(app, api, reviews_router)
+
+# Before BentoML builds its app: requests uvicorn cannot parse are refused in JSON too
+# (serving/http_errors.py says why this one reaches inside uvicorn).
 json_protocol_errors()
+# Outermost of ours: every request counted under a fixed endpoint label (serving/metrics.py).
+CommuterBadge.add_asgi_middleware(TrafficMetrics)
 # Outermost: keep-alive connections are recycled so that the load spreads over the workers
 # (serving/connections.py); then a worker refuses (503) bodies beyond its in-flight budget.
 CommuterBadge.add_asgi_middleware(RecycleConnections)
 CommuterBadge.add_asgi_middleware(InflightLimit)
-CommuterBadge.add_asgi_middleware(
-    RequestGuard,
-    validators={"/score": ScoreRequest, "/badge": BadgeRequest, "/reviews": ReviewRequest},
-    settings=load_settings,  # the worker's tokens, read as it builds the middleware
-    openapi_spec=lambda: CommuterBadge.openapi_spec.asdict(),
-    readiness=lambda: bentoml.get_current_service().readiness_problems(),
-)
-# A ready /readyz answers JSON naming the working-day calendar (serving/readiness.py).
-CommuterBadge.add_asgi_middleware(ReadyzCalendar)
-# Inside the guard (reviewer tokens checked, bodies validated): /reviews and /reviews/{person_id}.
-CommuterBadge.add_asgi_middleware(ReviewRoutes)
-# Inside the guard: large /score bodies are parsed in a thread, not on the event loop.
-CommuterBadge.add_asgi_middleware(
-    ParseOffLoop,
-    models={"/score": ScoreRequest},
-    stub=lambda r: {
-        "as_of": r.as_of.isoformat(),
-        "persons": [],
-        "include": list(r.include),
-        "lang": r.lang,
-    },
-)
+# /readyz is answered by the API's route above, not BentoML's plain one (serving/readiness.py).
+CommuterBadge.add_asgi_middleware(ReadyzFromApi, api=app)

@@ -79,7 +79,7 @@ AS_OF_DAYS_AHEAD = 31
 # UUID, printable ASCII without spaces; a replay with the same key answers the first review.
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{8,128}")
 IDEMPOTENCY_KEY_RULE = "8 to 128 printable ASCII characters without spaces, e.g. a UUID"
-# The header as the OpenAPI document declares it on POST /reviews (serving/openapi.py).
+# The header as the OpenAPI document declares it on POST /reviews (serving/review_routes.py).
 IDEMPOTENCY_PARAMETER = {
     "name": "Idempotency-Key",
     "in": "header",

@@ -21,7 +21,6 @@ package's installed layout (`core/` is `commuter_badge`, `features/` is `commute
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import shutil
@@ -196,32 +195,11 @@ def features_page() -> str:
 
 
 def openapi_document() -> dict[str, Any]:
-    """The document a running `commuter serve` answers at /docs.json, without starting one.
+    """The document a running `commuter serve` answers at /docs.json, without starting one:
+    FastAPI's, generated from the service's routes (serving/service.py `app`)."""
+    from commuter_badge.serving.service import app
 
-    The service's request guard (serving/auth.py) answers /docs.json itself; it is built here with
-    the same arguments the service gives it and asked over ASGI in-process.
-    """
-    import httpx
-
-    from commuter_badge.serving.service import CommuterBadge
-
-    guard_cls, kwargs = next(
-        (cls, kw) for cls, kw in CommuterBadge.middlewares if cls.__name__ == "RequestGuard"
-    )
-    guard = guard_cls(_no_app, tokens=("docs",), reviewer_tokens=("docs",), **kwargs)
-
-    async def ask() -> httpx.Response:
-        transport = httpx.ASGITransport(app=guard)
-        async with httpx.AsyncClient(transport=transport, base_url="http://docs") as client:
-            return await client.get("/docs.json")
-
-    response = asyncio.run(ask())
-    response.raise_for_status()
-    return response.json()
-
-
-async def _no_app(scope, receive, send) -> None:  # /docs.json never reaches the app
-    raise RuntimeError(f"unexpected request to {scope.get('path')}")
+    return app.openapi()
 
 
 def _schema_link(ref: str) -> str:

@@ -1,0 +1,210 @@
+"""The service against the floor in one run (issue 29 item 4): four ratios, alternating rounds.
+
+    .venv/bin/python benchmarks/service_targets.py [--rounds 5] [--keep DIR]
+
+Prepares the world as benchmarks/service_bench.py does (3,000 persons, `commuter train`,
+`commuter score --publish`), starts our service (`commuter serve`, two workers) and the floor
+(benchmarks/floor_service.py, two workers, recycling connections as ours does), and in each
+round, services alternating in order, measures:
+
+- sequential single-person `/score` on ours and on the floor (p50, p99);
+- sequential `/badge` with one id on ours (p50; against the floor's `/score` p50);
+- single-person `/score` at 32 clients on ours and on the floor (requests/s);
+- `/badge` with one id at 32 clients on ours (requests/s; against ours' single-person `/score`);
+- `/badge` with 1,000 ids, sequential, on ours (p50, reported).
+
+Ratios are taken per round and their median reported with every round's value. The load
+generator is this Python process (httpx); its CPU share of the wall time of each concurrent run
+is recorded too, since on two cores it competes with the servers. Results go to
+benchmarks/results/service.json (date, commit, machine); tools/gen_docs.py makes the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+from service_bench import (  # the same world, servers and load loops as the full bench
+    AS_OF,
+    PROJECT_ROOT,
+    TOKEN,
+    bench_env,
+    concurrent,
+    log,
+    pct,
+    prepare,
+    request_persons,
+    sequential,
+    start_bench_service,
+    start_server,
+    stop_server,
+)
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "service.json"
+TARGETS = {
+    "score_rate_32": ("ours/floor, single-person /score at 32 clients, requests/s", ">= 1.0"),
+    "score_p50_seq": ("ours/floor, sequential single-person /score, p50", "<= 1.5"),
+    "score_p99_seq": ("ours/floor, sequential single-person /score, p99", "<= 2.0"),
+    "badge_p50_seq": ("ours /badge (1 id) / floor /score, sequential p50", "<= 1.0"),
+    "badge_rate_32": (
+        "ours /badge (1 id) / ours /score (1 person), at 32 clients, req/s",
+        ">= 1.5",
+    ),
+}
+
+
+def timed_concurrent(url: str, path: str, bodies: list[bytes], n: int, clients: int) -> dict:
+    cpu = time.process_time()
+    lat, wall, errors, _ = asyncio.run(concurrent(url, path, bodies, n, clients))
+    return {
+        "rate": len(lat) / wall,
+        "errors": errors,
+        "client_cpu_share": (time.process_time() - cpu) / wall,
+    }
+
+
+def one_round(urls: dict[str, str], bodies: dict[str, list[bytes]], n: int, k: int) -> dict:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    out: dict[str, dict] = {}
+    order = ["ours", "floor"] if k % 2 == 0 else ["floor", "ours"]
+    for name in order:
+        with httpx.Client(base_url=urls[name], headers=headers, timeout=120) as client:
+            lat = sequential(client, "/score", bodies["single"], n)
+            out[f"{name}_score_seq"] = {"p50": pct(lat, 50), "p99": pct(lat, 99)}
+            if name == "ours":
+                lat = sequential(client, "/badge", bodies["badge1"], n)
+                out["ours_badge_seq"] = {"p50": pct(lat, 50), "p99": pct(lat, 99)}
+                lat = sequential(client, "/badge", bodies["badge1000"], max(10, n // 20))
+                out["ours_badge1000_seq"] = {"p50": pct(lat, 50), "p99": pct(lat, 99)}
+        out[f"{name}_score_32"] = timed_concurrent(
+            urls[name], "/score", bodies["single"], 3 * n, 32
+        )
+        if name == "ours":
+            out["ours_badge_32"] = timed_concurrent(
+                urls[name], "/badge", bodies["badge1"], 3 * n, 32
+            )
+    return out
+
+
+def ratios(rounds: list[dict]) -> dict[str, dict]:
+    per_round = {
+        "score_rate_32": [r["ours_score_32"]["rate"] / r["floor_score_32"]["rate"] for r in rounds],
+        "score_p50_seq": [r["ours_score_seq"]["p50"] / r["floor_score_seq"]["p50"] for r in rounds],
+        "score_p99_seq": [r["ours_score_seq"]["p99"] / r["floor_score_seq"]["p99"] for r in rounds],
+        "badge_p50_seq": [r["ours_badge_seq"]["p50"] / r["floor_score_seq"]["p50"] for r in rounds],
+        "badge_rate_32": [r["ours_badge_32"]["rate"] / r["ours_score_32"]["rate"] for r in rounds],
+    }
+    return {
+        key: {
+            "what": TARGETS[key][0],
+            "target": TARGETS[key][1],
+            "median": statistics.median(values),
+            "rounds": values,
+        }
+        for key, values in per_round.items()
+    }
+
+
+def commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return done.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=200, help="sequential requests per measure")
+    ap.add_argument("--keep", type=Path, help="prepare/reuse the world in this directory")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="service-targets-"))
+    root.mkdir(parents=True, exist_ok=True)
+    env = bench_env(root)
+    prepare(root, env, 3000)
+    rng = random.Random(3)
+    ids, person = request_persons(root, rng, 400)
+    known = sorted(pd.read_parquet(root / "scores.parquet")["person_id"])
+    bodies = {
+        "single": [
+            json.dumps({"as_of": AS_OF.isoformat(), "persons": [person(p)]}).encode() for p in ids
+        ],
+        "badge1": [json.dumps({"person_ids": [p]}).encode() for p in rng.sample(known, 400)],
+        "badge1000": [
+            json.dumps(
+                {"person_ids": rng.sample(known, 900) + [f"unknown-{i}" for i in range(100)]}
+            ).encode()
+        ],
+    }
+    load_before = os.getloadavg()
+    ours, ours_url = start_server(root, env, 2)
+    floor, floor_url = start_bench_service(
+        root,
+        env,
+        "floor_service:Floor",
+        "floor",
+        2,
+        label="floor_recycled",
+        extra_env={"FLOOR_RECYCLE_CONNECTIONS": "1", "BENTOML_HOME": str(root / "bentoml-floor")},
+    )
+    urls = {"ours": ours_url, "floor": floor_url}
+    try:
+        for url in urls.values():  # warm every worker
+            timed_concurrent(url, "/score", bodies["single"], 100, 32)
+        rounds = []
+        for k in range(args.rounds):
+            log(f"round {k + 1}/{args.rounds}")
+            rounds.append(one_round(urls, bodies, args.requests, k))
+    finally:
+        stop_server(ours)
+        stop_server(floor)
+    result = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_before": [round(x, 1) for x in load_before],
+            "load_average_after": [round(x, 1) for x in os.getloadavg()],
+        },
+        "setup": {
+            "workers": 2,
+            "clients": 32,
+            "sequential_requests": args.requests,
+            "concurrent_requests": 3 * args.requests,
+            "floor": "benchmarks/floor_service.py, connections recycled as ours",
+            "load_generator": "this Python process (httpx)",
+        },
+        "ratios": ratios(rounds),
+        "badge_1000_ids_p50_ms": statistics.median(r["ours_badge1000_seq"]["p50"] for r in rounds),
+        "rounds": rounds,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for r in result["ratios"].values():
+        values = ", ".join(f"{v:.2f}" for v in r["rounds"])
+        print(f"{r['what']}: {r['median']:.2f} (target {r['target']}; rounds {values})")
+    print(f"/badge 1,000 ids p50: {result['badge_1000_ids_p50_ms']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
