@@ -5,7 +5,7 @@ another, so whoever checks readiness (an operator after adding next year's sched
 script) should see the calendar in the same answer. BentoML's own `/readyz` (driven by
 `__is_ready__`) stays in charge of the verdict; this ASGI middleware only replaces the body of a
 ready answer with JSON: `{"status": "ready", "model_version": "7", "calendar": {library_version,
-file_digest, years, ...}}` (features/workdays.py `calendar_info`; the model version is the one this
+file_digest, years, ...}}` (features/workdays.py `WorkingCalendar.info`; the model version is the one this
 worker serves, pinned when the service started). It also names the stores the worker uses, kind
 and location without user, password or query (`stores`: decisions, reviews, models), and the
 decision publication it answers from (`publication`: as_of, version, model_version, rows): on
@@ -34,7 +34,6 @@ from sqlalchemy.pool import NullPool
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from commuter_badge.features.workdays import calendar_info
 from commuter_badge.settings import Settings
 
 READY_PATH = "/readyz"
@@ -109,10 +108,16 @@ class ReadyzCalendar:
             body = {
                 "status": "ready",
                 "model_version": _served_version(),
-                "calendar": calendar_info(),
+                "calendar": _served_calendar(),
                 **_stores_and_publication(),
             }
             await JSONResponse(body)(scope, receive, send)
+
+
+def _served_calendar() -> dict | None:
+    """The working-day calendar this worker decides with (its service instance opened it)."""
+    calendar = getattr(bentoml.get_current_service(), "calendar", None)
+    return calendar.info() if calendar is not None else None
 
 
 def _served_version() -> str | None:

@@ -37,7 +37,12 @@ from starlette.responses import JSONResponse
 from commuter_badge.features.messages import LANGS, from_accept_language
 from commuter_badge.features.read import connect
 from commuter_badge.features.sql import Window
-from commuter_badge.features.workdays import CalendarRangeError, use_calendar
+from commuter_badge.features.workdays import (
+    LIBRARY_CALENDAR,
+    CalendarRangeError,
+    WorkingCalendar,
+    open_calendar,
+)
 from commuter_badge.models.core.recourse import with_person_side
 from commuter_badge.serving.admission import (
     InflightLimit,
@@ -106,10 +111,10 @@ def no_crossings_reason(window_days: int) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def calendar_problem(as_of: dt.date, window_days: int) -> str | None:
-    """Why the working-day calendar cannot cover this window, or None when it can."""
+def calendar_problem(as_of: dt.date, window_days: int, calendar: WorkingCalendar) -> str | None:
+    """Why the worker's working-day calendar cannot cover this window, or None when it can."""
     try:
-        Window(as_of, window_days).calendar()
+        Window(as_of, window_days, calendar).days()
     except CalendarRangeError as exc:
         return str(exc)
     except OverflowError:  # as_of - window_days before year 1
@@ -122,8 +127,10 @@ def score_persons(
     as_of: dt.date,
     persons: Sequence[PersonTrips],
     con: duckdb.DuckDBPyConnection,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> list[dict[str, Any]]:
-    """Probability, badge and reasons per person, in order; one feature query for all of them.
+    """Probability, badge and reasons per person, in order; one feature query for all of them,
+    under the worker's working-day `calendar`.
 
     Persons are keyed by position inside the query, so equal ids from different requests in one
     batch stay apart; nothing in the feature SQL depends on the id's value.
@@ -135,6 +142,7 @@ def score_persons(
         as_of,
         window_days,
         con,
+        calendar,
     )
     row_of = {key: i for i, key in enumerate(ids)}
     proba, reasons = model.explain(frame, REASONS_PER_PERSON)
@@ -207,7 +215,9 @@ class BatchScorer:
         max_batch_persons: int = MAX_BATCH_PERSONS,
         gap: float = BATCH_GAP_SECONDS,
         max_wait: float = BATCH_MAX_WAIT_SECONDS,
+        calendar: WorkingCalendar = LIBRARY_CALENDAR,
     ) -> None:
+        self.calendar = calendar  # the worker's, for every request it scores
         self.max_batch_persons = max_batch_persons
         self.gap = gap
         self.max_wait = max_wait
@@ -258,8 +268,9 @@ class BatchScorer:
         persons = [p for j in jobs for p in j.persons]
         BATCH_PERSONS.observe(len(persons))
         try:
+            model, as_of = jobs[0].model, jobs[0].as_of
             results = (
-                score_persons(jobs[0].model, jobs[0].as_of, persons, self._con) if persons else []
+                score_persons(model, as_of, persons, self._con, self.calendar) if persons else []
             )
         except Exception as exc:  # noqa: BLE001 - every waiting request must hear about it
             if len(jobs) > 1:  # one request's failure must not fail the others batched with it
@@ -330,7 +341,8 @@ class CommuterBadge:
         registry.configure(settings.tracking_uri)
         # One calendar per worker, chosen before any request (COMMUTER_CALENDAR; a bad file stops
         # the worker: `commuter serve` checks it first); /readyz reports it.
-        logger.info("working-day calendar: %s", use_calendar(settings.calendar).info())
+        self.calendar = open_calendar(settings.calendar)
+        logger.info("working-day calendar: %s", self.calendar.info())
         self.store = open_store(settings.decisions_path)  # a DuckDB file or a PostgreSQL URL
         self.stores = stores_in_use(settings)  # kinds and hosts, for /readyz
         self._reviews_url = settings.reviews_url
@@ -348,7 +360,7 @@ class CommuterBadge:
         self._load_model()
         if not self.store.ready:
             logger.warning("decision store not available: %s", self.store.problem)
-        self.scorer = BatchScorer()
+        self.scorer = BatchScorer(calendar=self.calendar)
         self.lang = settings.lang if settings.lang in LANGS else "en"  # COMMUTER_LANG
         calm_garbage_collector()  # full collections stalled probes for seconds (admission.py)
 
@@ -465,7 +477,7 @@ class CommuterBadge:
         model = self._model or await anyio.to_thread.run_sync(self._load_model)
         if model is None:
             return _refused(ctx, _unavailable("model not loaded", self._model_problem))
-        if (why := calendar_problem(as_of, model.meta.window_days)) is not None:
+        if (why := calendar_problem(as_of, model.meta.window_days, self.calendar)) is not None:
             return _refused(
                 ctx, JSONResponse(problem("invalid request", "as_of", why), status_code=422)
             )
@@ -473,7 +485,9 @@ class CommuterBadge:
         lang = lang or from_accept_language(ctx.request.headers.get("accept-language")) or self.lang
         if include or lang != "en":  # the person's side (models/core/recourse.py), off the loop
             trips = [(p.person_id, [vars(t) for t in p.trips]) for p in persons]
-            side = functools.partial(with_person_side, model, as_of, trips, results, include, lang)
+            side = functools.partial(
+                with_person_side, model, as_of, trips, results, include, lang, self.calendar
+            )
             return side_response(model, await anyio.to_thread.run_sync(side), bool(include))
         return ScoreResponse.model_construct(
             model_version=str(model.version),
