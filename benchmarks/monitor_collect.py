@@ -18,7 +18,7 @@ import pandas as pd
 
 from commuter_badge.features.build import build_features
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.features.workdays import window_calendar
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from commuter_badge.models.core.config import TrainConfig
 from commuter_badge.models.core.data import labelled_features
 from commuter_badge.models.core.fitting import fit_and_evaluate
@@ -86,8 +86,8 @@ def collect(seed: int, pair: str, persons: int, cache: Path) -> Path:
             "threshold": model.threshold,
             "target_fpr": config.target_fpr,
             "window_days": config.window_days,
-            "calendar_first": window_calendar(first, config.window_days),
-            "calendar_next": window_calendar(after, config.window_days),
+            "calendar_first": LIBRARY_CALENDAR.window_calendar(first, config.window_days),
+            "calendar_next": LIBRARY_CALENDAR.window_calendar(after, config.window_days),
         }
         (part / "meta.json").write_text(json.dumps(meta, indent=1))
         part.rename(out)

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from commuter_badge.features.build import build_features
-from commuter_badge.features.workdays import window_calendar
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.config import TrainConfig
 from commuter_badge.models.core.data import labelled_features
@@ -210,7 +210,9 @@ def train(world: World, as_of: dt.date, root: Path, config: TrainConfig) -> Trai
         fitted.model,
         train_reference(world.trips, world.labels, as_of, config),
         build_reference(
-            fitted.val, fitted.model.threshold, window_calendar(as_of, config.window_days)
+            fitted.val,
+            fitted.model.threshold,
+            LIBRARY_CALENDAR.window_calendar(as_of, config.window_days),
         ),
         config.label_noise,
     )
@@ -249,7 +251,7 @@ def scored(
         threshold=trained.model.threshold,
         target_fpr=target_fpr,
         as_of=str(as_of),
-        calendar=window_calendar(as_of, window),
+        calendar=LIBRARY_CALENDAR.window_calendar(as_of, window),
         label_noise=trained.label_noise,
     )
     watched = {

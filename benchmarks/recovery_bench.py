@@ -31,7 +31,7 @@ import pandas as pd
 from results_file import Result
 
 from commuter_badge.features.build import build_features
-from commuter_badge.features.workdays import window_calendar
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from commuter_badge.models.core.audit import design_labels, draw
 from commuter_badge.models.core.config import TrainConfig
 from commuter_badge.models.core.data import Labelled, labelled_features
@@ -68,7 +68,7 @@ def judge(model, reference, features: pd.DataFrame, day: dt.date, target: float)
         threshold=model.threshold,
         target_fpr=target,
         as_of=str(day),
-        calendar=window_calendar(day, window),
+        calendar=LIBRARY_CALENDAR.window_calendar(day, window),
     )
     return {"alarm": bool(result.alarm), "reasons": list(result.alarm_reasons)}
 
@@ -97,7 +97,9 @@ def audited_month(features, scores, persons: Path, n: int, seed: int, day) -> La
 
 def reference_of(fitted, day, config):
     return build_reference(
-        fitted.val, fitted.model.threshold, window_calendar(day, config.window_days)
+        fitted.val,
+        fitted.model.threshold,
+        LIBRARY_CALENDAR.window_calendar(day, config.window_days),
     )
 
 

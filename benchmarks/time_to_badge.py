@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from commuter_badge.features.build import features_from_rows
-from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS, day_number, is_workday
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, SHANGHAI_OFFSET_SECONDS, day_number
 
 RESULTS = Path(__file__).parent / "results" / "time_to_badge.json"
 PLAIN, FESTIVAL = dt.date(2021, 11, 24), dt.date(2022, 2, 16)  # Spring Festival 2022: 01-31..02-06
@@ -50,7 +50,7 @@ def round_trip(day: dt.date, rng, entry=7.0, exit_=18.5) -> list[tuple]:
 def starter(as_of: dt.date, n: int, rng) -> list[tuple]:
     """A commuter whose first commute was the n-th working day before as_of."""
     days = [as_of - dt.timedelta(k) for k in range(1, 60)]
-    work = [d for d in days if is_workday(d)][:n]
+    work = [d for d in days if LIBRARY_CALENDAR.is_workday(d)][:n]
     kept = [d for i, d in enumerate(work) if i == n - 1 or rng.random() < 0.95]
     return [r for d in kept for r in round_trip(d, rng)]
 

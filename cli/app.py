@@ -58,7 +58,7 @@ Window = Annotated[
 ]
 ModelUri = Annotated[str, typer.Option("--model", help="MLflow model URI.", show_default=True)]
 # Every command takes it (contract §1): add `calendar: CalendarFile = None` to the command and call
-# `apply_calendar(calendar)` before anything reads working days.
+# `run_context(calendar)` and pass `context.calendar` down before anything reads working days.
 CalendarFile = Annotated[
     Path | None,
     typer.Option(
@@ -94,27 +94,28 @@ def person_lang(lang: str | None, settings: Any) -> str:
     return check_lang(lang)
 
 
-def apply_calendar(path: Path | None) -> str | None:
-    """Make `--calendar FILE` (else COMMUTER_CALENDAR, else none) this process's calendar.
+def checked_calendar(path: Path | None) -> str | None:
+    """`--calendar FILE` (else COMMUTER_CALENDAR, else none), opened once to check it.
 
-    Validates the file (a CalendarFileError names the line) and returns the path used, or None.
+    Validates the file (a CalendarFileError names the line) and returns the path used, or None,
+    for `commuter serve`, whose workers each open it at their start.
     """
-    from commuter_badge.features.workdays import use_calendar
+    from commuter_badge.features.workdays import open_calendar
 
     chosen = str(path) if path is not None else load_settings().calendar
-    use_calendar(chosen)
+    open_calendar(chosen)
     return chosen
 
 
 def run_context(path: Path | None) -> RunContext:
     """The settings, read once, and the calendar (`--calendar FILE`, else COMMUTER_CALENDAR, else
-    none; made this process's calendar, as `apply_calendar`) a command passes to its job."""
+    none) a command passes to its job: the one place a command opens them."""
     from commuter_badge.features.context import RunContext
-    from commuter_badge.features.workdays import use_calendar
+    from commuter_badge.features.workdays import open_calendar
 
     settings = load_settings()
     chosen = str(path) if path is not None else settings.calendar
-    return RunContext(settings, use_calendar(chosen))
+    return RunContext(settings, open_calendar(chosen))
 
 
 # Dates the day arithmetic handles (epoch day numbers, windows of up to 62 days); the calendar

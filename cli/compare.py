@@ -84,7 +84,9 @@ def compare(
     if out_file is not None:
         cmp_module.output_format(out_file)
     if day is not None:
-        cmp = cmp_module.compare_on_month(first, second, trips, labels, day)
+        cmp = cmp_module.compare_on_month(
+            first, second, trips, labels, day, calendar=context.calendar
+        )
     else:
         cmp = cmp_module.compare(first, second)
     _show(cmp)

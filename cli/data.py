@@ -13,7 +13,6 @@ from commuter_badge.cli.app import (
     Trips,
     Window,
     app,
-    apply_calendar,
     clean_errors,
     err,
     out,
@@ -45,11 +44,15 @@ def simulate(
     ] = 1,
 ) -> None:
     """Write a synthetic month: OUT/trips.parquet, OUT/labels.csv (noisy) and OUT/persons.parquet (truth)."""
-    apply_calendar(calendar)  # commuters in the simulated world keep the statutory calendar
+    # commuters in the simulated world keep the statutory calendar
+    world_calendar = run_context(calendar).calendar
     from rich.progress import Progress
 
     from commuter_badge.simulate import monthly_as_ofs, simulate_months, write_months
+    from commuter_badge.simulate.variation import WorldSettings
     from commuter_badge.simulate.world import simulate_world, write_world
+
+    settings = WorldSettings(calendar=world_calendar)
 
     day = parse_date(as_of)
     with Progress(console=err, disable=not err.is_terminal, transient=True) as progress:
@@ -59,13 +62,17 @@ def simulate(
             progress.update(task, completed=done, total=total)
 
         if months == 1:
-            world = simulate_world(persons, day, seed, window_days=window_days, progress=tick)
+            world = simulate_world(
+                persons, day, seed, window_days=window_days, settings=settings, progress=tick
+            )
             worlds = {day: world}
             progress.update(task, description="writing")
             written = {day: write_world(world, out_dir)}
         else:
             days = monthly_as_ofs(day, months)
-            worlds = simulate_months(persons, days, seed, window_days=window_days, progress=tick)
+            worlds = simulate_months(
+                persons, days, seed, settings=settings, window_days=window_days, progress=tick
+            )
             progress.update(task, description="writing")
             written = write_months(worlds, out_dir)
     for month, world in worlds.items():
@@ -107,11 +114,12 @@ def features(
         from commuter_badge.features.coverage import check_coverage
 
         with status("checking coverage"):
-            coverage = check_coverage(trips, day, window_days)  # no crossing in the window: error
+            # no crossing in the window: error
+            coverage = check_coverage(trips, day, window_days, context.calendar)
         # the memory cap and person partitions, said below
         plan = BatchPlan.for_path(trips, memory=context.settings.duckdb_memory)
         with status("building features"):
-            n = write_features(trips, day, out_file, window_days, plan=plan)
+            n = write_features(trips, day, out_file, window_days, plan, context.calendar)
         # After the build: a file with a bad row fails with its one error line, no warnings first.
         for text in coverage.warnings:
             err.print(f"warning: {text}", soft_wrap=True)
@@ -120,7 +128,9 @@ def features(
 
         with status("building features on Spark"):
             master = context.settings.spark_master
-            n = write_spark_features(str(trips), day, str(out_file), window_days, master)
+            n = write_spark_features(
+                str(trips), day, str(out_file), window_days, master, context.calendar
+            )
         out.print(f"{n:,} persons -> {out_file} ({time.perf_counter() - start:.1f} s, spark)")
         return
     else:

@@ -310,7 +310,8 @@ def score(
 
     # The options first: refused before MLflow loads or data is read.
     day = _check_score_options(as_of, engine, out_file, publish, allow_shrink, allow_older)
-    settings = run_context(calendar).settings
+    context = run_context(calendar)
+    settings = context.settings
     language, wanted = _person_side_options(include, lang, engine, settings)
     from commuter_badge.stores.publishing import score_and_publish
 
@@ -326,15 +327,24 @@ def score(
         allow_shrink=allow_shrink,
         allow_older=allow_older,
         status=status,
-        memory=settings.duckdb_memory,
-        master=settings.spark_master,
         include=wanted,
         lang=language,
+        **_run_options(context),
     )
     _print_scores(result, loaded, engine, out_file, store, time.perf_counter() - start)
     if result.table is not None:
         report_missed(result.table)
         report_overrides(result.table, settings.reviews_url)
+
+
+def _run_options(context) -> dict:
+    """What scoring takes from the run's context: the engines' limits and the calendar."""
+    settings = context.settings
+    return {
+        "memory": settings.duckdb_memory,
+        "master": settings.spark_master,
+        "calendar": context.calendar,
+    }
 
 
 def _person_side_options(include: str, lang, engine: str, settings):

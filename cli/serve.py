@@ -9,7 +9,7 @@ import typer
 from commuter_badge.cli.app import (
     CalendarFile,
     app,
-    apply_calendar,
+    checked_calendar,
     clean_errors,
 )
 
@@ -33,4 +33,4 @@ def serve(
     from commuter_badge.serving.run import serve as run_service
 
     # Checked here, so a bad file is one line now rather than workers failing to start.
-    run_service(port=port, workers=workers, host=host, calendar=apply_calendar(calendar))
+    run_service(port=port, workers=workers, host=host, calendar=checked_calendar(calendar))

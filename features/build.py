@@ -39,6 +39,7 @@ from commuter_badge.features.read import (
     reporting_bad_rows,
 )
 from commuter_badge.features.sql import HASH_CLASH, Window, feature_sql
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 _TRIPS_SCHEMA = pa.schema(
@@ -231,6 +232,7 @@ def build_features(
     window_days: int = DEFAULT_WINDOW_DAYS,
     partitions: int | None = None,
     memory: str | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> pd.DataFrame:
     """One row per person seen at `path` in the window before `as_of`: id, features, context,
     in id order. `partitions` overrides the plan's partition count (the result is the same);
@@ -239,7 +241,7 @@ def build_features(
     DuckDB stays under the cap; the returned table itself lives outside it (about 0.3 KB a
     person as pandas: docs/guide/operations.md, Performance)."""
     plan = BatchPlan.for_path(path, partitions, memory)
-    window = Window(as_of, window_days)
+    window = Window(as_of, window_days, calendar)
     tables = []
     with batch_connection(plan) as (con, spill):
         for part in plan.parts():
@@ -265,6 +267,7 @@ def write_features(
     out: str | Path,
     window_days: int = DEFAULT_WINDOW_DAYS,
     plan: BatchPlan | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> int:
     """`commuter features`: the table `build_features` returns, written by DuckDB straight to
     `out` (.parquet or .csv, atomically) without a round trip through pandas; returns persons.
@@ -276,7 +279,7 @@ def write_features(
     if suffix not in formats:
         raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv or .parquet")
     plan = plan or BatchPlan.for_path(path)
-    window = Window(as_of, window_days)
+    window = Window(as_of, window_days, calendar)
     columns = ", ".join((*FEATURE_NAMES, *CONTEXT_COLUMNS))
 
     def query() -> str:
@@ -343,13 +346,14 @@ def features_from_trips(
     window_days: int = DEFAULT_WINDOW_DAYS,
     con: duckdb.DuckDBPyConnection | None = None,
     engine: str = "auto",
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> pd.DataFrame:
     """Features for trips held in memory (the HTTP service): same SQL as batch, rows in id order.
 
     Each trip mapping holds `ts` (a tz-aware datetime), `direction`, `mode`, `site_id`, `region`.
     `engine` is "sqlite", "duckdb" or "auto" (SQLite for up to SQLITE_MAX_TRIPS trips).
     """
-    return features_from_rows(trip_rows(persons), as_of, window_days, con, engine)
+    return features_from_rows(trip_rows(persons), as_of, window_days, con, engine, calendar)
 
 
 def features_from_rows(
@@ -358,10 +362,11 @@ def features_from_rows(
     window_days: int = DEFAULT_WINDOW_DAYS,
     con: duckdb.DuckDBPyConnection | None = None,
     engine: str = "auto",
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> pd.DataFrame:
     """`features_from_trips` for trips already normalised (`trip_rows`: person_id, t, direction,
     mode, site_id, region)."""
-    window = Window(as_of, window_days)
+    window = Window(as_of, window_days, calendar)
     if engine == "sqlite" or (engine == "auto" and len(rows) <= SQLITE_MAX_TRIPS):
         from commuter_badge.features import sqlite_engine
 
@@ -389,13 +394,16 @@ def model_matrix(frame: pd.DataFrame) -> np.ndarray:
 
 
 def trips_by_person(
-    path: str | Path, as_of: dt.date, window_days: int = DEFAULT_WINDOW_DAYS
+    path: str | Path,
+    as_of: dt.date,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> dict[str, list[tuple]]:
     """The crossings each person at `path` made in the window before `as_of` (with the reads just
     before it that the double-read rule looks at), normalised as (t, direction, mode, site_id,
     region), in time order: what the person's side (models/core/recourse.py) projects from.
     All of them are held in memory: meant for the persons of one month, not for many months."""
-    params = Window(as_of, window_days).params()
+    params = Window(as_of, window_days, calendar).params()
     con = connect(threads=1)
     try:
         files = register_trips(con, path, "trips")

@@ -2,16 +2,16 @@
 
 The settings (core/settings.py, the only reader of the environment) and the working-day calendar
 (features/workdays.py) are built at the edge, `commuter_badge.cli.app.run_context` for a command,
-and handed to a job as one frozen object, so no library module reads the environment. The
-calendar is also made the process's calendar there (`use_calendar`), which the feature SQL still
-reads (docs/architecture.md says what remains).
+and handed to a job as one frozen object, so no library module reads the environment or a
+process-wide calendar: every feature build, the simulator and the person's side take
+`context.calendar` as an argument.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from commuter_badge.features.workdays import WorkingCalendar, active_calendar
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.settings import Settings
 
 
@@ -24,9 +24,9 @@ class RunContext:
 
     @classmethod
     def defaults(cls) -> RunContext:
-        """The embedded defaults (no environment read) and the calendar in use: for a job called
-        from Python without a context, on the MLflow store it is pointed at already."""
-        return cls(Settings.model_construct(tracking_uri=""), active_calendar())
+        """The embedded defaults (no environment read) and the statutory calendar alone: for a
+        job called from Python without a context, on the MLflow store it is pointed at already."""
+        return cls(Settings.model_construct(tracking_uri=""), LIBRARY_CALENDAR)
 
     @property
     def tracking_uri(self) -> str | None:

@@ -32,7 +32,11 @@ from commuter_badge.features.build import (
 from commuter_badge.features.read import register_trips
 from commuter_badge.features.schema import DOUBLE_READ_SECONDS
 from commuter_badge.features.sql import Window
-from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS
+from commuter_badge.features.workdays import (
+    LIBRARY_CALENDAR,
+    SHANGHAI_OFFSET_SECONDS,
+    WorkingCalendar,
+)
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 COPY_PREFIX = "copy:"
@@ -86,11 +90,12 @@ def weekday_copies(
     ids: pd.Series,
     window_days: int = DEFAULT_WINDOW_DAYS,
     memory: str | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> pd.DataFrame:
     """Features of the weekday copies of the persons `ids` at `path`, with `copy_of` (the
     original's id), in id order. Runs under the same memory cap and partitions as the features."""
     plan = BatchPlan.for_path(path, memory=memory)
-    window = Window(as_of, window_days)
+    window = Window(as_of, window_days, calendar)
     wanted = pa.table({"person_id": pa.array(ids.astype(str).unique(), pa.string())})
     tables = []
     with batch_connection(plan) as (con, spill):

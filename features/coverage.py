@@ -16,7 +16,11 @@ from pathlib import Path
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.read import connect, register_trips, reporting_bad_rows
 from commuter_badge.features.sql import Window
-from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS
+from commuter_badge.features.workdays import (
+    LIBRARY_CALENDAR,
+    SHANGHAI_OFFSET_SECONDS,
+    WorkingCalendar,
+)
 
 SHANGHAI = dt.timezone(dt.timedelta(seconds=SHANGHAI_OFFSET_SECONDS))
 
@@ -52,9 +56,14 @@ def _window_text(window: Window) -> str:
     return f"{window.start} to {last_day} ({window.window_days} days before --as-of {window.as_of})"
 
 
-def check_coverage(path: str | Path, as_of: dt.date, window_days: int) -> Coverage:
+def check_coverage(
+    path: str | Path,
+    as_of: dt.date,
+    window_days: int,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
+) -> Coverage:
     """The data's range against the window; raises CoverageError when no crossing falls inside."""
-    window = Window(as_of, window_days)
+    window = Window(as_of, window_days, calendar)
     params = window.params()
     con = connect()
     files = register_trips(con, path, "trips")

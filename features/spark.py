@@ -44,6 +44,7 @@ from commuter_badge.features.schema import (
     wrong_type,
 )
 from commuter_badge.features.sql import HASH_CLASH, Window, feature_sql
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 if TYPE_CHECKING:
@@ -445,6 +446,7 @@ def spark_features(
     path_or_df: str | Path | DataFrame,
     as_of: dt.date | str,
     window_days: int = DEFAULT_WINDOW_DAYS,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> DataFrame:
     """One row per person seen in the window before `as_of`: the DuckDB feature table, on Spark.
 
@@ -455,7 +457,7 @@ def spark_features(
     """
     from pyspark.sql import functions as F
 
-    window = Window(_as_date(as_of), window_days)
+    window = Window(_as_date(as_of), window_days, calendar)
     trips = _trips_frame(spark, path_or_df)
     trips_view = f"commuter_trips_{uuid.uuid4().hex[:12]}"
     trips.createOrReplaceTempView(trips_view)
@@ -492,6 +494,7 @@ def write_spark_features(
     out: str | Path,
     window_days: int = DEFAULT_WINDOW_DAYS,
     master: str | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> int:
     """`commuter features --engine spark`: features of the trips at `path` written to `out` as a
     Spark output directory (part files; Parquet, or CSV if `out` ends in .csv); returns persons.
@@ -500,4 +503,4 @@ def write_spark_features(
     else local[2].
     """
     with _session(master) as spark:
-        return _write(spark_features(spark, str(path), as_of, window_days), str(out))
+        return _write(spark_features(spark, str(path), as_of, window_days, calendar), str(out))

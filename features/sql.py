@@ -29,7 +29,12 @@ import pyarrow as pa
 
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.schema import DOUBLE_READ_SECONDS
-from commuter_badge.features.workdays import SHANGHAI_OFFSET_SECONDS, calendar_table, day_number
+from commuter_badge.features.workdays import (
+    LIBRARY_CALENDAR,
+    SHANGHAI_OFFSET_SECONDS,
+    WorkingCalendar,
+    day_number,
+)
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 # What callers say when the query returns a NULL person_id (CTE `names`: two ids, one key).
@@ -219,10 +224,12 @@ LEFT JOIN rn ON rn.region_rank = {rank_span} - 1 - a.region_key % {rank_span}
 
 @dataclass(frozen=True)
 class Window:
-    """The days a feature row for `as_of` may look at, and what the SQL needs to know of them."""
+    """The days a feature row for `as_of` may look at under `calendar`, and what the SQL needs to
+    know of them."""
 
     as_of: dt.date
     window_days: int = DEFAULT_WINDOW_DAYS
+    calendar: WorkingCalendar = LIBRARY_CALENDAR
 
     def __post_init__(self) -> None:
         if not MIN_WINDOW_DAYS <= self.window_days <= MAX_WINDOW_DAYS:
@@ -235,13 +242,13 @@ class Window:
     def start(self) -> dt.date:
         return self.as_of - dt.timedelta(days=self.window_days)
 
-    def calendar(self) -> pa.Table:
+    def days(self) -> pa.Table:
         """Calendar rows (day number, weekday, working-day flag) for the window's days."""
-        return _window_calendar(self.start, self.as_of)
+        return self.calendar.table(self.start, self.as_of)
 
     def params(self) -> dict[str, int]:
         """The window's numbers as the SQL uses them; day sets are bit masks, bit i = start + i."""
-        cal = self.calendar()
+        cal = self.days()
         work = cal.column("is_workday").to_pylist()
         dows = cal.column("dow").to_pylist()
         as_of_day = day_number(self.as_of)
@@ -299,11 +306,6 @@ def _active_week_bits(n_weeks: int) -> str:
         f"CASE WHEN active_bits & {{week{k}_bits}} <> 0 THEN {{week{k}_bits}} ELSE 0 END"
         for k in range(n_weeks)
     )
-
-
-def _window_calendar(start: dt.date, end: dt.date) -> pa.Table:
-    # Not cached here: workdays caches tables per active calendar (`use_calendar` may change it).
-    return calendar_table(start, end)
 
 
 def _weekday_counts() -> str:

@@ -5,11 +5,11 @@ Monday-Friday rule, merged with the operator's holiday schedule file (features/h
 years the library does not know yet. Where both speak for a year, the file wins and a warning
 lists the dates on which they disagree.
 
-The calendar is process-wide: a command or a service worker chooses it once at its start with
-`use_calendar(path_or_None)` (from `--calendar FILE` or COMMUTER_CALENDAR), and every feature
-build, the simulator and the service read it from here, so a batch and a request can never use
-different calendars. Tables are cached per calendar, so switching calendars (tests do) cannot leave
-a stale one behind.
+A command or a service worker opens its calendar once at its start with
+`open_calendar(path_or_None)` (from `--calendar FILE` or COMMUTER_CALENDAR) and passes the
+`WorkingCalendar` down (features/context.py `RunContext.calendar`) to every feature build, the
+simulator and the person's side; nothing here is process state, so two calendars can be used side
+by side in one process. Tables are cached per calendar object.
 
 Days are numbered as days since 1970-01-01 in Asia/Shanghai local time, so the feature SQL can
 join on plain integers in DuckDB, SQLite and Spark alike.
@@ -156,8 +156,33 @@ class WorkingCalendar:
             "overridden_years": self.overridden_years(),
         }
 
+    def params(self) -> dict[str, str]:
+        """This calendar as MLflow params/tags: calendar_library_version, _file_digest, _years."""
+        found = self.fingerprint()
+        return {f"calendar_{k}": found[k] for k in ("library_version", "file_digest", "years")}
 
-_active = WorkingCalendar()
+    def window_calendar(self, as_of: dt.date, window_days: int) -> dict[str, int]:
+        """What this calendar makes of the window before `as_of`: the counts every day-count
+        feature is measured against. Two windows with the same counts give a population the
+        same features."""
+        days = _days(as_of - dt.timedelta(days=window_days), as_of)
+        work = [self.is_workday(d) for d in days]
+        weekend = [d.weekday() >= 5 for d in days]
+        return {
+            "days": len(days),
+            "working_days": sum(work),
+            "weekdays_off": sum(not w and not e for w, e in zip(work, weekend, strict=True)),
+            "weekend_working_days": sum(w and e for w, e in zip(work, weekend, strict=True)),
+        }
+
+    def table(self, start: dt.date, end: dt.date) -> pa.Table:
+        """One row per local day in [start, end): day number, weekday (0 = Monday), working-day
+        flag (cached per calendar and window)."""
+        return _table(self, start, end)
+
+
+# The statutory calendar alone: frozen, so a default that no run can change.
+LIBRARY_CALENDAR = WorkingCalendar()
 
 
 def load_calendar(path: str | Path | None) -> WorkingCalendar:
@@ -165,10 +190,9 @@ def load_calendar(path: str | Path | None) -> WorkingCalendar:
     return WorkingCalendar(read_schedule(path) if path else None)
 
 
-def use_calendar(path: str | Path | None) -> WorkingCalendar:
-    """Make the file at `path` (None: the library alone) this process's calendar, and say where
-    the file overrides the library."""
-    global _active
+def open_calendar(path: str | Path | None) -> WorkingCalendar:
+    """The calendar a command or a service worker runs under (`load_calendar`), saying where
+    the file overrides the library. Called once at the edge; the result is passed down."""
     calendar = load_calendar(path)
     for year, dates in calendar.overrides().items():
         shown = ", ".join(d.isoformat() for d in dates[:_SHOWN_OVERRIDES])
@@ -182,53 +206,7 @@ def use_calendar(path: str | Path | None) -> WorkingCalendar:
             len(dates),
             f" ({shown}{more})" if dates else " (none; the file agrees on every day)",
         )
-    _active = calendar
     return calendar
-
-
-def active_calendar() -> WorkingCalendar:
-    """The calendar this process uses (the library alone until `use_calendar` says otherwise)."""
-    return _active
-
-
-def calendar_info() -> dict[str, Any]:
-    """The active calendar's fingerprint and source: library version, file digest, years."""
-    return _active.info()
-
-
-def calendar_fingerprint() -> dict[str, Any]:
-    """The active calendar as a model records it (models/core/bundle.py `ModelMeta.calendar`)."""
-    return _active.fingerprint()
-
-
-def calendar_params() -> dict[str, str]:
-    """The active calendar as MLflow params/tags: calendar_library_version, _file_digest, _years."""
-    found = _active.fingerprint()
-    return {f"calendar_{k}": found[k] for k in ("library_version", "file_digest", "years")}
-
-
-def is_workday(day: dt.date) -> bool:
-    """True on Chinese statutory working days, including make-up working weekends."""
-    return _active.is_workday(day)
-
-
-def window_calendar(as_of: dt.date, window_days: int) -> dict[str, int]:
-    """What the calendar makes of the window before `as_of`: the counts every day-count feature
-    is measured against. Two windows with the same counts give a population the same features."""
-    days = _days(as_of - dt.timedelta(days=window_days), as_of)
-    work = [is_workday(d) for d in days]
-    weekend = [d.weekday() >= 5 for d in days]
-    return {
-        "days": len(days),
-        "working_days": sum(work),
-        "weekdays_off": sum(not w and not e for w, e in zip(work, weekend, strict=True)),
-        "weekend_working_days": sum(w and e for w, e in zip(work, weekend, strict=True)),
-    }
-
-
-def calendar_table(start: dt.date, end: dt.date) -> pa.Table:
-    """One row per local day in [start, end): day number, weekday (0 = Monday), working-day flag."""
-    return _table(_active, start, end)
 
 
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:

@@ -4,7 +4,7 @@ A model certified under one holiday calendar is a different model from one certi
 another, so whoever checks readiness (an operator after adding next year's schedule, a deploy
 script) should see the calendar in the same answer. The API's `/readyz` route (serving/service.py)
 answers in JSON: ready, `{"status": "ready", "model_version": "7", "calendar": {library_version,
-file_digest, years, ...}}` (features/workdays.py `calendar_info`; the model version is the one this
+file_digest, years, ...}}` (features/workdays.py `WorkingCalendar.info`; the model version is the one this
 worker serves, pinned when the service started). It also names the stores the worker uses, kind
 and location without user, password or query (`stores`: decisions, reviews, models), and the
 decision publication it answers from (`publication`: as_of, version, model_version, rows): on

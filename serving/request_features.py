@@ -29,19 +29,25 @@ from commuter_badge.features.build import (
 )
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.sql import HASH_CLASH, Window
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 
 Persons = Sequence[tuple[str, Sequence[Mapping[str, object]]]]
 
 
 def request_features(
-    persons: Persons, as_of: dt.date, window_days: int, con: duckdb.DuckDBPyConnection | None
+    persons: Persons,
+    as_of: dt.date,
+    window_days: int,
+    con: duckdb.DuckDBPyConnection | None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> tuple[list[str], pd.DataFrame]:
     """(ids of the persons with crossings in the window, in row order; their features as a float64
-    frame of FEATURE_NAMES, missing as NaN), which `CommuterModel.explain` takes as it is."""
+    frame of FEATURE_NAMES, missing as NaN), which `CommuterModel.explain` takes as it is; the
+    working days are `calendar`'s (the worker's)."""
     if sum(len(trips) for _, trips in persons) > SQLITE_MAX_TRIPS:
-        frame = features_from_trips(persons, as_of, window_days=window_days, con=con)
+        frame = features_from_trips(persons, as_of, window_days, con, calendar=calendar)
         return frame["person_id"].tolist(), _matrix_frame(model_matrix(frame))
-    result = sqlite_engine.query(trip_rows(persons), Window(as_of, window_days))
+    result = sqlite_engine.query(trip_rows(persons), Window(as_of, window_days, calendar))
     ids = [row[0] for row in result]
     if None in ids:
         raise RuntimeError(HASH_CLASH)

@@ -29,7 +29,11 @@ import duckdb
 
 from commuter_badge.features.read import connect
 from commuter_badge.features.sql import Window
-from commuter_badge.features.workdays import CalendarRangeError
+from commuter_badge.features.workdays import (
+    LIBRARY_CALENDAR,
+    CalendarRangeError,
+    WorkingCalendar,
+)
 from commuter_badge.serving.request_features import request_features
 from commuter_badge.serving.schemas import REASONS_PER_PERSON, PersonTrips
 
@@ -59,10 +63,10 @@ def no_crossings_reason(window_days: int) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def calendar_problem(as_of: dt.date, window_days: int) -> str | None:
-    """Why the working-day calendar cannot cover this window, or None when it can."""
+def calendar_problem(as_of: dt.date, window_days: int, calendar: WorkingCalendar) -> str | None:
+    """Why the worker's working-day calendar cannot cover this window, or None when it can."""
     try:
-        Window(as_of, window_days).calendar()
+        Window(as_of, window_days, calendar).days()
     except CalendarRangeError as exc:
         return str(exc)
     except OverflowError:  # as_of - window_days before year 1
@@ -75,8 +79,10 @@ def score_persons(
     as_of: dt.date,
     persons: Sequence[PersonTrips],
     con: duckdb.DuckDBPyConnection,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> list[dict[str, Any]]:
-    """Probability, badge and reasons per person, in order; one feature query for all of them.
+    """Probability, badge and reasons per person, in order; one feature query for all of them,
+    under the worker's working-day `calendar`.
 
     Persons are keyed by position inside the query, so equal ids from different requests in one
     batch stay apart; nothing in the feature SQL depends on the id's value.
@@ -88,6 +94,7 @@ def score_persons(
         as_of,
         window_days,
         con,
+        calendar,
     )
     row_of = {key: i for i, key in enumerate(ids)}
     proba, reasons = model.explain(frame, REASONS_PER_PERSON)
@@ -143,7 +150,9 @@ class BatchScorer:
         max_batch_persons: int = MAX_BATCH_PERSONS,
         gap: float = BATCH_GAP_SECONDS,
         max_wait: float = BATCH_MAX_WAIT_SECONDS,
+        calendar: WorkingCalendar = LIBRARY_CALENDAR,
     ) -> None:
+        self.calendar = calendar  # the worker's, for every request it scores
         self.max_batch_persons = max_batch_persons
         self.gap = gap
         self.max_wait = max_wait
@@ -194,8 +203,9 @@ class BatchScorer:
         persons = [p for j in jobs for p in j.persons]
         BATCH_PERSONS.observe(len(persons))
         try:
+            model, as_of = jobs[0].model, jobs[0].as_of
             results = (
-                score_persons(jobs[0].model, jobs[0].as_of, persons, self._con) if persons else []
+                score_persons(model, as_of, persons, self._con, self.calendar) if persons else []
             )
         except Exception as exc:  # noqa: BLE001 - every waiting request must hear about it
             if len(jobs) > 1:  # one request's failure must not fail the others batched with it

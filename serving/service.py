@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from commuter_badge.features.messages import LANGS, from_accept_language
-from commuter_badge.features.workdays import calendar_info, use_calendar
+from commuter_badge.features.workdays import open_calendar
 from commuter_badge.models.core.recourse import with_person_side
 from commuter_badge.serving import access_log
 from commuter_badge.serving.admission import InflightLimit, calm_garbage_collector
@@ -152,7 +152,8 @@ class CommuterBadge:
         registry.configure(settings.tracking_uri)
         # One calendar per worker, chosen before any request (COMMUTER_CALENDAR; a bad file stops
         # the worker: `commuter serve` checks it first); /readyz reports it.
-        logger.info("working-day calendar: %s", use_calendar(settings.calendar).info())
+        self.calendar = open_calendar(settings.calendar)
+        logger.info("working-day calendar: %s", self.calendar.info())
         self.store = open_store(settings.decisions_path)  # a DuckDB file or a PostgreSQL URL
         self.stores = stores_in_use(settings)  # kinds and hosts, for /readyz
         self._reviews_url = settings.reviews_url
@@ -170,7 +171,7 @@ class CommuterBadge:
         self._load_model()
         if not self.store.ready:
             logger.warning("decision store not available: %s", self.store.problem)
-        self.scorer = BatchScorer()
+        self.scorer = BatchScorer(calendar=self.calendar)
         self.lang = settings.lang if settings.lang in LANGS else "en"  # COMMUTER_LANG
         access_log.sample_unauthorized()
         calm_garbage_collector()  # full collections stalled probes for seconds (admission.py)
@@ -305,14 +306,14 @@ async def score(
     model = svc._model or await anyio.to_thread.run_sync(svc._load_model)
     if model is None:
         raise ApiError.unavailable("model not loaded", svc._model_problem)
-    if (why := calendar_problem(body.as_of, model.meta.window_days)) is not None:
+    if (why := calendar_problem(body.as_of, model.meta.window_days, svc.calendar)) is not None:
         raise ApiError.invalid("as_of", why)
     results = await svc.scorer.score(model, body.as_of, body.persons) if body.persons else []
     lang = body.lang or from_accept_language(accept_language) or svc.lang
     if body.include or lang != "en":  # the person's side (models/core/recourse.py), off the loop
         trips = [(p.person_id, [vars(t) for t in p.trips]) for p in body.persons]
         side = functools.partial(
-            with_person_side, model, body.as_of, trips, results, body.include, lang
+            with_person_side, model, body.as_of, trips, results, body.include, lang, svc.calendar
         )
         results = await anyio.to_thread.run_sync(side)
     return side_response(model, results, bool(body.include))
@@ -381,7 +382,7 @@ async def readyz(svc: Service) -> Ready:
             503, {"error": "not ready", "message": "; ".join(missing), "missing": missing}
         )
     return Ready(
-        model_version=svc.model_version, calendar=calendar_info(), **stores_and_publication(svc)
+        model_version=svc.model_version, calendar=svc.calendar.info(), **stores_and_publication(svc)
     )
 
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from commuter_badge.features.workdays import CalendarRangeError, is_workday
+from commuter_badge.features.workdays import CalendarRangeError, WorkingCalendar
 
 DAYS_BEFORE_WINDOW = 7
 DAYS_AFTER_AS_OF = 2
 # A run of at least this many days off is a statutory holiday (ordinary weekends are two days), so
-# long holidays follow whichever working-day calendar is active, schedule files included.
+# long holidays follow the world's working-day calendar, schedule files included.
 LONG_HOLIDAY_DAYS = 3
 
 
@@ -34,12 +34,13 @@ class Timeline:
     long_holidays: tuple[tuple[int, int], ...]
 
 
-def timeline(as_of: dt.date, window_days: int) -> Timeline:
-    """The simulated days around `as_of`; raises CalendarRangeError outside the calendar's years."""
+def timeline(as_of: dt.date, window_days: int, calendar: WorkingCalendar) -> Timeline:
+    """The simulated days around `as_of` under `calendar`; raises CalendarRangeError outside the
+    calendar's years."""
     start = as_of - dt.timedelta(days=window_days + DAYS_BEFORE_WINDOW)
     n_days = window_days + DAYS_BEFORE_WINDOW + DAYS_AFTER_AS_OF
     days = [start + dt.timedelta(days=i) for i in range(n_days)]
-    workday = np.array([is_workday(x) for x in days])
+    workday = np.array([calendar.is_workday(x) for x in days])
     return Timeline(
         start=start,
         n_days=n_days,
@@ -47,11 +48,13 @@ def timeline(as_of: dt.date, window_days: int) -> Timeline:
         dow=np.array([x.weekday() for x in days]),
         as_of=window_days + DAYS_BEFORE_WINDOW,
         window_start=DAYS_BEFORE_WINDOW,
-        long_holidays=_long_holidays(start, workday),
+        long_holidays=_long_holidays(start, workday, calendar),
     )
 
 
-def _long_holidays(start: dt.date, workday: np.ndarray) -> tuple[tuple[int, int], ...]:
+def _long_holidays(
+    start: dt.date, workday: np.ndarray, calendar: WorkingCalendar
+) -> tuple[tuple[int, int], ...]:
     """Runs of days off at least LONG_HOLIDAY_DAYS long, extended to their full length.
 
     A run is followed beyond the simulated span (up to two weeks) so that a festival which began
@@ -62,7 +65,7 @@ def _long_holidays(start: dt.date, workday: np.ndarray) -> tuple[tuple[int, int]
         if 0 <= i < len(workday):
             return not workday[i]
         try:  # beyond the span a calendar may end: an unknown day ends the run
-            return not is_workday(start + dt.timedelta(days=i))
+            return not calendar.is_workday(start + dt.timedelta(days=i))
         except CalendarRangeError:
             return False
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.simulate.archetypes import (
     ARCHETYPES,
     FESTIVAL_VISITORS,
@@ -89,6 +90,8 @@ class WorldSettings:
     archetypes: tuple[Archetype, ...] = ARCHETYPES
     messiness: Messiness = Messiness()
     holiday_leave: HolidayLeave | None = None
+    # Working days and long holidays follow it (a schedule file's years included).
+    calendar: WorkingCalendar = LIBRARY_CALENDAR
 
     def __post_init__(self) -> None:
         check_catalogue(self.archetypes)

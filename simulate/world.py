@@ -70,7 +70,7 @@ def simulate_world(
 
     `progress(done, total)` is called after each archetype and once more when the tables are
     assembled (total = number of archetypes + 1). Raises CalendarRangeError outside the years the
-    working-day calendar covers (chinesecalendar's, plus a schedule file's: `use_calendar`).
+    working-day calendar covers (chinesecalendar's, plus a schedule file's: `WorldSettings.calendar`).
     """
     settings = settings or WorldSettings()
     check_arguments(persons, window_days, seed, label_noise)
@@ -113,7 +113,7 @@ def populate(
     shifts anyone else's random numbers.
     """
     catalogue = settings.archetypes
-    line = timeline(as_of, window_days)
+    line = timeline(as_of, window_days, settings.calendar)
     noise_ss, label_ss, *arch_ss = streams.spawn(2 + len(catalogue))
     persons = len(archetype)
     leave = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.stores.decisions import check_window_coverage, deliver, read_scores
 
 if TYPE_CHECKING:
@@ -49,20 +50,22 @@ def score_and_publish(
     master: str | None = None,
     include: tuple[str, ...] = (),
     lang: str = "en",
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> Scored:
     """Score everyone in `trips` at `as_of` into `out`; with a `store`, also publish the decisions.
 
     `store` is a checked location (`check_store_location`); None scores for analysis only and never
     touches the live decisions. `status(text)` (a context manager) names each long step.
-    `memory` (DuckDB's cap) and `master` (Spark's) are the caller's settings, passed down.
+    `memory` (DuckDB's cap), `master` (Spark's) and the working-day `calendar` are the caller's,
+    passed down.
     `include` asks for the person's side (`models.runs.score.INCLUDE_CHOICES`, DuckDB engine
     only), its sentences in `lang`.
     """
     step = status or (lambda _text: nullcontext())
     if engine == "spark":
-        table, warnings = _score_spark(trips, as_of, model, out, step, master)
+        table, warnings = _score_spark(trips, as_of, model, out, step, master, calendar)
     else:
-        person_side = {"include": include, "lang": lang}
+        person_side = {"include": include, "lang": lang, "calendar": calendar}
         table, warnings = _score_duckdb(
             trips, as_of, model, step, store, allow_shrink, memory, person_side
         )
@@ -85,17 +88,19 @@ def _score_duckdb(trips, as_of, model, step, store, allow_shrink, memory, person
     from commuter_badge.models.runs.score import score_path
 
     with step("checking coverage"):  # no crossing in the window: error
-        coverage = check_coverage(trips, as_of, model.meta.window_days)
+        coverage = check_coverage(trips, as_of, model.meta.window_days, person_side["calendar"])
     if store is not None:  # a window past the trips is refused before any scoring
         check_window_coverage(coverage, allow_shrink=allow_shrink)
     with step("scoring"):
         return score_path(trips, as_of, model, memory, **person_side), coverage.warnings
 
 
-def _score_spark(trips, as_of, model, out, step, master):
+def _score_spark(trips, as_of, model, out, step, master, calendar):
     from commuter_badge.models.runs.spark_score import write_spark_scores
 
     with step("scoring on Spark"):
-        write_spark_scores(str(trips), as_of, str(out), model=model, master=master)
+        write_spark_scores(
+            str(trips), as_of, str(out), model=model, master=master, calendar=calendar
+        )
     remote = "://" in str(out) and not str(out).startswith("file:")
     return (None if remote else read_scores(out)), ()

@@ -34,20 +34,11 @@ def isolated_stores(tmp_path, monkeypatch):
 
 @pytest.fixture
 def calendar_2027():
-    """The synthetic 2027 schedule as this process's working-day calendar, for one test."""
-    from commuter_badge.features.workdays import use_calendar
+    """The synthetic 2027 schedule as a working-day calendar, for a test to pass where it builds
+    features or a world (no process-wide calendar to set or reset)."""
+    from commuter_badge.features.workdays import open_calendar
 
-    return use_calendar(CALENDAR_2027)
-
-
-@pytest.fixture(autouse=True)
-def library_calendar_after():
-    """Whatever a test chose (`use_calendar`, an in-process `--calendar`), the next starts clean."""
-    yield
-    from commuter_badge.features import workdays
-
-    if workdays.active_calendar().schedule is not None:
-        workdays.use_calendar(None)
+    return open_calendar(CALENDAR_2027)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -121,7 +121,7 @@ class ModelMeta:
     trained_as_of: str = ""
     run_id: str = ""
     extra: dict = field(default_factory=dict)
-    # The working-day calendar it was certified under (features/workdays.py `calendar_fingerprint`);
+    # The working-day calendar it was certified under (features/workdays.py `WorkingCalendar.fingerprint`);
     # empty for versions trained before models recorded one.
     calendar: dict = field(default_factory=dict)
 

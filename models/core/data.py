@@ -21,6 +21,7 @@ from commuter_badge.features.build import build_features
 from commuter_badge.features.copies import weekday_copies
 from commuter_badge.features.coverage import check_coverage
 from commuter_badge.features.read import discover, read_labels, unit_weights
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.settings import DEFAULT_WINDOW_DAYS
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class Labelled:
     copies: pd.DataFrame | None = None
     # Per month trained on (models/core/months.py): files, digest, label counts, weight sum.
     months: tuple[dict, ...] = ()
+    # The working days the features were built under; a model fitted on them records it.
+    calendar: WorkingCalendar = LIBRARY_CALENDAR
 
     @property
     def labels_without_trips_share(self) -> float:
@@ -127,15 +130,17 @@ def labelled_features(
     window_days: int = DEFAULT_WINDOW_DAYS,
     copies: bool = False,
     memory: str | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> Labelled:
     """Features joined to labels; with `copies`, also the labelled persons' weekday copies.
-    `memory` is the DuckDB memory setting the features are built under."""
+    `memory` is the DuckDB memory setting, `calendar` the working days the features are built
+    under."""
     # The labels first: a wrong --labels file is refused before the trips are read.
     y, label_paths, per_file = counted_label_files(labels)
-    coverage = check_coverage(trips, as_of, window_days)
+    coverage = check_coverage(trips, as_of, window_days, calendar)
     for text in coverage.warnings:
         log.warning("%s", text)
-    features = build_features(trips, as_of, window_days, memory=memory)
+    features = build_features(trips, as_of, window_days, memory=memory, calendar=calendar)
     for path, n in zip(label_paths, per_file, strict=True):
         kind = "reviews" if is_review_export(path) else "labels"
         log.info("%s: %d of the %d labels used (%s)", path.name, n, len(y), kind)
@@ -156,7 +161,9 @@ def labelled_features(
         frame = frame.merge(extra, on="person_id", how="left")
     digest = file_digest([*discover(trips), *label_paths])
     copied = (
-        weekday_copies(trips, as_of, frame["person_id"], window_days, memory) if copies else None
+        weekday_copies(trips, as_of, frame["person_id"], window_days, memory, calendar)
+        if copies
+        else None
     )
     return Labelled(
         frame=frame,
@@ -165,6 +172,7 @@ def labelled_features(
         digest=digest,
         as_of=as_of,
         window_days=window_days,
+        calendar=calendar,
         n_labels=len(y),
         warnings=coverage.warnings,
         labels_by_file=tuple((str(p), n) for p, n in zip(label_paths, per_file, strict=True)),

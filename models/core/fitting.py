@@ -24,7 +24,7 @@ from commuter_badge.errors import CommuterError
 from commuter_badge.features.build import model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
 from commuter_badge.features.read import unit_weights
-from commuter_badge.features.workdays import calendar_fingerprint
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.models.core.bundle import CommuterModel, ModelMeta
 from commuter_badge.models.core.calibration import PlattCalibrator
 from commuter_badge.models.core.config import TrainConfig
@@ -135,9 +135,13 @@ def one_class_cause(data: pd.DataFrame, name: str, part: pd.DataFrame) -> str:
 
 
 def fit_model(
-    data: pd.DataFrame, config: TrainConfig, as_of: dt.date
+    data: pd.DataFrame,
+    config: TrainConfig,
+    as_of: dt.date,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> tuple[CommuterModel, dict]:
-    """The whole fit on a labelled frame with a `part` column; pure apart from LightGBM."""
+    """The whole fit on a labelled frame with a `part` column, built under `calendar`; pure
+    apart from LightGBM."""
     parts = {name: data[data["part"] == name] for name in config.parts()}
     for name, part in parts.items():
         if name == "early_stop" and config.early_stopping_folds:
@@ -159,7 +163,7 @@ def fit_model(
         calib_b=calibrator.b_,
         window_days=config.window_days,
         trained_as_of=as_of.isoformat(),
-        calendar=calendar_fingerprint(),  # the working-day calendar travels with the model
+        calendar=calendar.fingerprint(),  # the working-day calendar travels with the model
     )
     info = {
         "best_iteration": booster.best_iteration,
@@ -331,7 +335,7 @@ def fit_and_evaluate(
     if data.as_of is None:
         raise ValueError("labelled data without as_of; build it with labelled_features")
     frame = split(data, config) if frame is None else frame
-    model, certificate = fit_model(frame, config, data.as_of)
+    model, certificate = fit_model(frame, config, data.as_of, data.calendar)
     val = frame[frame["part"] == "validation"].copy()
     val["proba"] = model.predict_proba(val)
     val["badge"] = model.decide(val["proba"].to_numpy())

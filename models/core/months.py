@@ -34,6 +34,7 @@ import pandas as pd
 
 from commuter_badge.errors import CommuterError
 from commuter_badge.features.read import unit_weights
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.models.core.data import Labelled, counted_label_files, labelled_features
 from commuter_badge.models.core.split import assign
 from commuter_badge.models.core.stratified import Stratum, strata_of
@@ -88,12 +89,16 @@ def check_months(months: Sequence[Month], command: str) -> list[Month]:
 
 
 def labelled_months(
-    months: Sequence[Month], window_days: int, copies: bool, memory: str | None = None
+    months: Sequence[Month],
+    window_days: int,
+    copies: bool,
+    memory: str | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> Labelled:
     """Every month's labelled features, stacked and keyed by month (module docstring); built
-    under the DuckDB `memory` setting."""
+    under the DuckDB `memory` setting and the working-day `calendar`."""
     parts = [
-        labelled_features(m.trips, list(m.labels), m.as_of, window_days, copies, memory)
+        labelled_features(m.trips, list(m.labels), m.as_of, window_days, copies, memory, calendar)
         for m in months
     ]
     return stack_months(months, parts, window_days)
@@ -122,6 +127,7 @@ def stack_months(months: Sequence[Month], parts: Sequence[Labelled], window_days
         digest=digest,
         as_of=months[-1].as_of,
         window_days=window_days,
+        calendar=parts[-1].calendar,
         n_labels=sum(p.n_labels for p in parts),
         warnings=tuple(w for p in parts for w in p.warnings),
         labels_by_file=tuple(f for p in parts for f in p.labels_by_file),

@@ -35,10 +35,11 @@ from commuter_badge.features.build import features_from_rows, trip_rows
 from commuter_badge.features.messages import MODE_WORDS, Lang, localize_reasons, say
 from commuter_badge.features.workdays import (
     EPOCH,
+    LIBRARY_CALENDAR,
     SHANGHAI_OFFSET_SECONDS,
     CalendarRangeError,
+    WorkingCalendar,
     day_number,
-    is_workday,
 )
 
 # A trip as the feature SQL takes it, without the person: (t, direction, mode, site_id, region).
@@ -124,14 +125,16 @@ def usual_pattern(rows: Sequence[Row], as_of: dt.date, window_days: int) -> Patt
     )
 
 
-def coming_workdays(as_of: dt.date, days: int) -> tuple[list[dt.date], int]:
-    """Working days in [as_of, as_of + days), and how many of those days the calendar covers
-    (the projection ends at the first day no calendar covers)."""
+def coming_workdays(
+    as_of: dt.date, days: int, calendar: WorkingCalendar
+) -> tuple[list[dt.date], int]:
+    """Working days in [as_of, as_of + days), and how many of those days `calendar` covers
+    (the projection ends at the first day it does not cover)."""
     out = []
     for k in range(days):
         day = as_of + dt.timedelta(days=k)
         try:
-            if is_workday(day):
+            if calendar.is_workday(day):
                 out.append(day)
         except CalendarRangeError:
             return out, k
@@ -139,11 +142,16 @@ def coming_workdays(as_of: dt.date, days: int) -> tuple[list[dt.date], int]:
 
 
 def decisions(
-    model, persons: Mapping[str, Sequence[Row]], as_of: dt.date, con=None
+    model,
+    persons: Mapping[str, Sequence[Row]],
+    as_of: dt.date,
+    con=None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> dict[str, tuple[float, bool]]:
-    """(probability, badge) per person with crossings in the window, through the feature SQL."""
+    """(probability, badge) per person with crossings in the window, through the feature SQL
+    under `calendar`."""
     rows = [(pid, *r) for pid, trips in persons.items() for r in trips]
-    frame = features_from_rows(rows, as_of, model.meta.window_days, con)
+    frame = features_from_rows(rows, as_of, model.meta.window_days, con, calendar=calendar)
     if len(frame) == 0:
         return {}
     proba = model.predict_proba(frame)
@@ -160,6 +168,7 @@ def expected_badge_dates(
     *,
     horizon: int | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> dict[str, dt.date | None]:
     """The first date after `as_of` on which each person would hold the badge if they kept their
     pattern on every coming working day; None without a pattern or within `horizon` days
@@ -169,7 +178,7 @@ def expected_badge_dates(
     patterns = {pid: usual_pattern(rows, as_of, window_days) for pid, rows in persons.items()}
     out: dict[str, dt.date | None] = dict.fromkeys(persons)
     waiting = [pid for pid, p in patterns.items() if p is not None]
-    workdays, covered = coming_workdays(as_of, horizon)
+    workdays, covered = coming_workdays(as_of, horizon, calendar)
     for d in range(1, covered + 1):
         day = as_of + dt.timedelta(days=d)
         if not waiting:
@@ -179,7 +188,7 @@ def expected_badge_dates(
             pid: [*persons[pid], *(r for w in added for r in patterns[pid].day(w))]
             for pid in waiting
         }
-        got = decisions(model, projected, day, con)
+        got = decisions(model, projected, day, con, calendar)
         for pid in list(waiting):
             if got.get(pid, (0.0, False))[1]:
                 out[pid] = day
@@ -233,12 +242,14 @@ def apply_change(
     return [r for r in rows if local_day(r[0]) not in gone]
 
 
-def _candidate_days(rows: Sequence[Row], as_of: dt.date, window_days: int, holder: bool):
+def _candidate_days(
+    rows: Sequence[Row], as_of: dt.date, window_days: int, holder: bool, calendar: WorkingCalendar
+):
     """Working days of the window, most recent first: those with a crossing (for a holder, to
     take away), else those without any (to fill)."""
     active = {local_day(r[0]) for r in rows}
     days = [as_of - dt.timedelta(days=k) for k in range(1, window_days + 1)]
-    return [d for d in days if is_workday(d) and ((d in active) == holder)]
+    return [d for d in days if calendar.is_workday(d) and ((d in active) == holder)]
 
 
 def recourse(
@@ -247,6 +258,7 @@ def recourse(
     as_of: dt.date,
     *,
     con: duckdb.DuckDBPyConnection | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> dict[str, Change | None]:
     """Per person, the smallest change in days (module docstring) that flips the decision at
     `as_of`, or None when none of the candidate changes does (or there is no pattern)."""
@@ -255,16 +267,20 @@ def recourse(
     for start in range(0, len(ids), CHUNK_PERSONS):
         out.update(
             _recourse_chunk(
-                model, {p: persons[p] for p in ids[start : start + CHUNK_PERSONS]}, as_of, con
+                model,
+                {p: persons[p] for p in ids[start : start + CHUNK_PERSONS]},
+                as_of,
+                con,
+                calendar,
             )
         )
     return out
 
 
-def _recourse_chunk(model, persons, as_of, con) -> dict[str, Change | None]:
+def _recourse_chunk(model, persons, as_of, con, calendar) -> dict[str, Change | None]:
     window_days = model.meta.window_days
     now = decisions(
-        model, {f"{i:07d}": rows for i, rows in enumerate(persons.values())}, as_of, con
+        model, {f"{i:07d}": rows for i, rows in enumerate(persons.values())}, as_of, con, calendar
     )
     plans = {}
     variants: dict[str, list[Row]] = {}
@@ -273,12 +289,12 @@ def _recourse_chunk(model, persons, as_of, con) -> dict[str, Change | None]:
         if pattern is None:
             continue
         holder = now.get(f"{i:07d}", (0.0, False))[1]
-        days = _candidate_days(rows, as_of, window_days, holder)
+        days = _candidate_days(rows, as_of, window_days, holder, calendar)
         kind = "remove" if holder else "add"
         plans[pid] = (i, kind, days, pattern, holder)
         for k in range(1, len(days) + 1):
             variants[f"{i:07d}:{k:02d}"] = apply_change(kind, days[:k], pattern, rows)
-    got = decisions(model, variants, as_of, con) if variants else {}
+    got = decisions(model, variants, as_of, con, calendar) if variants else {}
     out: dict[str, Change | None] = {}
     for pid, (i, kind, days, pattern, holder) in plans.items():
         out[pid] = None
@@ -320,6 +336,7 @@ def person_side(
     badges: Sequence[bool],
     include: Sequence[str],
     lang: Lang,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> list[dict]:
     """Per person (trip mappings as `/score` takes them, and their badge now): the fields
     `include` asks for, `badge_expected_on` (null for a holder or when no date would do) and
@@ -328,11 +345,11 @@ def person_side(
     out: list[dict] = [{} for _ in persons]
     if "badge_expected_on" in include:
         denied = {k: v for k, v in rows.items() if not badges[int(k)]}
-        dates = expected_badge_dates(model, denied, as_of)
+        dates = expected_badge_dates(model, denied, as_of, calendar=calendar)
         for i, answer in enumerate(out):
             answer["badge_expected_on"] = dates.get(str(i))
     if "recourse" in include:
-        changes = recourse(model, rows, as_of)
+        changes = recourse(model, rows, as_of, calendar=calendar)
         for i, answer in enumerate(out):
             change = changes[str(i)]
             answer["recourse"] = [] if change is None else [change_item(change, lang)]
@@ -346,11 +363,12 @@ def with_person_side(
     results: Sequence[dict],
     include: Sequence[str],
     lang: Lang,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> list[dict]:
     """`/score`'s answers (dicts in request order, from `persons`' trips) with their reasons in
     `lang` and the fields of the person's side `include` asks for (`person_side`)."""
     badges = [bool(r["badge"]) for r in results]
-    side = person_side(model, as_of, persons, badges, include, lang) if include else None
+    side = person_side(model, as_of, persons, badges, include, lang, calendar) if include else None
     return [
         {
             **r,

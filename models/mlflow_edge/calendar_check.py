@@ -5,7 +5,7 @@ with another (a newer chinesecalendar, a different schedule file), the same pers
 features can change, so the certificate may not carry over. Commands that judge a model against
 new data (`evaluate`, `monitor`) warn when the calendars differ, on stderr and as an MLflow tag.
 The model records its calendar in `ModelMeta.calendar` at training (features/workdays.py
-`calendar_fingerprint`): library version, schedule file digest and a digest per year.
+`WorkingCalendar.fingerprint`): library version, schedule file digest and a digest per year.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 
 import mlflow
 
-from commuter_badge.features.workdays import calendar_fingerprint
+from commuter_badge.features.workdays import WorkingCalendar
 from commuter_badge.models.core.bundle import ModelMeta
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 MISMATCH_TAG = "calendar_mismatch"
 
 
-def calendar_mismatch(meta: ModelMeta) -> str | None:
-    """One line saying where the active calendar disagrees with the model's, or None.
+def calendar_mismatch(meta: ModelMeta, calendar: WorkingCalendar) -> str | None:
+    """One line saying where `calendar` (the run's) disagrees with the model's, or None.
 
     Calendars are compared year by year on the years both cover: adding a year the model never
     saw (next year's schedule file, a library release) is no mismatch, changing one it did is.
@@ -32,7 +32,7 @@ def calendar_mismatch(meta: ModelMeta) -> str | None:
     recorded = meta.calendar or {}
     if not recorded:
         return None
-    now = calendar_fingerprint()
+    now = calendar.fingerprint()
     if all(recorded.get(k) == now[k] for k in ("library_version", "file_digest")):
         return None
     theirs, ours = recorded.get("year_digests") or {}, now["year_digests"]
@@ -49,9 +49,9 @@ def calendar_mismatch(meta: ModelMeta) -> str | None:
     )
 
 
-def warn_calendar_mismatch(meta: ModelMeta) -> str | None:
+def warn_calendar_mismatch(meta: ModelMeta, calendar: WorkingCalendar) -> str | None:
     """Warn on stderr and tag the active MLflow run when the calendars differ; returns the line."""
-    why = calendar_mismatch(meta)
+    why = calendar_mismatch(meta, calendar)
     if why is not None:
         log.warning("warning: %s", why)
         if mlflow.active_run() is not None:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from commuter_badge.features.build import features_from_trips, model_matrix
 from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 SITE = {"car": "CK-EXAMPLE", "rail": "RL-EXAMPLE", "bus": "BS-EXAMPLE"}
@@ -57,7 +58,11 @@ def invented_persons(as_of: dt.date, window_days: int) -> list[tuple[str, list[d
     ]
 
 
-def synthetic_example(as_of: dt.date, window_days: int) -> pd.DataFrame:
-    """The input example: FEATURE_NAMES as float64 (missing as NaN) for the invented persons."""
-    frame = features_from_trips(invented_persons(as_of, window_days), as_of, window_days)
+def synthetic_example(
+    as_of: dt.date, window_days: int, calendar: WorkingCalendar = LIBRARY_CALENDAR
+) -> pd.DataFrame:
+    """The input example: FEATURE_NAMES as float64 (missing as NaN) for the invented persons,
+    under the working-day `calendar` the model was trained with."""
+    persons = invented_persons(as_of, window_days)
+    frame = features_from_trips(persons, as_of, window_days, calendar=calendar)
     return pd.DataFrame(model_matrix(frame), columns=list(FEATURE_NAMES))

@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.locks import file_lock
 from commuter_badge.models.core.bundle import (
     CommuterModel,
@@ -236,7 +237,9 @@ def ensure_registered_model() -> None:
 
 
 def log_model(
-    model: CommuterModel, example: pd.DataFrame | None = None
+    model: CommuterModel,
+    example: pd.DataFrame | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> mlflow.models.model.ModelInfo:
     """Log `model` in the active run with signature and input example, registered as MODEL_NAME.
 
@@ -257,7 +260,7 @@ def log_model(
     stamped = CommuterModel(model.booster, meta, version=model.version)
     del example  # real persons' rows must not ship inside the model
     as_of = dt.date.fromisoformat(meta.trained_as_of) if meta.trained_as_of else EXAMPLE_AS_OF
-    inputs = synthetic_example(as_of, meta.window_days)[list(FEATURE_NAMES)]
+    inputs = synthetic_example(as_of, meta.window_days, calendar)[list(FEATURE_NAMES)]
     outputs = PyfuncCommuterModel()
     outputs.model = stamped
     signature = infer_signature(inputs, outputs.predict(None, inputs))

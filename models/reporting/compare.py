@@ -32,6 +32,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from commuter_badge.errors import UserError
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.settings import MODEL_NAME
 
 # (name without prefix, is a rate) in the order a reviewer reads them.
@@ -311,7 +312,7 @@ def persons_caveat(cmp: Comparison) -> str | None:
 
 
 def _scored_side(
-    ref: str, trips, labels, as_of: dt.date, client: MlflowClient
+    ref: str, trips, labels, as_of: dt.date, client: MlflowClient, calendar: WorkingCalendar
 ) -> tuple[Side, pd.DataFrame]:
     """A registered version scored on a labelled month: `eval_` figures as `commuter evaluate`
     computes them (without logging), with the version's certificate and gates beside them."""
@@ -326,7 +327,7 @@ def _scored_side(
             "versions (3, v3, models:/commuter-badge/3)"
         )
     model = registry.load_model(f"models:/{MODEL_NAME}/{version}")
-    labelled = labelled_features(trips, labels, as_of, model.meta.window_days)
+    labelled = labelled_features(trips, labels, as_of, model.meta.window_days, calendar=calendar)
     refuse_weights(labelled, "compare")
     frame = labelled.frame.copy()
     frame["proba"] = model.predict_proba(frame)
@@ -354,13 +355,20 @@ def _scored_side(
 
 
 def compare_on_month(
-    ref_a: str, ref_b: str, trips, labels, as_of: dt.date, client: MlflowClient | None = None
+    ref_a: str,
+    ref_b: str,
+    trips,
+    labels,
+    as_of: dt.date,
+    client: MlflowClient | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> Comparison:
     """Both versions scored on the same labelled month (`commuter compare A B --trips --labels
-    --as-of`): the differences are the models', not the months'."""
+    --as-of`) under the working-day `calendar`: the differences are the models', not the
+    months'."""
     client = client or MlflowClient()
-    a, _ = _scored_side(ref_a, trips, labels, as_of, client)
-    b, _ = _scored_side(ref_b, trips, labels, as_of, client)
+    a, _ = _scored_side(ref_a, trips, labels, as_of, client, calendar)
+    b, _ = _scored_side(ref_b, trips, labels, as_of, client, calendar)
     return Comparison(a, b, headline(a, b), slice_deltas(a, b), gates(a, b))
 
 

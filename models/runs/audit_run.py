@@ -17,11 +17,13 @@ def log_audit(
     context: RunContext | None = None,
 ) -> str:
     """Log the audit's figures (same names as the report) and tag the judged version(s)."""
-    open_store(context or RunContext.defaults())
+    context = context or RunContext.defaults()
+    open_store(context)
     figures = {k: v for k, v in result.as_dict().items() if isinstance(v, int | float)}
     with logged_run(
         "audit",
         f"audit v{result.model_version or '?'} as_of={as_of}",
+        calendar=context.calendar,
         as_of=as_of,
         tags={"model_version": result.model_version},
         params={

@@ -20,12 +20,13 @@ def log_comparison(
     """Log the comparison's Markdown and HTML in a run of kind `comparison`; returns its id.
 
     `as_of` and `scored_on` name the labelled month both versions were scored on, if any."""
-    open_store(context or RunContext.defaults())
+    context = context or RunContext.defaults()
+    open_store(context)
     tags = {"run_a": cmp.a.run_id, "run_b": cmp.b.run_id}
     if as_of is not None:
         tags["scored_on"] = str(scored_on)
     name = f"compare {cmp.a.label} vs {cmp.b.label}"
-    with logged_run("comparison", name, as_of=as_of, tags=tags) as run:
+    with logged_run("comparison", name, calendar=context.calendar, as_of=as_of, tags=tags) as run:
         mlflow.log_text(to_markdown(cmp), "comparison.md")
         mlflow.log_text(to_html(cmp), "comparison.html")
     return run.info.run_id

@@ -186,7 +186,10 @@ def evaluate(
     open_store(context)
     model = registry.load_model(model_uri)
     memory = context.settings.duckdb_memory
-    labelled = labelled_features(trips, labels, as_of, model.meta.window_days, memory=memory)
+    window = model.meta.window_days
+    labelled = labelled_features(
+        trips, labels, as_of, window, memory=memory, calendar=context.calendar
+    )
     frame = labelled.frame.copy()
     frame["proba"] = model.predict_proba(frame)
     weights = frame["weight"].to_numpy() if "weight" in frame else None
@@ -195,6 +198,7 @@ def evaluate(
     with logged_run(
         "evaluation",
         f"evaluate v{model.version or '?'} as_of={as_of}",
+        calendar=context.calendar,
         as_of=as_of,
         digest=labelled.digest,
         tags={

@@ -20,7 +20,6 @@ from mlflow.tracking import MlflowClient
 from commuter_badge.features.build import build_features, model_matrix
 from commuter_badge.features.context import RunContext
 from commuter_badge.features.coverage import check_coverage
-from commuter_badge.features.workdays import window_calendar
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.monitor import (
     MIN_PERSONS,
@@ -153,8 +152,10 @@ def run_monitor(
         run_id = MlflowClient().get_model_version(MODEL_NAME, model.version).run_id
     reference = load_reference(run_id, model.version)
     window = model.meta.window_days
-    check_coverage(trips, as_of, window)
-    features = build_features(trips, as_of, window, memory=context.settings.duckdb_memory)
+    calendar = context.calendar
+    check_coverage(trips, as_of, window, calendar)
+    memory = context.settings.duckdb_memory
+    features = build_features(trips, as_of, window, memory=memory, calendar=calendar)
     if len(features) < MIN_PERSONS:  # refused before any run or tag is written
         raise MonitorError(
             f"{trips}: {len(features):,} persons crossed in the {window} days before {as_of}; the "
@@ -172,12 +173,13 @@ def run_monitor(
         as_of=as_of.isoformat(),
         model_version=model.version,
         thresholds=t,
-        calendar=window_calendar(as_of, window),
+        calendar=calendar.window_calendar(as_of, window),
         label_noise=version_label_noise(model.version),
     )
     with logged_run(
         "monitor",
         f"monitor v{model.version or '?'} as_of={as_of}",
+        calendar=calendar,
         as_of=as_of,
         tags={
             "model_uri": model_uri or "",

@@ -23,7 +23,6 @@ from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.context import RunContext
 from commuter_badge.features.read import unit_weights
-from commuter_badge.features.workdays import calendar_fingerprint
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.core.calibration import PlattCalibrator
 from commuter_badge.models.core.config import TrainConfig
@@ -87,7 +86,7 @@ def recalibrate(model: CommuterModel, data: Labelled, config: TrainConfig) -> Fi
         calib_b=calibrator.b_,
         trained_as_of=data.as_of.isoformat(),
         run_id="",
-        calendar=calendar_fingerprint(),
+        calendar=data.calendar.fingerprint(),
         extra={
             **model.meta.extra,
             "recertified_from": model.version,
@@ -173,7 +172,7 @@ def recertify(
     config = policy_of(old, seed)
     progress("building features")
     months = check_months(months or [single_month(trips, labels, as_of)], "recertify")
-    labelled = _labelled(months, config.window_days, context.settings.duckdb_memory)
+    labelled = _labelled(months, config.window_days, context)
     as_of = labelled.as_of
     progress("recalibrating")
     fitted = recalibrate(old, labelled, config)
@@ -192,6 +191,7 @@ def recertify(
     with logged_run(
         "model",
         f"recertify v{old.version or '?'} as_of={as_of}",
+        calendar=context.calendar,
         as_of=as_of,
         digest=labelled.digest,
         tags={"recertified_from": old.version},
@@ -229,7 +229,7 @@ def recertify(
     )
 
 
-def _labelled(months: list[Month], window_days: int, memory: str | None) -> Labelled:
+def _labelled(months: list[Month], window_days: int, context: RunContext) -> Labelled:
     """The months' labelled features; an audit's weighted labels are refused before any feature
     is built (recertify keeps the trees, so it has no persons to hold out from them)."""
     if not unit_weights(counted_label_files(list(months[-1].labels))[0]):
@@ -238,4 +238,5 @@ def _labelled(months: list[Month], window_days: int, memory: str | None) -> Labe
             "labels counted once each; to use an audit's weighted labels train on it: "
             "`commuter train --month` (the labelled month before) `--month` (the audited one)"
         )
-    return labelled_months(months, window_days, copies=False, memory=memory)
+    memory = context.settings.duckdb_memory
+    return labelled_months(months, window_days, False, memory, context.calendar)

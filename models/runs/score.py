@@ -13,6 +13,7 @@ from commuter_badge.atomic import write_frame
 from commuter_badge.errors import UserError
 from commuter_badge.features.build import build_features, trips_by_person
 from commuter_badge.features.messages import Lang, say
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.models.core import recourse
 from commuter_badge.models.core.bundle import CommuterModel
 
@@ -76,14 +77,17 @@ def score_path(
     *,
     include: Sequence[str] = (),
     lang: Lang = "en",
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> pd.DataFrame:
-    """Score everyone seen at `trips` as of `as_of` (features under the DuckDB `memory` setting);
-    with `include`, the person's side too."""
-    features = build_features(trips, as_of, model.meta.window_days, memory=memory)
+    """Score everyone seen at `trips` as of `as_of` (features under the DuckDB `memory` setting
+    and the working-day `calendar`); with `include`, the person's side too."""
+    window = model.meta.window_days
+    features = build_features(trips, as_of, window, memory=memory, calendar=calendar)
     scored = score_frame(features, model)
     if include:
-        rows = trips_by_person(trips, as_of, model.meta.window_days)
-        scored = add_person_side(scored, rows, as_of, model, check_include(include, lang), lang)
+        rows = trips_by_person(trips, as_of, window, calendar)
+        wanted = check_include(include, lang)
+        scored = add_person_side(scored, rows, as_of, model, wanted, lang, calendar)
     return scored
 
 
@@ -94,6 +98,7 @@ def add_person_side(
     model: CommuterModel,
     include: tuple[str, ...],
     lang: Lang,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> pd.DataFrame:
     """`badge_expected_on` (persons without a badge; null for holders and when no date within
     the window would do) and `recourse` (in `lang`: the smallest change that flips the decision)."""
@@ -101,10 +106,11 @@ def add_person_side(
     ids = out["person_id"].tolist()
     if "badge_expected_on" in include:
         denied = {p: rows.get(p, []) for p, b in zip(ids, out["badge"], strict=True) if not b}
-        dates = recourse.expected_badge_dates(model, denied, as_of)
+        dates = recourse.expected_badge_dates(model, denied, as_of, calendar=calendar)
         out["badge_expected_on"] = pd.array([dates.get(p) for p in ids], dtype="object")
     if "recourse" in include:
-        changes = recourse.recourse(model, {p: rows.get(p, []) for p in ids}, as_of)
+        persons = {p: rows.get(p, []) for p in ids}
+        changes = recourse.recourse(model, persons, as_of, calendar=calendar)
         none = say("recourse_none", lang, window_days=model.meta.window_days)
         out["recourse"] = [c.text(lang) if c is not None else none for c in map(changes.get, ids)]
     return out

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from commuter_badge.features.context import RunContext
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.features.workdays import calendar_params, window_calendar
+from commuter_badge.features.workdays import WorkingCalendar
 from commuter_badge.models.core import provenance
 from commuter_badge.models.core.bundle import CommuterModel, ModelMeta
 from commuter_badge.models.core.data import Labelled
@@ -66,6 +66,7 @@ def logged_run(
     kind: str,
     name: str,
     *,
+    calendar: WorkingCalendar,
     as_of: dt.date | str | None = None,
     digest: str | None = None,
     tags: dict[str, str] | None = None,
@@ -73,7 +74,7 @@ def logged_run(
     inputs: Sequence[RunInput] = (),
     model: ModelMeta | None = None,
 ) -> Iterator[Run]:
-    """One MLflow run of `kind`: the common tags (kind, as_of, input_digest, the calendar the
+    """One MLflow run of `kind`: the common tags (kind, as_of, input_digest, the `calendar` the
     features used), `params`, one dataset per input, and a calendar check against `model`'s."""
     common: dict[str, str] = {"kind": kind}
     if as_of is not None:
@@ -81,9 +82,9 @@ def logged_run(
     if digest is not None:
         common["input_digest"] = digest
     with mlflow.start_run(run_name=name) as run:
-        mlflow.set_tags({**common, **calendar_params(), **(tags or {})})
+        mlflow.set_tags({**common, **calendar.params(), **(tags or {})})
         if model is not None:
-            warn_calendar_mismatch(model)  # stderr line and a calendar_mismatch tag
+            warn_calendar_mismatch(model, calendar)  # stderr line and a calendar_mismatch tag
         if params:
             mlflow.log_params(params)
         for item in inputs:
@@ -190,7 +191,7 @@ def register_and_judge(
     if drivers:
         log_drivers(model.booster, fitted.val, caption)
     # What `commuter monitor` judges later months against (models/core/reference.py).
-    window = window_calendar(fitted.as_of, fitted.config.window_days)
+    window = labelled.calendar.window_calendar(fitted.as_of, fitted.config.window_days)
     log_reference(fitted.val, model.threshold, window)
     move = promotion.judge(
         version, validated.persons, promote=promote, how=how, certifying=validated.certifying
@@ -221,9 +222,13 @@ def register_version(
 ) -> tuple[str, dict[str, str]]:
     """Log `model` in the active run as a new registered version, tagged (contract §4); return
     the version and its tags."""
-    version = str(registry.log_model(model).registered_model_version)
+    version = str(registry.log_model(model, calendar=labelled.calendar).registered_model_version)
     client = mlflow.MlflowClient()
-    tags = {**_version_tags(fitted, labelled, run_id), **(extra_tags or {}), **calendar_params()}
+    tags = {
+        **_version_tags(fitted, labelled, run_id),
+        **(extra_tags or {}),
+        **labelled.calendar.params(),
+    }
     for key, value in tags.items():
         client.set_model_version_tag(MODEL_NAME, version, key, value)
     return version, tags

@@ -19,6 +19,7 @@ import pyarrow as pa
 from commuter_badge.features.build import to_frame
 from commuter_badge.features.definitions import CONTEXT_COLUMNS, FEATURES
 from commuter_badge.features.spark import _quiet_pandas3, _session, _write, spark_features
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, WorkingCalendar
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.mlflow_edge.registry import load_model
 from commuter_badge.models.runs.score import OUTPUT_SCHEMA, SCORE_DDL, score_frame
@@ -81,11 +82,12 @@ def spark_score(
     as_of: dt.date | str,
     model: CommuterModel,
     window_days: int = DEFAULT_WINDOW_DAYS,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> DataFrame:
     """Scores on Spark for the trips at `path` (or a trips DataFrame, as for `spark_features`):
     person_id, commuter_probability (double), badge (boolean), threshold (double), model_version
     (string); the same maths as batch scoring (see `score_features`)."""
-    return score_features(spark_features(spark, path, as_of, window_days), model)
+    return score_features(spark_features(spark, path, as_of, window_days, calendar), model)
 
 
 def write_spark_scores(
@@ -96,6 +98,7 @@ def write_spark_scores(
     window_days: int = DEFAULT_WINDOW_DAYS,
     model: CommuterModel | None = None,
     master: str | None = None,
+    calendar: WorkingCalendar = LIBRARY_CALENDAR,
 ) -> int:
     """`commuter score --engine spark`: scores written to `out` (a Spark Parquet directory, or CSV
     if `out` ends in .csv); returns persons scored. The model is `model`, else the one at
@@ -104,4 +107,5 @@ def write_spark_scores(
     if model is None:
         model = load_model(model_uri)
     with _session(master) as spark:
-        return _write(spark_score(spark, str(path), as_of, model, window_days), str(out))
+        scores = spark_score(spark, str(path), as_of, model, window_days, calendar)
+        return _write(scores, str(out))

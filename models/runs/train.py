@@ -25,7 +25,6 @@ import pandas as pd
 from commuter_badge.features.build import memory_cap
 from commuter_badge.features.context import RunContext
 from commuter_badge.features.definitions import FEATURE_NAMES
-from commuter_badge.features.workdays import calendar_params
 from commuter_badge.models.core import tuning
 from commuter_badge.models.core.config import TrainConfig, to_toml
 from commuter_badge.models.core.data import Labelled
@@ -134,7 +133,7 @@ def train_months(
     copies = config.copy_weight > 0
     progress("checking coverage and building features" + (" and weekday copies" if copies else ""))
     memory = context.settings.duckdb_memory
-    labelled = labelled_months(months, config.window_days, copies, memory)
+    labelled = labelled_months(months, config.window_days, copies, memory, context.calendar)
     as_of = labelled.as_of
     frame = split(labelled, config)
     trips = months[-1].trips if len(months) == 1 else "; ".join(str(m.trips) for m in months)
@@ -144,10 +143,11 @@ def train_months(
     with logged_run(
         "model",
         f"lightgbm as_of={as_of}",
+        calendar=context.calendar,
         as_of=as_of,
         digest=labelled.digest,
         # The working-day calendar the features used, as params too (tags come with the shell).
-        params={**calendar_params(), **params, **months_params(labelled.months)},
+        params={**context.calendar.params(), **params, **months_params(labelled.months)},
         inputs=[_training_input(frame, labelled.months[-1]["trips"], as_of)],
     ) as run:
         mlflow.log_dict(list(labelled.months), "months.json")
@@ -166,7 +166,7 @@ def train_months(
             fitted, labelled, validated, run, how="train", promote=promote, drivers=True
         )
     progress("rule baseline")
-    baseline_run = _log_baseline(fitted, labelled.digest)
+    baseline_run = _log_baseline(fitted, labelled)
     with mlflow.start_run(run_id=run.info.run_id):
         mlflow.log_metrics(
             {
@@ -254,13 +254,14 @@ def _result(
     )
 
 
-def _log_baseline(fitted: Fitted, digest: str) -> str:
+def _log_baseline(fitted: Fitted, labelled: Labelled) -> str:
     b, config = fitted.baseline, fitted.config
     with logged_run(
         "baseline",
         f"rule baseline as_of={fitted.as_of}",
+        calendar=labelled.calendar,
         as_of=fitted.as_of,
-        digest=digest,
+        digest=labelled.digest,
         tags={"rule": f"{BASELINE_FEATURE} >= {b.k}"},
         params={
             "rule": "entered in the morning on at least K working days",

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from commuter_badge.cli.main import app
 from commuter_badge.features.build import build_features, features_from_trips
 from commuter_badge.features.definitions import FEATURE_NAMES
+from commuter_badge.simulate.variation import WorldSettings
 from commuter_badge.simulate.world import simulate_world, write_world
 from tests.code.test_cli_features import assert_one_error_line
 from tests.conftest import AS_OF_2027, CALENDAR_2027
@@ -20,7 +21,10 @@ runner = CliRunner()
 @pytest.fixture
 def world_2027(tmp_path, calendar_2027):
     """400 simulated persons as of 2027-01-20 (the simulator needs the calendar too)."""
-    paths = write_world(simulate_world(400, AS_OF_2027, seed=7), tmp_path / "world")
+    settings = WorldSettings(calendar=calendar_2027)
+    paths = write_world(
+        simulate_world(400, AS_OF_2027, seed=7, settings=settings), tmp_path / "world"
+    )
     return paths["trips"]
 
 
@@ -76,8 +80,10 @@ def test_request_and_batch_engines_agree_across_new_year(world_2027, calendar_20
     for _, rows in persons:
         for r in rows:
             r["ts"] = r["ts"].to_pydatetime()
-    sqlite = features_from_trips(persons, AS_OF_2027, engine="sqlite").set_index("person_id")
-    batch = build_features(world_2027, AS_OF_2027).set_index("person_id").loc[sqlite.index]
+    sqlite = features_from_trips(persons, AS_OF_2027, engine="sqlite", calendar=calendar_2027)
+    sqlite = sqlite.set_index("person_id")
+    batch = build_features(world_2027, AS_OF_2027, calendar=calendar_2027)
+    batch = batch.set_index("person_id").loc[sqlite.index]
     # then every feature is identical
     pd.testing.assert_frame_equal(
         sqlite[list(FEATURE_NAMES)], batch[list(FEATURE_NAMES)], check_dtype=False

@@ -42,7 +42,7 @@ def test_month_examples_keep_one_calendar():
     first window held National Day and the next month's monitor alarmed on the calendar alone)."""
     import datetime as dt
 
-    from commuter_badge.features.workdays import window_calendar
+    from commuter_badge.features.workdays import LIBRARY_CALENDAR
     from commuter_badge.settings import DEFAULT_WINDOW_DAYS
     from commuter_badge.simulate import monthly_as_ofs
 
@@ -56,7 +56,9 @@ def test_month_examples_keep_one_calendar():
     assert examples, "the docs show a --months example (docs/guide/data.md)"
     for months, day in examples:
         ends = monthly_as_ofs(dt.date.fromisoformat(day), int(months))
-        shapes = {tuple(window_calendar(e, DEFAULT_WINDOW_DAYS).values()) for e in ends}
+        shapes = {
+            tuple(LIBRARY_CALENDAR.window_calendar(e, DEFAULT_WINDOW_DAYS).values()) for e in ends
+        }
         assert len(shapes) == 1, f"--months {months} --as-of {day}: windows {ends} differ {shapes}"
 
 

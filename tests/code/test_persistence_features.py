@@ -87,7 +87,7 @@ def test_leave_around_the_spring_festival_counts_as_absence_but_every_week_is_ac
     # holiday's edges out forgave the same absence in people who had stopped commuting before
     # the holiday, and was removed: docs/guide/data.md, "Features".)
     window = Window(FESTIVAL_AS_OF)
-    work = window.calendar().column("is_workday").to_pylist()
+    work = window.days().column("is_workday").to_pylist()
     start = window.start
     workdays = [start + dt.timedelta(days=i) for i, w in enumerate(work) if w]
     assert len(workdays) == 17, "the docstring's count of working days is wrong"

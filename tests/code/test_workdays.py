@@ -16,13 +16,11 @@ from commuter_badge.features.build import features_from_trips
 from commuter_badge.features.holidays import STATUTORY_HOLIDAYS
 from commuter_badge.features.sql import Window
 from commuter_badge.features.workdays import (
+    LIBRARY_CALENDAR,
     CalendarRangeError,
-    calendar_table,
     day_number,
-    is_workday,
     load_calendar,
-    use_calendar,
-    window_calendar,
+    open_calendar,
 )
 from tests.conftest import AS_OF, AS_OF_2027
 
@@ -44,7 +42,7 @@ SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 )
 def test_statutory_working_days(day, working, why):
     # given a day of autumn 2021 / when it is looked up
-    got = is_workday(dt.date.fromisoformat(day))
+    got = LIBRARY_CALENDAR.is_workday(dt.date.fromisoformat(day))
     # then the statutory calendar decides, not Monday-Friday
     assert got is working, f"{day} ({why}): expected working={working}, got {got}"
 
@@ -54,7 +52,7 @@ def test_year_outside_the_calendar_raises_with_the_date():
     with pytest.raises(
         CalendarRangeError, match=r"no Chinese working-day calendar for 2030 \(2030-01-02\)"
     ):
-        is_workday(dt.date(2030, 1, 2))
+        LIBRARY_CALENDAR.is_workday(dt.date(2030, 1, 2))
 
 
 def test_calendar_range_error_is_a_value_error():
@@ -73,7 +71,7 @@ def test_calendar_table_for_the_october_window():
     # given the October window [2021-09-22, 2021-10-20)
     start = AS_OF - dt.timedelta(days=28)
     # when
-    table = calendar_table(start, AS_OF)
+    table = LIBRARY_CALENDAR.table(start, AS_OF)
     days = table.column("day").to_pylist()
     dows = table.column("dow").to_pylist()
     work = table.column("is_workday").to_pylist()
@@ -101,7 +99,9 @@ def test_day_number_and_window_day_masks():
     assert day_number(dt.date(1970, 1, 1)) == 0, "day 0 is 1970-01-01"
     for i, d in enumerate(days):
         bit = 1 << i
-        assert bool(params["workday_bits"] & bit) == is_workday(d), f"workday bit of {d}"
+        assert bool(params["workday_bits"] & bit) == LIBRARY_CALENDAR.is_workday(d), (
+            f"workday bit of {d}"
+        )
         assert bool(params["friday_bits"] & bit) == (d.weekday() == 4), f"Friday bit of {d}"
         assert bool(params["recent_bits"] & bit) == (d >= AS_OF - dt.timedelta(days=7)), f"{d}"
         assert bool(params[f"dow{d.weekday()}_bits"] & bit), f"weekday bit of {d}"
@@ -112,10 +112,10 @@ def test_day_number_and_window_day_masks():
 
 def test_window_calendar_of_national_day_and_of_a_plain_month():
     # given the 28 days before 2021-10-20 (National Day 10-01..07, make-up Saturdays 09-26, 10-09)
-    october = window_calendar(dt.date(2021, 10, 20), 28)
+    october = LIBRARY_CALENDAR.window_calendar(dt.date(2021, 10, 20), 28)
     # then the monitor sees three fewer working days than in November's plain window
     assert october == {"days": 28, "working_days": 17, "weekdays_off": 5, "weekend_working_days": 2}
-    november = window_calendar(dt.date(2021, 11, 20), 28)
+    november = LIBRARY_CALENDAR.window_calendar(dt.date(2021, 11, 20), 28)
     assert november == {
         "days": 28,
         "working_days": 20,
@@ -127,11 +127,11 @@ def test_window_calendar_of_national_day_and_of_a_plain_month():
 @settings(max_examples=60, deadline=None)
 @given(st.dates(dt.date(2021, 1, 10), dt.date(2025, 12, 31)), st.integers(8, 62))
 def test_window_calendar_counts_every_day_once(as_of, window_days):
-    cal = window_calendar(as_of, window_days)
+    cal = LIBRARY_CALENDAR.window_calendar(as_of, window_days)
     days = [as_of - dt.timedelta(days=i) for i in range(1, window_days + 1)]
     weekend = sum(d.weekday() >= 5 for d in days)
     assert cal["days"] == window_days
-    assert cal["working_days"] == sum(map(is_workday, days))
+    assert cal["working_days"] == sum(map(LIBRARY_CALENDAR.is_workday, days))
     off = cal["weekdays_off"] + weekend - cal["weekend_working_days"]
     assert cal["working_days"] + off == window_days, "a day is working or off, never both"
 
@@ -174,7 +174,7 @@ def write_rows(path, rows) -> str:
 def test_an_as_of_no_calendar_covers_is_one_error_saying_how_to_supply_one():
     # given the library alone (it stops at 2026) / when the window across New Year 2027 is built
     with pytest.raises(CalendarRangeError) as caught:
-        Window(AS_OF_2027).calendar()
+        Window(AS_OF_2027).days()
     # then one line names the year and how an operator supplies its schedule
     message = str(caught.value)
     for part in (
@@ -189,8 +189,8 @@ def test_an_as_of_no_calendar_covers_is_one_error_saying_how_to_supply_one():
 
 
 def test_the_2027_file_covers_the_window_across_new_year(calendar_2027):
-    # given the synthetic 2027 schedule as the process's calendar
-    window = Window(AS_OF_2027)
+    # given the synthetic 2027 schedule as the window's calendar
+    window = Window(AS_OF_2027, calendar=calendar_2027)
     # when the window [2026-12-23, 2027-01-20) is built
     params = window.params()
     days = [window.start + dt.timedelta(days=i) for i in range(28)]
@@ -211,10 +211,12 @@ def test_the_file_wins_over_the_library_and_says_so(tmp_path, caplog):
     path = write_rows(tmp_path / "cal2026.csv", rows)
     # when it is used
     with caplog.at_level(logging.WARNING, logger="commuter_badge.features.workdays"):
-        calendar = use_calendar(path)
+        calendar = open_calendar(path)
     # then the file decides 2026, and one warning names the year and the two dates that differ
-    assert is_workday(dt.date(2026, 10, 11)), "the file's make-up Sunday works"
-    assert not is_workday(dt.date(2026, 10, 10)), "the library's make-up Saturday no longer does"
+    assert calendar.is_workday(dt.date(2026, 10, 11)), "the file's make-up Sunday works"
+    assert not calendar.is_workday(dt.date(2026, 10, 10)), (
+        "the library's make-up Saturday no longer does"
+    )
     assert calendar.overrides() == {2026: [dt.date(2026, 10, 10), dt.date(2026, 10, 11)]}
     warnings = [r.getMessage() for r in caplog.records if "overrides" in r.getMessage()]
     assert len(warnings) == 1, f"one warning expected, got {warnings}"
@@ -226,13 +228,13 @@ def test_a_file_repeating_the_library_agrees_and_says_so(tmp_path, caplog):
     # given the library's own 2025 exceptions as a file / when it is used
     path = write_rows(tmp_path / "cal2025.csv", library_rows(2025))
     with caplog.at_level(logging.WARNING, logger="commuter_badge.features.workdays"):
-        calendar = use_calendar(path)
+        calendar = open_calendar(path)
     # then nothing changes, and the warning still says the file speaks for 2025
     assert calendar.overrides() == {2025: []}, calendar.overrides()
     assert any("agrees on every day" in r.getMessage() for r in caplog.records), caplog.text
 
 
-def test_switching_calendars_leaves_no_stale_table_or_query(tmp_path):
+def test_calendars_side_by_side_leave_no_stale_table_or_query(tmp_path):
     # given a person entering every morning of a week whose Friday a 2026 file makes a holiday
     person = [
         {"ts": dt.datetime(2026, 3, d, 7, 30, tzinfo=SHANGHAI), "direction": "in", "mode": "car",
@@ -243,16 +245,15 @@ def test_switching_calendars_leaves_no_stale_table_or_query(tmp_path):
     rows = [*library_rows(2026), (dt.date(2026, 3, 6), "holiday", "春节")]
     path = write_rows(tmp_path / "cal.csv", rows)
 
-    def workdays_active(engine: str) -> int:
-        frame = features_from_trips([("p", person)], as_of, engine=engine)
+    def workdays_active(engine: str, calendar) -> int:
+        frame = features_from_trips([("p", person)], as_of, engine=engine, calendar=calendar)
         return int(frame["workdays_active"].iloc[0])
 
     # when the features are built with the library, then with the file, then the library again
     seen = []
-    for chosen in (None, path, None):
-        use_calendar(chosen)
-        seen.append((workdays_active("sqlite"), workdays_active("duckdb")))
-    # then each engine follows the calendar of the moment (no cached table or SQL text)
+    for calendar in (LIBRARY_CALENDAR, load_calendar(path), LIBRARY_CALENDAR):
+        seen.append((workdays_active("sqlite", calendar), workdays_active("duckdb", calendar)))
+    # then each engine follows the calendar it is given (no cached table or SQL text)
     assert seen == [(5, 5), (4, 4), (5, 5)], f"(sqlite, duckdb) working days active: {seen}"
 
 

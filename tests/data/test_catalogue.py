@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from commuter_badge.simulate import archetypes as catalogue
 from commuter_badge.simulate.archetypes import (
     ARCHETYPES,
@@ -106,7 +107,7 @@ def test_every_generator_gives_well_formed_crossings(kind, n, seed, perturb_seed
             .perturbed(perturb_seed)
             .archetypes[0]
         )
-    line = timeline(dt.date(2022, 2, 18), 28)
+    line = timeline(dt.date(2022, 2, 18), 28, LIBRARY_CALENDAR)
     # when generating its crossings
     p, t, direction = crossings(kind, n, line, np.random.default_rng(seed))
     # then the arrays line up, belong to the n persons, and directions are in/out

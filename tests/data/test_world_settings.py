@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from commuter_badge.simulate import (
     ARCHETYPES,
     SPRING_FESTIVAL_2022_AS_OF,
@@ -163,7 +164,7 @@ leave_ranges = st.tuples(st.integers(0, 4), st.integers(0, 4)).map(lambda r: tup
     as_of=st.sampled_from([SPRING_FESTIVAL_2022_AS_OF, dt.date(2021, 10, 20), dt.date(2021, 7, 1)]),
 )
 def test_leave_is_taken_on_working_days_next_to_long_holidays(before, after, p_leave, seed, as_of):
-    line = timeline(as_of, 28)
+    line = timeline(as_of, 28, LIBRARY_CALENDAR)
     takes = np.array([True] * 30 + [False] * 10)
     leave = HolidayLeave(p_leave=p_leave, before=before, after=after).mask(
         takes, line, np.random.default_rng(seed)
@@ -187,14 +188,14 @@ def test_leave_is_taken_on_working_days_next_to_long_holidays(before, after, p_l
 
 def test_long_holidays_are_the_runs_of_three_or_more_days_off():
     # the 2022 Spring Festival, days off 01-31..02-06, and nothing else in that window
-    line = timeline(SPRING_FESTIVAL_2022_AS_OF, 28)
+    line = timeline(SPRING_FESTIVAL_2022_AS_OF, 28, LIBRARY_CALENDAR)
     days = [
         (line.start + dt.timedelta(days=int(a)), line.start + dt.timedelta(days=int(b)))
         for a, b in line.long_holidays
     ]
     assert days == [FESTIVAL], f"long holidays found: {days}"
     # National Day 2021 (10-01..07) and Mid-Autumn (09-19..21) in the default month
-    line = timeline(dt.date(2021, 10, 20), 28)
+    line = timeline(dt.date(2021, 10, 20), 28, LIBRARY_CALENDAR)
     assert len(line.long_holidays) == 2, (
         f"expected Mid-Autumn and National Day: {line.long_holidays}"
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from commuter_badge.features.build import features_from_trips
-from commuter_badge.features.workdays import is_workday
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from tests.model.conftest import trip
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ def proba(model, trips, as_of=dt.date(2021, 10, 20)):
 def daily_commuter(days=WINDOW, attendance=0.95):
     trips = []
     for d in days:
-        if is_workday(d) and RNG.random() < attendance:
+        if LIBRARY_CALENDAR.is_workday(d) and RNG.random() < attendance:
             trips.append(trip(d, 6.5 + RNG.normal(0, 0.2), "in"))
             trips.append(trip(d, 19.0 + RNG.normal(0, 0.4), "out"))
     return trips
@@ -84,7 +84,7 @@ def test_adding_working_day_round_trips_never_lowers_the_probability(trained):
     base = [
         t
         for d in WINDOW
-        if is_workday(d) and d.weekday() in (1, 3)
+        if LIBRARY_CALENDAR.is_workday(d) and d.weekday() in (1, 3)
         for t in (trip(d, 7.5, "in"), trip(d, 18.5, "out"))
     ]
     p0 = proba(model, base)
@@ -93,7 +93,7 @@ def test_adding_working_day_round_trips_never_lowers_the_probability(trained):
         more = base + [
             t
             for d in WINDOW
-            if is_workday(d) and d.weekday() == extra_day
+            if LIBRARY_CALENDAR.is_workday(d) and d.weekday() == extra_day
             for t in (trip(d, 7.5, "in"), trip(d, 18.5, "out"))
         ]
         p1 = proba(model, more)

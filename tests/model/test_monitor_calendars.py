@@ -11,7 +11,7 @@ import datetime as dt
 import pytest
 
 from commuter_badge.features.build import build_features
-from commuter_badge.features.workdays import window_calendar
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from commuter_badge.models.core.config import TrainConfig
 from commuter_badge.models.core.data import labelled_features
 from commuter_badge.models.core.fitting import fit_and_evaluate
@@ -40,7 +40,7 @@ def judged(tmp_path_factory):
     fitted = fit_and_evaluate(labelled_features(first["trips"], first["labels"], OCTOBER), config)
     model = fitted.model
     reference = build_reference(
-        fitted.val, model.threshold, window_calendar(OCTOBER, config.window_days)
+        fitted.val, model.threshold, LIBRARY_CALENDAR.window_calendar(OCTOBER, config.window_days)
     )
     out = {}
     for name, month in (("unchanged", base[NOVEMBER]), ("moved", shifted[NOVEMBER])):
@@ -51,7 +51,7 @@ def judged(tmp_path_factory):
             model.predict_proba(features),
             threshold=model.threshold,
             target_fpr=config.target_fpr,
-            calendar=window_calendar(NOVEMBER, config.window_days),
+            calendar=LIBRARY_CALENDAR.window_calendar(NOVEMBER, config.window_days),
         )
     return out
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from commuter_badge.features.build import features_from_trips, trips_by_person
-from commuter_badge.features.workdays import is_workday
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from commuter_badge.models.core.recourse import (
     Pattern,
     expected_badge_dates,
@@ -101,7 +101,7 @@ def test_expected_date_gives_the_badge_on_that_date_and_not_before(month):
 
         def kept_up_until(d, pattern=pattern, trips=trips):
             days = [as_of + dt.timedelta(k) for k in range((d - as_of).days)]
-            return trips + commute(pattern, [x for x in days if is_workday(x)])
+            return trips + commute(pattern, [x for x in days if LIBRARY_CALENDAR.is_workday(x)])
 
         # then scored on that date they hold it, and the day before they do not.
         assert badge(model, kept_up_until(day), day), f"{pid}: no badge on {day}"
@@ -124,7 +124,7 @@ def test_any_commuting_person_recourse_holds_as_trips(trained, kept, entry, stay
     model, as_of = trained["model"], trained["as_of"]
     pattern = Pattern(mode, "CK-G1-XIJI", "langfang-xianghe", entry, entry + stay)
     window = [as_of - dt.timedelta(days=28 - i) for i in range(28)]
-    days = [d for d, k in zip(window, kept, strict=True) if k and is_workday(d)]
+    days = [d for d, k in zip(window, kept, strict=True) if k and LIBRARY_CALENDAR.is_workday(d)]
     rows = [
         (int(t["ts"].timestamp()), t["direction"], t["mode"], t["site_id"], t["region"])
         for t in commute(pattern, days)
@@ -133,7 +133,7 @@ def test_any_commuting_person_recourse_holds_as_trips(trained, kept, entry, stay
     change = recourse(model, {"p": rows}, as_of)["p"]
     # then, made as trips, it flips the decision (and its days are working days of the window).
     if change is not None:
-        assert all(is_workday(d) and window[0] <= d < as_of for d in change.days)
+        assert all(LIBRARY_CALENDAR.is_workday(d) and window[0] <= d < as_of for d in change.days)
         active = {local_day(r[0]) for r in rows}
         assert all((d in active) is (change.kind == "remove") for d in change.days)
         check_change(model, rows, change, as_of)

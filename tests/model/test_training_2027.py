@@ -3,6 +3,7 @@ the model: recorded on the run, the version and the model itself; `evaluate` war
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -10,13 +11,15 @@ import logging
 import pytest
 from mlflow.tracking import MlflowClient
 
-from commuter_badge.features.workdays import CalendarRangeError, calendar_params, use_calendar
+from commuter_badge.features.context import RunContext
+from commuter_badge.features.workdays import LIBRARY_CALENDAR, CalendarRangeError, open_calendar
 from commuter_badge.models.core.bundle import CommuterModel
 from commuter_badge.models.mlflow_edge import registry
 from commuter_badge.models.mlflow_edge.calendar_check import MISMATCH_TAG, calendar_mismatch
 from commuter_badge.models.runs.evaluate import evaluate
 from commuter_badge.models.runs.train import TrainConfig, train
 from commuter_badge.settings import MODEL_NAME
+from commuter_badge.simulate.variation import WorldSettings
 from commuter_badge.simulate.world import simulate_world, write_world
 from tests.conftest import AS_OF_2027, CALENDAR_2027
 from tests.model.stores import own_store
@@ -28,17 +31,21 @@ DIGEST = hashlib.sha256(CALENDAR_2027.read_bytes()).hexdigest()
 def trained_2027(tmp_path_factory):
     """4,000 simulated persons as of 2027-01-20, trained under the 2027 schedule file."""
     root = tmp_path_factory.mktemp("trained-2027")
-    use_calendar(CALENDAR_2027)
-    try:
-        with own_store(root) as uri:
-            paths = write_world(simulate_world(4_000, AS_OF_2027, seed=2027), root / "world")
-            result = train(
-                paths["trips"], paths["labels"], AS_OF_2027, TrainConfig(target_fpr=0.05, seed=0)
-            )
-            model = registry.load_model(f"models:/{MODEL_NAME}/{result.version}")
-    finally:
-        use_calendar(None)
+    calendar = open_calendar(CALENDAR_2027)
+    with own_store(root) as uri:
+        settings = WorldSettings(calendar=calendar)
+        world = simulate_world(4_000, AS_OF_2027, seed=2027, settings=settings)
+        paths = write_world(world, root / "world")
+        config = TrainConfig(target_fpr=0.05, seed=0)
+        context = under(calendar)
+        result = train(paths["trips"], paths["labels"], AS_OF_2027, config, context=context)
+        model = registry.load_model(f"models:/{MODEL_NAME}/{result.version}")
     return {"result": result, "model": model, "uri": uri, "paths": paths}
+
+
+def under(calendar) -> RunContext:
+    """The default context (the MLflow store set already) with `calendar`."""
+    return dataclasses.replace(RunContext.defaults(), calendar=calendar)
 
 
 @pytest.fixture
@@ -82,13 +89,14 @@ def test_the_model_carries_its_calendar(trained_2027, calendar_2027):
     assert recorded["file_digest"] == DIGEST, recorded
     assert recorded["years"] == "2004-2027", recorded
     assert recorded == calendar_2027.fingerprint(), "recorded fingerprint differs"
-    assert calendar_mismatch(trained_2027["model"].meta) is None
+    assert calendar_mismatch(trained_2027["model"].meta, calendar_2027) is None
 
 
 def test_evaluate_under_the_same_calendar_does_not_warn(store, calendar_2027):
     # given the training month and the same calendar / when evaluated
     paths = store["paths"]
-    out = evaluate(paths["trips"], paths["labels"], AS_OF_2027, f"models:/{MODEL_NAME}/1")
+    uri = f"models:/{MODEL_NAME}/1"
+    out = evaluate(paths["trips"], paths["labels"], AS_OF_2027, uri, under(calendar_2027))
     # then no mismatch tag, and the run records the calendar
     tags = MlflowClient().get_run(out.run_id).data.tags
     assert MISMATCH_TAG not in tags, tags.get(MISMATCH_TAG)
@@ -100,18 +108,19 @@ def test_evaluate_warns_when_the_calendar_changed_a_year_the_model_saw(store, tm
     text = CALENDAR_2027.read_text(encoding="utf-8").replace("2027-01-31,", "2027-01-30,")
     changed = tmp_path / "calendar_2027_v2.csv"
     changed.write_text(text, encoding="utf-8")
-    use_calendar(changed)
+    calendar = open_calendar(changed)
     # when the model is evaluated under it
     paths = store["paths"]
     with caplog.at_level(
         logging.WARNING, logger="commuter_badge.models.mlflow_edge.calendar_check"
     ):
-        out = evaluate(paths["trips"], paths["labels"], AS_OF_2027, f"models:/{MODEL_NAME}/1")
+        uri = f"models:/{MODEL_NAME}/1"
+        out = evaluate(paths["trips"], paths["labels"], AS_OF_2027, uri, under(calendar))
     # then a warning and a run tag name the year whose working days differ
     tag = MlflowClient().get_run(out.run_id).data.tags.get(MISMATCH_TAG, "")
     assert "for 2027" in tag, f"tag: {tag!r}"
     assert any("for 2027" in r.getMessage() for r in caplog.records), caplog.text
-    assert calendar_params()["calendar_file_digest"] != DIGEST
+    assert calendar.params()["calendar_file_digest"] != DIGEST
 
 
 def test_a_calendar_that_only_adds_years_is_no_mismatch(trained_2027, tmp_path):
@@ -123,16 +132,17 @@ def test_a_calendar_that_only_adds_years_is_no_mismatch(trained_2027, tmp_path):
     ]
     both = tmp_path / "calendar_2027_2028.csv"
     both.write_text(CALENDAR_2027.read_text(encoding="utf-8") + "\n".join(rows) + "\n", "utf-8")
-    use_calendar(both)
+    calendar = open_calendar(both)
     # when / then the years the model saw are unchanged: no warning
-    assert calendar_mismatch(trained_2027["model"].meta) is None
+    assert calendar_mismatch(trained_2027["model"].meta, calendar) is None
 
 
 def test_evaluate_without_a_schedule_is_the_clear_error(store):
     # given the library alone / when a 2027 month is evaluated / then the one clear error
     paths = store["paths"]
+    uri = f"models:/{MODEL_NAME}/1"
     with pytest.raises(CalendarRangeError, match=r"for 2027 .*--calendar FILE"):
-        evaluate(paths["trips"], paths["labels"], AS_OF_2027, f"models:/{MODEL_NAME}/1")
+        evaluate(paths["trips"], paths["labels"], AS_OF_2027, uri, under(LIBRARY_CALENDAR))
 
 
 def test_a_version_saved_before_models_recorded_a_calendar_still_loads(trained_2027, tmp_path):
@@ -145,4 +155,4 @@ def test_a_version_saved_before_models_recorded_a_calendar_still_loads(trained_2
     # when it is loaded / then it loads, records no calendar, and is never called a mismatch
     old = CommuterModel.load(directory)
     assert old.meta.calendar == {}, old.meta.calendar
-    assert calendar_mismatch(old.meta) is None
+    assert calendar_mismatch(old.meta, LIBRARY_CALENDAR) is None

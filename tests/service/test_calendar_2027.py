@@ -11,7 +11,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from commuter_badge.features.workdays import use_calendar
+from commuter_badge.features.workdays import open_calendar
+from commuter_badge.simulate.variation import WorldSettings
 from commuter_badge.simulate.world import simulate_world, write_world
 from tests.conftest import AS_OF_2027, CALENDAR_2027
 from tests.service.bodies import trip_entries
@@ -35,11 +36,9 @@ DIGEST = hashlib.sha256(CALENDAR_2027.read_bytes()).hexdigest()
 def world_2027(world: World, tmp_path_factory) -> dict:
     """300 persons simulated as of 2027-01-20, and their batch scores by the world's champion."""
     root = tmp_path_factory.mktemp("world-2027")
-    try:
-        use_calendar(CALENDAR_2027)
-        paths = write_world(simulate_world(300, AS_OF_2027, seed=27), root / "world")
-    finally:
-        use_calendar(None)
+    settings = WorldSettings(calendar=open_calendar(CALENDAR_2027))
+    world_2027 = simulate_world(300, AS_OF_2027, seed=27, settings=settings)
+    paths = write_world(world_2027, root / "world")
     scores = root / "scores.parquet"
     run_cli(
         [

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from commuter_badge.features.definitions import DESCRIPTIONS
-from commuter_badge.features.workdays import is_workday
+from commuter_badge.features.workdays import LIBRARY_CALENDAR
 from commuter_badge.models.core.recourse import apply_change, local_day, usual_pattern
 from tests.model.conftest import SHANGHAI
 
@@ -83,7 +83,9 @@ def test_the_expected_date_and_recourse_hold_when_made_as_trips(client, sample):
         if day is not None:  # then commuting on until that date gives the badge on it
             day = dt.date.fromisoformat(day)
             coming = [AS_OF + dt.timedelta(k) for k in range((day - AS_OF).days)]
-            kept = apply_change("add", [d for d in coming if is_workday(d)], pattern, rows)
+            kept = apply_change(
+                "add", [d for d in coming if LIBRARY_CALENDAR.is_workday(d)], pattern, rows
+            )
             later = score(client, {pid: as_trips(kept)}, as_of=day)[pid]
             assert later["badge"], f"{pid}: no badge on {day} after commuting on"
             dated += 1
@@ -91,7 +93,7 @@ def test_the_expected_date_and_recourse_hold_when_made_as_trips(client, sample):
             holder = change["kind"] == "remove"
             active = {local_day(r[0]) for r in rows}
             window = [AS_OF - dt.timedelta(k) for k in range(1, 29)]
-            days = [d for d in window if is_workday(d) and (d in active) is holder]
+            days = [d for d in window if LIBRARY_CALENDAR.is_workday(d) and (d in active) is holder]
             made = apply_change(change["kind"], days[: change["working_days"]], pattern, rows)
             now = score(client, {pid: as_trips(made)})[pid]
             assert now["badge"] is change["badge"] is not answer["badge"], (pid, change)
