@@ -151,7 +151,7 @@ def test_a_page_quotes_a_benchmarks_figure_from_its_result_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, says",
+    ("text", "says"),
     [
         ("{{ result bench figures.p99_ms }}", "bench.json has no 'figures.p99_ms'"),
         ("{{ result bench rows.2.fpr }}", "stopped at '2'"),

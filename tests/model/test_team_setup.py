@@ -19,7 +19,6 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import AS_OF
 from tests.mlflow_server import MlflowServer, mlflow_server
-from tests.postgres import postgres_cluster
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 NEXT = AS_OF + dt.timedelta(days=28)
@@ -59,13 +58,13 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory) -> Iterator[Team]:
+def team(tmp_path_factory, shared_postgres) -> Iterator[Team]:
     from commuter_badge.simulate.world import simulate_world, write_world
 
     root = tmp_path_factory.mktemp("team")
     write_world(simulate_world(3_000, AS_OF, seed=41, label_noise=0.0), root / "m1")
     write_world(simulate_world(3_000, NEXT, seed=42, label_noise=0.0), root / "m2")
-    with postgres_cluster() as pg, mlflow_server(pg) as server:
+    with mlflow_server(shared_postgres) as server:
         yield Team(server, root)
 
 
@@ -163,6 +162,29 @@ def _serve_loads_champion(team: Team, home: Path, decisions: Path, version: str)
         stop_server(server)
 
 
+def _train_together(team: Team, root: Path, month: str, machines: int) -> None:
+    """`commuter train --no-promote` of one month on `machines` machines at once (each trains on
+    one thread, so two share the 2 cores instead of waiting for each other)."""
+    args = [*team.month(month), *team.labels(month), "--param", "max_rounds=150", "--no-promote"]
+    procs = []
+    for i in range(machines):
+        home = root / f"trainer{i}"
+        home.mkdir(parents=True, exist_ok=True)
+        procs.append(
+            subprocess.Popen(
+                [COMMUTER, "train", *args],
+                env=team.env(home),
+                cwd=home,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip  # noqa: S603
+        )
+    for proc in procs:
+        out = proc.communicate(timeout=900)[0]
+        assert proc.returncode == 0, f"commuter train {' '.join(args)}: {out[-3000:]}"
+
+
 def _promote_racers(team: Team, root: Path, versions: tuple[str, str]) -> list[tuple[int, str]]:
     """Two `commuter promote` processes started together, each on its own 'machine'."""
     procs = []
@@ -191,8 +213,7 @@ def test_racing_promotions_from_two_machines_move_the_champion_once(team, tmp_pa
     # passes against A; against each other they tie on the same data and are refused),
     before = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
     train(team, home, "m1", "--no-promote")
-    train(team, home, "m2", "--no-promote")
-    train(team, home, "m2", "--no-promote")
+    _train_together(team, home, "m2", machines=2)  # B and C: two machines, the same month
     new = sorted(
         {v.version for v in client.search_model_versions(f"name='{MODEL}'")} - before, key=int
     )
