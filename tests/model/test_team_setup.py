@@ -162,29 +162,6 @@ def _serve_loads_champion(team: Team, home: Path, decisions: Path, version: str)
         stop_server(server)
 
 
-def _train_together(team: Team, root: Path, month: str, machines: int) -> None:
-    """`commuter train --no-promote` of one month on `machines` machines at once (each trains on
-    one thread, so two share the 2 cores instead of waiting for each other)."""
-    args = [*team.month(month), *team.labels(month), "--param", "max_rounds=150", "--no-promote"]
-    procs = []
-    for i in range(machines):
-        home = root / f"trainer{i}"
-        home.mkdir(parents=True, exist_ok=True)
-        procs.append(
-            subprocess.Popen(
-                [COMMUTER, "train", *args],
-                env=team.env(home),
-                cwd=home,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )  # fmt: skip  # noqa: S603
-        )
-    for proc in procs:
-        out = proc.communicate(timeout=900)[0]
-        assert proc.returncode == 0, f"commuter train {' '.join(args)}: {out[-3000:]}"
-
-
 def _promote_racers(team: Team, root: Path, versions: tuple[str, str]) -> list[tuple[int, str]]:
     """Two `commuter promote` processes started together, each on its own 'machine'."""
     procs = []
@@ -213,7 +190,8 @@ def test_racing_promotions_from_two_machines_move_the_champion_once(team, tmp_pa
     # passes against A; against each other they tie on the same data and are refused),
     before = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
     train(team, home, "m1", "--no-promote")
-    _train_together(team, home, "m2", machines=2)  # B and C: two machines, the same month
+    train(team, home, "m2", "--no-promote")
+    train(team, home, "m2", "--no-promote")
     new = sorted(
         {v.version for v in client.search_model_versions(f"name='{MODEL}'")} - before, key=int
     )
