@@ -32,6 +32,17 @@ def isolated_stores(tmp_path, monkeypatch):
     return uri
 
 
+@pytest.fixture(scope="session")
+def shared_postgres():
+    """One PostgreSQL cluster for the run, for tests that need only databases of their own
+    (tests/postgres.py `fresh_database`, each under a name no other test uses): initdb and a start
+    cost seconds each time. Tests that stop or restart the server start a cluster of their own."""
+    from tests.postgres import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def calendar_2027():
     """The synthetic 2027 schedule as a working-day calendar, for a test to pass where it builds

@@ -83,6 +83,10 @@ def mlflow_server(pg: Postgres, database: str = "mlflow") -> Iterator[MlflowServ
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # MLflow's job runner (Huey consumers for GenAI judges and trace roll-ups, several processes
+    # each importing MLflow) does nothing for tracking, the registry or artifacts: off, so the
+    # server starts in less time and leaves the 2 cores to the commands under test.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     with log.open("wb") as out:
         process = subprocess.Popen(
             cmd, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -7,7 +7,10 @@
   of the service's request guard in-process (the ASGI middleware that answers `/docs.json` in a
   running `commuter serve`), so no server is started and no snapshot can go stale;
 - `performance.md`: every `benchmarks/results/*.json` file as tables, with its date, commit and
-  machine, so no measured figure is typed by hand.
+  machine, so no measured figure is typed by hand;
+- figures inside the hand-written pages: `{{ result FILE KEY.PATH [FORMAT] }}` in any page is
+  replaced at build time by that value of `benchmarks/results/FILE.json` (`figure`), so a guide
+  quotes a benchmark's figure without typing it; an unknown file or key fails the build.
 
 Why an MkDocs hook (mkdocs.yml `hooks:`) rather than a script writing into docs/ or the
 mkdocs-gen-files plugin: the pages exist only inside the build, so they are made afresh on every
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import shutil
 import sys
 import tomllib
@@ -444,6 +448,51 @@ def _records(rows: list[Any]) -> list[str]:
     return [*out, ""]
 
 
+# --- figures quoted inside hand-written pages --------------------------------------------------
+
+# {{ result decision_stores figures.duckdb_1_ids.p50_ms .1f }}: FILE, a dotted KEY path (list
+# items by index) and an optional FORMAT: a format spec (".1f", ",", ".2%"; "x100:+.2f" for
+# percentage points of a rate), "date" (the day of an ISO timestamp) or "commit" (seven characters).
+RESULT_FIGURE = re.compile(r"\{\{\s*result\s+([\w-]+)\s+([\w.-]+)(?:\s+(\S+))?\s*\}\}")
+
+
+class FigureError(ValueError):
+    """A page quotes a figure no result file holds."""
+
+
+def figure(name: str, key: str, fmt: str | None = None, results: Path = RESULTS) -> str:
+    """The value at `key` of benchmarks/results/`name`.json, formatted."""
+    path = results / f"{name}.json"
+    try:
+        value: Any = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FigureError(f"result file {path.name} cannot be read: {exc}") from None
+    for part in key.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise FigureError(f"{path.name} has no {key!r} (stopped at {part!r})")
+    if fmt == "date":
+        return str(value)[:10]
+    if fmt == "commit":
+        return str(value)[:7]
+    if fmt and fmt.startswith("x100:"):
+        return format(value * 100, fmt.removeprefix("x100:"))
+    if fmt:
+        return format(value, fmt)
+    return _scalar(value)
+
+
+def render_figures(markdown: str, results: Path = RESULTS) -> str:
+    """Every `{{ result FILE KEY [FORMAT] }}` in `markdown` replaced by its figure."""
+    out = RESULT_FIGURE.sub(lambda m: figure(m[1], m[2], m[3], results), markdown)
+    if (left := out.find("{{ result")) >= 0:
+        raise FigureError(f"a figure that does not parse: {out[left : left + 80]!r}")
+    return out
+
+
 # --- the installed layout for mkdocstrings ----------------------------------------------------
 
 
@@ -502,6 +551,15 @@ def on_files(files, config):
             files.remove(existing)
         files.append(File.generated(config, path, content=content))
     return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    from mkdocs.exceptions import PluginError
+
+    try:
+        return render_figures(markdown)
+    except FigureError as exc:  # the build stops: a quoted figure no result file holds
+        raise PluginError(f"{page.file.src_path}: {exc}") from None
 
 
 def main(argv: Iterable[str]) -> None:

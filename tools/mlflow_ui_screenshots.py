@@ -200,6 +200,8 @@ class MlflowUi:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            # MLflow's job runner (Huey consumers for GenAI judges) serves none of these pages.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             cwd=Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:") else None,
             start_new_session=True,
         )

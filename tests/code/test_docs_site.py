@@ -129,6 +129,53 @@ def test_contract_page_keeps_its_section_numbers():
         assert re.search(rf"^## {number}\. .*\{{ #{anchor} \}}$", text, flags=re.M), number
 
 
+def test_a_page_quotes_a_benchmarks_figure_from_its_result_file(tmp_path):
+    (tmp_path / "bench.json").write_text(
+        json.dumps(
+            {
+                "date": "2026-12-03T13:03:20+00:00",
+                "commit": "9e4e6201234",
+                "figures": {"p50_ms": 43.129, "persons": 100000},
+                "rows": [{"fpr": 0.014763}, {"fpr": -0.00797}],
+            }
+        )
+    )
+    text = (
+        "p50 {{ result bench figures.p50_ms .1f }} ms over {{ result bench figures.persons }} "
+        "on {{ result bench date date }}, {{ result bench commit commit }}: "
+        "{{ result bench rows.0.fpr .2% }}, {{result bench rows.1.fpr x100:+.2f}} points"
+    )
+    assert gen_docs.render_figures(text, tmp_path) == (
+        "p50 43.1 ms over 100,000 on 2026-12-03, 9e4e620: 1.48%, -0.80 points"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{{ result bench figures.p99_ms }}", "bench.json has no 'figures.p99_ms'"),
+        ("{{ result bench rows.2.fpr }}", "stopped at '2'"),
+        ("{{ result nothing figures }}", "nothing.json cannot be read"),
+        ("{{ result bench figures.p50_ms }", "does not parse"),
+    ],
+)
+def test_a_figure_no_result_file_holds_fails_the_build(tmp_path, text, says):
+    (tmp_path / "bench.json").write_text(
+        json.dumps({"figures": {"p50_ms": 43.1}, "rows": [{"fpr": 0.01}]})
+    )
+    with pytest.raises(gen_docs.FigureError, match=re.escape(says)):
+        gen_docs.render_figures(text, tmp_path)
+
+
+def test_every_quoted_figure_in_the_docs_is_in_its_result_file():
+    quoted = 0
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text()
+        quoted += len(gen_docs.RESULT_FIGURE.findall(text))
+        gen_docs.render_figures(text)  # raises FigureError naming the file and key
+    assert quoted >= 100, quoted  # the guides quote the benchmarks, not typed copies
+
+
 def test_results_page_without_result_files_says_so(tmp_path):
     page = gen_docs.results_page(tmp_path / "results")
     assert "No result files yet" in page

@@ -40,7 +40,7 @@ from commuter_badge.stores.reviews import (
     store_url,
 )
 from tests.needs import missing_server
-from tests.postgres import fresh_database, postgres_cluster
+from tests.postgres import fresh_database
 
 TODAY = local_today()
 
@@ -59,9 +59,8 @@ def request(person_id: str = "p1", decision: str = "grant", **extra) -> ReviewRe
 
 
 @pytest.fixture(scope="module")
-def pg():
-    with postgres_cluster() as cluster:
-        yield cluster
+def pg(shared_postgres):
+    return shared_postgres
 
 
 class Backend:

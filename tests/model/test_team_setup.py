@@ -19,7 +19,6 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import AS_OF
 from tests.mlflow_server import MlflowServer, mlflow_server
-from tests.postgres import postgres_cluster
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 NEXT = AS_OF + dt.timedelta(days=28)
@@ -59,13 +58,13 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory) -> Iterator[Team]:
+def team(tmp_path_factory, shared_postgres) -> Iterator[Team]:
     from commuter_badge.simulate.world import simulate_world, write_world
 
     root = tmp_path_factory.mktemp("team")
     write_world(simulate_world(3_000, AS_OF, seed=41, label_noise=0.0), root / "m1")
     write_world(simulate_world(3_000, NEXT, seed=42, label_noise=0.0), root / "m2")
-    with postgres_cluster() as pg, mlflow_server(pg) as server:
+    with mlflow_server(shared_postgres) as server:
         yield Team(server, root)
 
 

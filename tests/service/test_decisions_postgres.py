@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.postgres import Postgres, fresh_database, postgres_cluster
+from tests.postgres import Postgres, fresh_database
 from tests.service.conftest import TOKENS, start_server, stop_server, wait_until
 
 pytestmark = pytest.mark.servers
@@ -25,9 +25,8 @@ AUTH = {"Authorization": f"Bearer {TOKENS[0]}"}
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    with postgres_cluster() as cluster:
-        yield cluster
+def pg(shared_postgres) -> Postgres:
+    return shared_postgres
 
 
 _databases = iter(range(1000))

@@ -24,7 +24,7 @@ from commuter_badge.stores.reviews import (
     latest_as_of,
     local_today,
 )
-from tests.postgres import fresh_database, postgres_cluster
+from tests.postgres import fresh_database
 from tests.service.conftest import (
     BIN,
     TOKENS,
@@ -393,43 +393,43 @@ def test_the_openapi_document_gives_the_date_ranges_and_the_idempotency_key(revi
 # --- PostgreSQL behind the service ----------------------------------------------------------------
 
 
-def test_service_on_postgresql(world: World, tmp_path: Path):
-    with postgres_cluster() as pg:
-        url = fresh_database(pg, "reviews_service")
-        srv = start_server(reviewed_env(world, tmp_path, url), world.root, workers=2)
-        try:
-            wait_until(srv, "/readyz", 200)
-            headers = {"Authorization": f"Bearer {REVIEWER_TOKENS[0]}"}
-            pid = world.batch.loc[~world.batch["badge"], "person_id"].iloc[7]
-            headers["Idempotency-Key"] = "pg-idempotency-0001"
-            r = httpx.post(srv.url + "/reviews", json=review(pid), headers=headers, timeout=30)
-            assert r.status_code == 201, r.text
-            with ThreadPoolExecutor(8) as pool:  # retries racing each other, on PostgreSQL
-                replays = list(
-                    pool.map(
-                        lambda _: httpx.post(
-                            srv.url + "/reviews", json=review(pid), headers=headers, timeout=30
-                        ),
-                        range(16),
-                    )
+def test_service_on_postgresql(world: World, tmp_path: Path, shared_postgres):
+    url = fresh_database(shared_postgres, "reviews_service")
+    srv = start_server(reviewed_env(world, tmp_path, url), world.root, workers=2)
+    try:
+        wait_until(srv, "/readyz", 200)
+        headers = {"Authorization": f"Bearer {REVIEWER_TOKENS[0]}"}
+        pid = world.batch.loc[~world.batch["badge"], "person_id"].iloc[7]
+        headers["Idempotency-Key"] = "pg-idempotency-0001"
+        r = httpx.post(srv.url + "/reviews", json=review(pid), headers=headers, timeout=30)
+        assert r.status_code == 201, r.text
+        with ThreadPoolExecutor(8) as pool:  # retries racing each other, on PostgreSQL
+            replays = list(
+                pool.map(
+                    lambda _: httpx.post(
+                        srv.url + "/reviews", json=review(pid), headers=headers, timeout=30
+                    ),
+                    range(16),
                 )
-            assert {x.status_code for x in replays} == {201}, [x.text for x in replays]
-            assert {x.json()["case_id"] for x in replays} == {r.json()["case_id"]}
-            conflict = httpx.post(
-                srv.url + "/reviews", json=review(pid, "revoke"), headers=headers, timeout=30
             )
-            assert conflict.status_code == 422, conflict.text
-            history = httpx.get(srv.url + f"/reviews/{pid}", headers=headers, timeout=30).json()
-            assert len(history["reviews"]) == 1, "stored once"
-            issuer_headers = {"Authorization": f"Bearer {TOKENS[0]}"}
-            answer = httpx.post(
-                srv.url + "/badge", json={"person_ids": [pid]}, headers=issuer_headers, timeout=30
-            ).json()["results"][0]
-            assert answer["source"] == "review"
-            assert answer["case_id"] == r.json()["case_id"]
-            assert (
-                pg.psql("SELECT count(*) FROM pg_database WHERE datname='reviews_service'") == "1"
-            )
-        finally:
-            stop_server(srv)
-        assert ReviewStore(url).verify().ok
+        assert {x.status_code for x in replays} == {201}, [x.text for x in replays]
+        assert {x.json()["case_id"] for x in replays} == {r.json()["case_id"]}
+        conflict = httpx.post(
+            srv.url + "/reviews", json=review(pid, "revoke"), headers=headers, timeout=30
+        )
+        assert conflict.status_code == 422, conflict.text
+        history = httpx.get(srv.url + f"/reviews/{pid}", headers=headers, timeout=30).json()
+        assert len(history["reviews"]) == 1, "stored once"
+        issuer_headers = {"Authorization": f"Bearer {TOKENS[0]}"}
+        answer = httpx.post(
+            srv.url + "/badge", json={"person_ids": [pid]}, headers=issuer_headers, timeout=30
+        ).json()["results"][0]
+        assert answer["source"] == "review"
+        assert answer["case_id"] == r.json()["case_id"]
+        assert (
+            shared_postgres.psql("SELECT count(*) FROM pg_database WHERE datname='reviews_service'")
+            == "1"
+        )
+    finally:
+        stop_server(srv)
+    assert ReviewStore(url).verify().ok
