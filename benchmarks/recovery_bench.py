@@ -250,8 +250,8 @@ def main() -> None:
         result = write(rows, args.persons, opened, args.out)
     else:
         with tempfile.TemporaryDirectory(prefix="recovery-") as tmp:
-            for shift in args.shifts:
-                for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):  # whole seeds first
+                for shift in args.shifts:
                     rows.extend(run_case(shift, seed, args.persons, Path(tmp), args.sizes))
                     result = write(rows, args.persons, opened, args.out)  # partial results kept
     for line in result["summary"]:
