@@ -7,7 +7,10 @@
   of the service's request guard in-process (the ASGI middleware that answers `/docs.json` in a
   running `commuter serve`), so no server is started and no snapshot can go stale;
 - `performance.md`: every `benchmarks/results/*.json` file as tables, with its date, commit and
-  machine, so no measured figure is typed by hand.
+  machine, so no measured figure is typed by hand;
+- in any hand-written page, a line `<!-- results table: FILE KEY -->` becomes the list `KEY` of
+  `benchmarks/results/FILE` as a table (records) or a bullet list (strings), with its date and
+  commit, so a guide shows measured figures without typing them.
 
 Why an MkDocs hook (mkdocs.yml `hooks:`) rather than a script writing into docs/ or the
 mkdocs-gen-files plugin: the pages exist only inside the build, so they are made afresh on every
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import shutil
 import sys
 import tomllib
@@ -406,6 +410,29 @@ def results_page(results: Path = RESULTS) -> str:
     return "\n".join(out) + "\n"
 
 
+RESULTS_MARKER = re.compile(r"^<!-- results table: (?P<file>[\w.-]+\.json) (?P<key>\w+) -->$", re.M)
+
+
+def results_tables(markdown: str, results: Path = RESULTS) -> str:
+    """A page's result markers replaced by their lists; a marker naming a missing file or key
+    fails the build (a guide must not silently lose its figures)."""
+
+    def table(match: re.Match) -> str:
+        path = results / match["file"]
+        try:
+            data = json.loads(path.read_text())
+            rows = data[match["key"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{match[0]}: {path} has no list {match['key']!r} ({exc})") from exc
+        note = (
+            f"*From `benchmarks/results/{path.name}`, measured {_scalar(data.get('date')) or '?'} "
+            f"on commit {_commit(data.get('commit')) or '?'}.*\n"
+        )
+        return "\n".join([note, *_records(rows)])
+
+    return RESULTS_MARKER.sub(table, markdown)
+
+
 def _results_anchor(path: Path) -> str:
     return "results-" + "".join(c if c.isalnum() else "-" for c in path.stem.lower())
 
@@ -524,6 +551,10 @@ def on_files(files, config):
             files.remove(existing)
         files.append(File.generated(config, path, content=content))
     return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    return results_tables(markdown)
 
 
 def main(argv: Iterable[str]) -> None:
