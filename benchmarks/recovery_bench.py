@@ -308,7 +308,10 @@ def main() -> None:
     if args.merge:
         for path in args.merge:
             rows.extend(read_rows(path))
-        result = write(rows, args.persons, opened, args.out)
+            if path.suffix == ".json":  # the machine (and its load) the rows were measured on
+                opened.machine = json.loads(path.read_text())["machine"]
+        unique = {(r["shift"], r["seed"], r["audit"]): r for r in rows}  # a later file wins
+        result = write(list(unique.values()), args.persons, opened, args.out)
     else:
         with tempfile.TemporaryDirectory(prefix="recovery-") as tmp:
             for seed in range(args.first_seed, args.first_seed + args.seeds):  # whole seeds first
