@@ -56,7 +56,10 @@ class Result:
             "benchmark": self.name,
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "commit": git_commit(),
-            "machine": {**self.machine, "load_average_after": list(os.getloadavg())},
+            "machine": {
+                "load_average_after": list(os.getloadavg()),
+                **self.machine,
+            },  # kept if merged
             **payload,
         }
         text = json.dumps(report, indent=2, default=float) + "\n"
