@@ -56,6 +56,7 @@ SHIFTS = {
     "unseen_kinds": DriftSettings(new_kinds=UNSEEN_KINDS),
 }
 RESULT = Path(__file__).parent / "results" / "recovery.json"
+GOAL_RECALL, GOAL_AUDIT = 0.985, 2000
 
 
 def judge(model, reference, features: pd.DataFrame, day: dt.date, target: float) -> dict:
@@ -195,7 +196,7 @@ def summary(rows: list[dict], target: float) -> list[dict]:
     frame = pd.json_normalize(rows)
     out = []
     for (shift, n), part in frame.groupby(["shift", "audit"]):
-        ok = (part["next_in_place.fpr"] <= target) & (part["next_in_place.recall"] >= 0.985)
+        ok = (part["next_in_place.fpr"] <= target) & (part["next_in_place.recall"] >= GOAL_RECALL)
         out.append(
             {
                 "shift": shift,
@@ -213,6 +214,64 @@ def summary(rows: list[dict], target: float) -> list[dict]:
     return out
 
 
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def met(row: dict, target: float) -> bool:
+    rates = row["next_in_place"]
+    return rates["fpr"] <= target and rates["recall"] >= GOAL_RECALL
+
+
+def table(rows: list[dict], target: float) -> list[dict]:
+    """One line per seed, shift and audit size, as the runbook shows it (docs/guide/runbook.md)."""
+    out = []
+    for r in sorted(rows, key=lambda r: (r["shift"], r["audit"], r["seed"])):
+        bound = pct(r["certified_fpr_upper"])
+        out.append(
+            {
+                "shift": r["shift"],
+                "audit": r["audit"],
+                "seed": r["seed"],
+                "champion's true FPR, shifted month": pct(r["champion_month2_true_fpr"]),
+                "held-out audited persons": r["certifying_persons"],
+                "certified bound": bound if r["certified"] else f"{bound}: not certified",
+                "promoted": "yes" if r["promoted"] else "no (champion stays)",
+                "next month true FPR": pct(r["next_in_place"]["fpr"]),
+                "next month recall": f"{r['next_in_place']['recall']:.4f}",
+                "candidate's next month FPR / recall": f"{pct(r['candidate_next']['fpr'])} / "
+                f"{r['candidate_next']['recall']:.4f}",
+                "goal met": "yes" if met(r, target) else "**no**",
+            }
+        )
+    return out
+
+
+def verdicts(rows: list[dict], target: float) -> list[str]:
+    """The goal per shift and audit size, in words, from the rows (nothing typed by hand)."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["shift"], r["audit"], r["seed"])):
+        groups.setdefault((r["shift"], r["audit"]), []).append(r)
+    out, holds = [], {}
+    for (shift, n), part in groups.items():
+        good = sum(met(r, target) for r in part)
+        seeds = ", ".join(str(r["seed"]) for r in part)
+        line = f"{shift}, {n:,} audited: goal {'met' if good == len(part) else '**NOT met**'}"
+        line += f" on {good} of {len(part)} seeds ({seeds})"
+        if uncertified := sum(not r["certified"] for r in part):
+            line += f"; not certified on {uncertified}, so the champion stays"
+        out.append(line)
+        ok = good == len(part) >= 3 and n <= GOAL_AUDIT
+        holds[shift] = holds.get(shift, False) or ok
+    whole = len(holds) >= 2 and all(holds.values())
+    per_shift = ", ".join(f"{k}: {'met' if v else 'not met'}" for k, v in holds.items())
+    out.append(
+        f"The goal as a whole (both shifts, every one of at least 3 seeds, one audit of at most "
+        f"{GOAL_AUDIT:,}): {'met' if whole else '**NOT met**'} ({per_shift})"
+    )
+    return out
+
+
 def write(rows: list[dict], persons: int, result: Result, out: Path) -> dict:
     target = TrainConfig().target_fpr
     payload = {
@@ -220,6 +279,8 @@ def write(rows: list[dict], persons: int, result: Result, out: Path) -> dict:
         "months": [d.isoformat() for d in monthly_as_ofs(FIRST, 3)],
         "target_fpr": target,
         "goal": "next-month true FPR <= target with recall >= 0.985 after one audit <= 2000",
+        "verdicts": verdicts(rows, target),
+        "table": table(rows, target),
         "summary": summary(rows, target),
         "rows": rows,
     }
@@ -249,11 +310,14 @@ def main() -> None:
     if args.merge:
         for path in args.merge:
             rows.extend(read_rows(path))
-        result = write(rows, args.persons, opened, args.out)
+            if path.suffix == ".json":  # the machine (and its load) the rows were measured on
+                opened.machine = json.loads(path.read_text())["machine"]
+        unique = {(r["shift"], r["seed"], r["audit"]): r for r in rows}  # a later file wins
+        result = write(list(unique.values()), args.persons, opened, args.out)
     else:
         with tempfile.TemporaryDirectory(prefix="recovery-") as tmp:
-            for shift in args.shifts:
-                for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):  # whole seeds first
+                for shift in args.shifts:
                     rows.extend(run_case(shift, seed, args.persons, Path(tmp), args.sizes))
                     result = write(rows, args.persons, opened, args.out)  # partial results kept
     for line in result["summary"]:

@@ -52,11 +52,12 @@ class Result:
         from commuter_badge.atomic import atomic_write
 
         out = out or RESULTS / f"{self.name}.json"
+        machine = {"load_average_after": list(os.getloadavg()), **self.machine}  # kept if merged
         report = {
             "benchmark": self.name,
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "commit": git_commit(),
-            "machine": {**self.machine, "load_average_after": list(os.getloadavg())},
+            "machine": {**self.machine, "load_average_after": machine["load_average_after"]},
             **payload,
         }
         text = json.dumps(report, indent=2, default=float) + "\n"

@@ -212,6 +212,30 @@ def test_results_page_renders_test_durations_as_slowest_tests(tmp_path):
     assert "| train | 0.41 |" in page
 
 
+def test_a_guide_page_shows_a_result_files_list_not_hand_typed_figures(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "recovery.json").write_text(
+        json.dumps(
+            {
+                "date": "2026-12-03",
+                "commit": "0123456789abcdef",
+                "verdicts": ["mix, 1,000 audited: goal **NOT met** on 0 of 3 seeds"],
+                "table": [{"seed": 301, "next month true FPR": "0.08%", "goal met": "yes"}],
+            }
+        )
+    )
+    page = "# Runbook\n\n<!-- results table: recovery.json verdicts -->\n\n<!-- results table: recovery.json table -->\n"
+    out = gen_docs.results_tables(page, results)
+    assert "- mix, 1,000 audited: goal **NOT met** on 0 of 3 seeds" in out
+    assert "| seed | next month true FPR | goal met |" in out
+    assert "| 301 | 0.08% | yes |" in out
+    assert "`0123456789ab`" in out
+    assert "<!--" not in out
+    with pytest.raises(ValueError, match="recovery.json"):  # a missing list fails the build
+        gen_docs.results_tables("<!-- results table: recovery.json rows -->", results)
+
+
 # --- every `commuter ...` example parses ------------------------------------------------------
 
 SHELL_FENCES = {"bash", "sh", "shell", "console"}
