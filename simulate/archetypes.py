@@ -8,7 +8,8 @@ A world is drawn from ``ARCHETYPES`` (share, true commuter?, behaviour):
     hybrid               5%  yes  OfficeDays: 2-3 fixed office weekdays, morning in / evening out
     shift_24_48          3%  yes  ShiftRota: 24h on / 48h off, in ~07:30, out ~08:30 next day
     night_shift          2%  yes  DailyCommuter: in ~21:30 on working days, out ~06:30 next morning
-    new_job              2%  yes  NewStarter: daily commuter who started 8-18 days before as_of
+    new_job              2%  yes  NewStarter: daily commuter who started 1-28 days before as_of
+                                  (every day of the default window: the time to badge is trained)
     partially_observed   4%  yes  DailyCommuter: roads mostly without checkpoints (35-60% seen)
     bus_commuter         3%  yes  DailyCommuter: daily coach from Yanjiao or Zhuozhou
     truck_driver         6%  no   IrregularDriver: 60% of days, 1-4 round trips at any hour
@@ -18,7 +19,9 @@ A world is drawn from ``ARCHETYPES`` (share, true commuter?, behaviour):
     weekend_visitor      8%  no   WeekendVisits: in Saturday morning, out Sunday evening, 2-4 weekends
     hospital_carer       3%  no   CareVisits: daily in 08-11h / out 17-21h for 10-20 days
     stopped_commuting    4%  no   FormerCommuter: daily commuter until 21-30 days before as_of
-    occasional_visitor  23%  no   Visitor: 1-4 visits, short round trips or single crossings
+    short_visit          3%  no   CareVisits: a round trip every day for 1-5 days in a row (a course,
+                                  a short assignment, a relative's treatment): a new starter's twin
+    occasional_visitor  20%  no   Visitor: 1-4 visits, short round trips or single crossings
 
 Kinds a training world drawn from ``ARCHETYPES`` lacks (``UNSEEN_KINDS``; add them with
 ``WorldSettings.with_kinds`` or through month drift, ``DriftSettings.new_kinds``):
@@ -355,14 +358,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
     NewStarter(
         name="new_job",
         share=0.02,
-        description="daily commuter since 8-18 days before as_of",
+        description="daily commuter since 1-28 days before as_of",
         routes={"RL-WUQING": 0.3, "RL-LANGFANG": 0.2, "CK-G1-XIJI": 0.3, "CK-G102-BAIMIAO": 0.2},
         attend=0.95,
         in_h=7.2,
         in_sd=0.4,
         out_h=18.5,
         out_sd=0.7,
-        start_ago=(8, 18),
+        start_ago=(1, 28),
     ),
     DailyCommuter(
         name="partially_observed",
@@ -503,9 +506,27 @@ ARCHETYPES: tuple[Archetype, ...] = (
         out_sd=0.7,
         stop_ago=(21, 30),
     ),
+    CareVisits(
+        name="short_visit",
+        share=0.03,
+        description="a round trip every day for 1-5 days in a row",
+        routes={
+            "CK-G1-XIJI": 1,
+            "CK-G102-BAIMIAO": 1,
+            "CK-G4-DUDIAN": 1,
+            "RL-WUQING": 1,
+            "RL-LANGFANG": 1,
+        },
+        attend=1.0,
+        in_h=8.0,
+        in_sd=0.7,
+        out_h=18.0,
+        out_sd=1.0,
+        block=(1, 5),
+    ),
     Visitor(
         name="occasional_visitor",
-        share=0.23,
+        share=0.20,
         description="a few visits or single crossings",
         routes={**ALL_ROAD, **ALL_RAIL},
         p_alt=0.0,
@@ -610,3 +631,13 @@ def check_catalogue(archetypes: tuple[Archetype, ...]) -> None:
 
 
 check_catalogue(ARCHETYPES)
+
+
+def catalogue_before_issue_31() -> tuple[Archetype, ...]:
+    """The default catalogue as it was until issue 31: starters only 8-18 days into their job and
+    no short visits (their share with the occasional visitors). Its worlds are bit-identical to
+    the old default worlds: what benchmarks compare against and a test pins."""
+    old = {"new_job": {"start_ago": (8, 18)}, "occasional_visitor": {"share": 0.23}}
+    return tuple(
+        dataclasses.replace(a, **old.get(a.name, {})) for a in ARCHETYPES if a.name != "short_visit"
+    )

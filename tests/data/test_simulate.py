@@ -15,8 +15,9 @@ import pytest
 
 from commuter_badge.features.workdays import CalendarRangeError
 from commuter_badge.simulate import archetypes as catalogue
-from commuter_badge.simulate.archetypes import ARCHETYPES
+from commuter_badge.simulate.archetypes import ARCHETYPES, catalogue_before_issue_31
 from commuter_badge.simulate.messiness import DOUBLE_READ_RATE, EMPTY_REGION_RATE, LABEL_NOISE
+from commuter_badge.simulate.variation import WorldSettings
 from commuter_badge.simulate.world import World, simulate_world, write_world
 
 AS_OF = dt.date(2021, 10, 20)  # window holds National Day 10-01..07 and make-up days 09-26, 10-09
@@ -74,16 +75,24 @@ def _digest(world: World) -> str:
 
 
 @pytest.mark.parametrize(
-    ("persons", "as_of", "seed", "expected"),
+    ("persons", "as_of", "seed", "catalogue", "expected"),
     [
-        (1500, dt.date(2021, 10, 20), 7, "05f839ee46f2897c"),
-        (800, dt.date(2022, 2, 18), 20261126, "e1a42367d632368b"),
+        (1500, dt.date(2021, 10, 20), 7, "before_issue_31", "05f839ee46f2897c"),
+        (800, dt.date(2022, 2, 18), 20261126, "before_issue_31", "e1a42367d632368b"),
+        (1500, dt.date(2021, 10, 20), 7, "default", "84d8117b419b249b"),
+        (800, dt.date(2022, 2, 18), 20261126, "default", "23d9f36f39406d6f"),
     ],
 )
-def test_default_worlds_are_the_ones_the_features_were_measured_on(persons, as_of, seed, expected):
+def test_default_worlds_are_the_ones_the_features_were_measured_on(
+    persons, as_of, seed, catalogue, expected
+):
     # given the default settings (the digests were taken from the generator before the simulator
-    # became a package: typed archetypes must not change a single value, issue 11)
-    world = simulate_world(persons, as_of, seed=seed)
+    # became a package: typed archetypes must not change a single value, issue 11); the default
+    # catalogue changed on purpose in issue 31 (starters on every day of the window, short
+    # visits), and the catalogue before it still gives the very worlds the old digests pinned
+    before = WorldSettings(archetypes=catalogue_before_issue_31())
+    settings = before if catalogue == "before_issue_31" else None
+    world = simulate_world(persons, as_of, seed=seed, settings=settings)
     # then the world is bit-identical to the one it always was
     assert _digest(world) == expected, "default worlds changed: features would no longer match"
 
