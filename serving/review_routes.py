@@ -1,9 +1,12 @@
-"""`POST /reviews` and `GET /reviews/{person_id}`: the reviewers' side of the service (docs/contract.md §3).
+"""`POST /reviews`, `GET /reviews/{person_id}` and `POST /reviews/person`: the reviewers' side of
+the service (docs/contract.md §3).
 
 FastAPI routes for reviewer tokens only (COMMUTER_REVIEWER_TOKENS; issuer tokens get 403): 201
-with the case id, and a person's reviews oldest first. The store calls run in a thread (an append
-may wait for SQLite's write lock). Neither bodies nor tokens are logged; /metrics counts recorded
-reviews by decision.
+with the case id, a person's reviews oldest first, and a reviewer's view of a person: their
+reviews with the model's answer from their crossings and the person's side (the expected badge
+date, recourse: models/core/recourse.py, as /score's `include` and `lang`). The store calls run in
+a thread (an append may wait for SQLite's write lock). Neither bodies nor tokens are logged;
+/metrics counts recorded reviews by decision.
 
 A POST may carry an `Idempotency-Key` header (e.g. a UUID): a replay with the same key and the
 same body is answered with the first result, 201 with the same case_id and recorded_at, marked by
@@ -24,10 +27,13 @@ import bentoml
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from commuter_badge.features.ids import CONTROL_CHARACTERS, NO_CONTROLS, json_printable
+from commuter_badge.features.messages import from_accept_language
 from commuter_badge.features.schema import MAX_ID_LENGTH
+from commuter_badge.serving.schemas import PersonScoreWithSide, PersonViewRequest
+from commuter_badge.serving.scoring import person_answer, scored_with_side
 from commuter_badge.serving.web import (
     API_ERRORS,
     REVIEWER,
@@ -97,6 +103,17 @@ class ReviewHistory(BaseModel):
     reviews: list[dict[str, Any]]
 
 
+class PersonView(BaseModel):
+    person_id: str
+    model_version: str
+    threshold: float
+    target_fpr: float
+    score: PersonScoreWithSide = Field(
+        description="the model's answer from the crossings sent, with the person's side asked for"
+    )
+    reviews: list[dict[str, Any]] = Field(description="the person's reviews, oldest first")
+
+
 class PrintableJSON(JSONResponse):
     """JSON with every control character escaped (json.dumps leaves C1 and bidi controls raw)."""
 
@@ -158,6 +175,41 @@ async def record_review(
         RECORDED.labels(decision=stored.decision).inc()
         await anyio.to_thread.run_sync(show_counts, store)
     return Recorded(case_id=stored.case_id, recorded_at=stored.recorded_at)
+
+
+@reviews_router.post(
+    "/reviews/person",
+    operation_id="review_person",
+    response_class=PrintableJSON,
+    responses=error_responses(*API_ERRORS),
+)
+async def review_person(
+    body: PersonViewRequest,
+    store: Store,
+    svc: Annotated[Any, Depends(current_service)],
+    accept_language: Annotated[
+        str | None,
+        Header(description="zh or en preferred (RFC 9110 q-values); the body's `lang` wins"),
+    ] = None,
+) -> PersonView:
+    """A reviewer's view of a person: their reviews, and the model's answer from the crossings
+    sent with the expected badge date and recourse (`include`, both by default; `lang` or
+    Accept-Language as for /score). Reviewer tokens only."""
+    lang = body.lang or from_accept_language(accept_language) or svc.lang
+    model, results = await scored_with_side(svc, body.as_of, [body], body.include, lang)
+    try:
+        history = await anyio.to_thread.run_sync(store.history, body.person_id)
+    except sa.exc.SQLAlchemyError as exc:
+        raise _store_failed(exc) from None
+    today = local_today()
+    return PersonView.model_construct(
+        person_id=body.person_id,
+        model_version=str(model.version),
+        threshold=float(model.threshold),
+        target_fpr=float(model.target_fpr),
+        score=person_answer(results[0], include=True),
+        reviews=[r.public(today) for r in history],
+    )
 
 
 @reviews_router.get(

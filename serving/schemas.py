@@ -135,6 +135,14 @@ class ScoreRequest(_Request):
     lang: RequestLang = None
 
 
+class PersonViewRequest(PersonTrips):
+    """A reviewer's view of one person: their crossings, and the person's side asked for."""
+
+    as_of: AsOf
+    include: Includes = ["badge_expected_on", "recourse"]  # both unless fewer are asked for
+    lang: RequestLang = None
+
+
 class BadgeRequest(_Request):
     person_ids: PersonIds
 

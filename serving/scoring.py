@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import bentoml
 import duckdb
 
@@ -34,8 +35,17 @@ from commuter_badge.features.workdays import (
     CalendarRangeError,
     WorkingCalendar,
 )
+from commuter_badge.models.core.recourse import with_person_side
 from commuter_badge.serving.request_features import request_features
-from commuter_badge.serving.schemas import REASONS_PER_PERSON, PersonTrips
+from commuter_badge.serving.schemas import (
+    REASONS_PER_PERSON,
+    Change,
+    PersonScore,
+    PersonScoreWithSide,
+    PersonTrips,
+    Reason,
+)
+from commuter_badge.serving.web import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -221,3 +231,32 @@ class BatchScorer:
             part = results[start : start + len(j.persons)]
             start += len(j.persons)
             j.loop.call_soon_threadsafe(_settle, j.future, part)
+
+
+async def scored_with_side(
+    svc: Any, as_of: dt.date, persons: Sequence[PersonTrips], include: Sequence[str], lang: str
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The worker's model and its answers for `persons`, with the person's side asked for
+    (`include`; reasons in `lang`): what /score and the reviewers' view of a person share."""
+    model = svc._model or await anyio.to_thread.run_sync(svc._load_model)
+    if model is None:
+        raise ApiError.unavailable("model not loaded", svc._model_problem)
+    if (why := calendar_problem(as_of, model.meta.window_days, svc.calendar)) is not None:
+        raise ApiError.invalid("as_of", why)
+    results = await svc.scorer.score(model, as_of, persons) if persons else []
+    if include or lang != "en":  # the person's side (models/core/recourse.py), off the loop
+        trips = [(p.person_id, [vars(t) for t in p.trips]) for p in persons]
+        side = functools.partial(
+            with_person_side, model, as_of, trips, results, list(include), lang, svc.calendar
+        )
+        results = await anyio.to_thread.run_sync(side)
+    return model, results
+
+
+def person_answer(r: dict[str, Any], include: bool) -> PersonScore:
+    """One person's answer (`PersonScoreWithSide` when the person's side was asked for)."""
+    kind = PersonScoreWithSide if include else PersonScore
+    fields = {**r, "reasons": [Reason.model_construct(**x) for x in r["reasons"]]}
+    if r.get("recourse") is not None:
+        fields["recourse"] = [Change.model_construct(**c) for c in r["recourse"]]
+    return kind.model_construct(**fields)

@@ -19,7 +19,6 @@ byte budget (serving/admission.py).
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -33,7 +32,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from commuter_badge.features.messages import LANGS, from_accept_language
 from commuter_badge.features.workdays import open_calendar
-from commuter_badge.models.core.recourse import with_person_side
 from commuter_badge.serving import access_log
 from commuter_badge.serving.admission import InflightLimit, calm_garbage_collector
 from commuter_badge.serving.bento import bundled_model
@@ -51,14 +49,10 @@ from commuter_badge.serving.review_routes import reviews_router, show_counts
 from commuter_badge.serving.schemas import (
     BadgeRequest,
     BadgeResponse,
-    Change,
-    PersonScore,
-    PersonScoreWithSide,
-    Reason,
     ScoreRequest,
     ScoreResponse,
 )
-from commuter_badge.serving.scoring import BatchScorer, calendar_problem
+from commuter_badge.serving.scoring import BatchScorer, person_answer, scored_with_side
 from commuter_badge.serving.web import (
     API_ERRORS,
     ISSUER,
@@ -264,18 +258,11 @@ AcceptLanguage = Annotated[
 
 def side_response(model: Any, results: list[dict], include: bool) -> ScoreResponse:
     """The /score answer with the person's side (`PersonScoreWithSide` when it was asked for)."""
-    kind = PersonScoreWithSide if include else PersonScore
-    people = []
-    for r in results:
-        fields = {**r, "reasons": [Reason.model_construct(**x) for x in r["reasons"]]}
-        if r.get("recourse") is not None:
-            fields["recourse"] = [Change.model_construct(**c) for c in r["recourse"]]
-        people.append(kind.model_construct(**fields))
     return ScoreResponse.model_construct(
         model_version=str(model.version),
         threshold=float(model.threshold),
         target_fpr=float(model.target_fpr),
-        results=people,
+        results=[person_answer(r, include) for r in results],
     )
 
 
@@ -303,19 +290,8 @@ async def score(
                 f"person_id repeats persons[{seen[p.person_id]}].person_id; send each person once",
             )
         seen[p.person_id] = i
-    model = svc._model or await anyio.to_thread.run_sync(svc._load_model)
-    if model is None:
-        raise ApiError.unavailable("model not loaded", svc._model_problem)
-    if (why := calendar_problem(body.as_of, model.meta.window_days, svc.calendar)) is not None:
-        raise ApiError.invalid("as_of", why)
-    results = await svc.scorer.score(model, body.as_of, body.persons) if body.persons else []
     lang = body.lang or from_accept_language(accept_language) or svc.lang
-    if body.include or lang != "en":  # the person's side (models/core/recourse.py), off the loop
-        trips = [(p.person_id, [vars(t) for t in p.trips]) for p in body.persons]
-        side = functools.partial(
-            with_person_side, model, body.as_of, trips, results, body.include, lang, svc.calendar
-        )
-        results = await anyio.to_thread.run_sync(side)
+    model, results = await scored_with_side(svc, body.as_of, body.persons, body.include, lang)
     return side_response(model, results, bool(body.include))
 
 

@@ -45,7 +45,11 @@ def test_bearer_scheme_is_declared_on_every_protected_operation_and_no_open_one(
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer"), scheme
     for path in PROTECTED:
         assert doc["paths"][path]["post"]["security"] == [{name: []}], f"{path} needs the token"
-    for path, method in (("/reviews", "post"), ("/reviews/{person_id}", "get")):
+    for path, method in (
+        ("/reviews", "post"),
+        ("/reviews/{person_id}", "get"),
+        ("/reviews/person", "post"),
+    ):
         assert doc["paths"][path][method]["security"] == [{name: []}], f"{path} needs the token"
     for path in OPEN:  # /livez, /healthz, /metrics are BentoML's, outside the API's document
         assert "security" not in doc["paths"].get(path, {}).get("get", {}), f"{path} stays open"

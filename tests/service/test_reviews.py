@@ -26,6 +26,7 @@ from commuter_badge.stores.reviews import (
 )
 from tests.postgres import fresh_database
 from tests.service.conftest import (
+    AS_OF,
     BIN,
     TOKENS,
     Server,
@@ -166,6 +167,65 @@ def test_wrong_method_and_body_are_json_errors(reviewer: httpx.Client):
     )
     assert r.status_code == 400
     assert r.json()["field"] == "body"
+
+
+# --- the reviewer's view of a person: reviews and the person's side ---------------------------------
+
+
+def view_of(reviewer: httpx.Client, world: World, pid: str, **extra) -> httpx.Response:
+    headers = extra.pop("headers", {})
+    body = {"as_of": AS_OF.isoformat(), "person_id": pid, "trips": world.trips_of(pid), **extra}
+    return reviewer.post("/reviews/person", json=body, headers=headers)
+
+
+def test_a_reviewer_sees_the_persons_side_as_score_gives_it(
+    world: World, reviewer: httpx.Client, issuer: httpx.Client
+):
+    # Given denied persons of the served world, and the person's side /score gives them in Chinese,
+    # (not the first two in batch order: the precedence test below reviews those)
+    denied = sorted(world.batch.loc[~world.batch["badge"], "person_id"].iloc[2:])[::7][:12]
+    body = {
+        "as_of": AS_OF.isoformat(),
+        "persons": [{"person_id": p, "trips": world.trips_of(p)} for p in denied],
+        "include": ["badge_expected_on", "recourse"],
+        "lang": "zh",
+    }
+    r = issuer.post("/score", json=body)
+    assert r.status_code == 200, r.text
+    scored = {x["person_id"]: x for x in r.json()["results"]}
+    dated = [p for p in denied if scored[p]["badge_expected_on"] is not None]
+    assert dated, f"no expected date among {len(denied)} denied persons"
+    pid = dated[0]
+    case = reviewer.post("/reviews", json=review(pid, "grant")).json()["case_id"]
+    # when a reviewer looks at one of them with their crossings (both parts by default),
+    r = view_of(reviewer, world, pid, lang="zh")
+    # then the view holds their reviews and the same answer, date and recourse as /score
+    assert r.status_code == 200, r.text
+    view = r.json()
+    assert view["person_id"] == pid
+    assert [x["case_id"] for x in view["reviews"]][-1:] == [case]
+    assert view["score"] == scored[pid], "the reviewer sees what /score says"
+    assert view["model_version"] == world.model_version
+    assert all("通勤标识" in c["text"] for c in view["score"]["recourse"])
+    # and Accept-Language picks the language when the body names none
+    english = view_of(reviewer, world, pid, headers={"Accept-Language": "en"}).json()
+    assert english["score"]["badge_expected_on"] == scored[pid]["badge_expected_on"]
+    assert all("badge" in c["text"] for c in english["score"]["recourse"])
+
+
+def test_the_view_gives_only_what_include_asks_and_names_bad_fields(
+    world: World, reviewer: httpx.Client, issuer: httpx.Client
+):
+    pid = sorted(world.batch.loc[~world.batch["badge"], "person_id"])[0]
+    only = view_of(reviewer, world, pid, include=["recourse"]).json()["score"]
+    assert only["badge_expected_on"] is None, "not asked for"
+    assert isinstance(only["recourse"], list)
+    assert view_of(reviewer, world, "never-reviewed-x").json()["reviews"] == []
+    r = view_of(reviewer, world, pid, lang="fr")
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "lang"
+    r = issuer.post("/reviews/person", json={"as_of": AS_OF.isoformat(), "person_id": pid})
+    assert r.status_code == 403, "an issuer token may not read reviews"
 
 
 # --- precedence in /badge -------------------------------------------------------------------------
