@@ -453,3 +453,20 @@ def test_the_layout_check_catches_a_missing_and_an_invented_module(tmp_path):
         "cli/: ghost.py is named but does not exist",
         "models/two.py is not named in the layout",
     ]
+
+
+@pytest.mark.slow  # a headless Chromium per page: not in the edit loop (make test-fast)
+def test_front_pages_render_what_they_promise_in_a_browser(site):
+    """Home, the runbook and the HTTP API reference, opened from file:// in headless Chromium
+    (tools/docs_screenshots.py, which also takes docs/img/docs_*.png), show what they promise
+    once the theme's scripts have run."""
+    spec = importlib.util.spec_from_file_location(
+        "docs_screenshots", ROOT / "tools" / "docs_screenshots.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tool  # its dataclasses look their module up
+    spec.loader.exec_module(tool)
+    results = tool.check_pages(site, out_dir=None)
+    assert [r["page"] for r in results] == ["home", "runbook", "api"]
+    assert all(r["chars"] > 1_000 for r in results), results
+    assert not [r for r in results if r["missing"]], results
