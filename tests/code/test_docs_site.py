@@ -225,15 +225,19 @@ def test_a_guide_page_shows_a_result_files_list_not_hand_typed_figures(tmp_path)
             }
         )
     )
-    page = "# Runbook\n\n<!-- results table: recovery.json verdicts -->\n\n<!-- results table: recovery.json table -->\n"
-    out = gen_docs.results_tables(page, results)
+    page = (
+        "# Runbook\n\n{{ result recovery verdicts table }}\n\n{{ result recovery table table }}\n"
+    )
+    out = gen_docs.render_figures(page, results)
     assert "- mix, 1,000 audited: goal **NOT met** on 0 of 3 seeds" in out
     assert "| seed | next month true FPR | goal met |" in out
     assert "| 301 | 0.08% | yes |" in out
     assert "`0123456789ab`" in out
-    assert "<!--" not in out
-    with pytest.raises(ValueError, match="recovery.json"):  # a missing list fails the build
-        gen_docs.results_tables("<!-- results table: recovery.json rows -->", results)
+    assert "{{" not in out
+    with pytest.raises(gen_docs.FigureError, match="recovery.json"):  # a missing list fails
+        gen_docs.render_figures("{{ result recovery rows table }}", results)
+    with pytest.raises(gen_docs.FigureError, match="needs a list"):
+        gen_docs.render_figures("{{ result recovery date table }}", results)
 
 
 # --- every `commuter ...` example parses ------------------------------------------------------
