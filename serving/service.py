@@ -325,10 +325,16 @@ async def score(
     dependencies=[Depends(role(ISSUER))],
     responses=error_responses(*API_ERRORS),
 )
-def badge(body: BadgeRequest, svc: Service) -> BadgeResponse:
+async def badge(body: BadgeRequest, svc: Service) -> BadgeResponse:
     """Per id, in request order: a review in force (`source: review`), else the latest batch
     decision (`source: model`), else `found: false`."""
-    store, ids = svc.store, body.person_ids
+    # Both stores in one trip to a thread (a review store may be a database server away);
+    # the answer is then checked and serialised on the loop.
+    return await anyio.to_thread.run_sync(badge_answer, svc, body.person_ids)
+
+
+def badge_answer(svc: Any, ids: list[str]) -> BadgeResponse:
+    store = svc.store
     if not store.ready:
         raise ApiError.unavailable("decision store not available", store.problem)
     try:
