@@ -7,16 +7,20 @@ no socket, calls the service's ASGI application directly with the bodies service
 sends (single-person `/score`, `/badge` with one id), and times each call. The stacks compared:
 
 - `bentoml`: the whole application a worker serves (BentoML's middlewares, ours, BentoML's
-  router, the mounted FastAPI app), built with BentoML's own app factory;
+  router, the mounted FastAPI app), built by BentoML's `Service.to_asgi` as a worker builds it;
 - `fastapi`: the mounted FastAPI application alone (routing, roles, body, handler, response);
 - `fastapi + X`: the FastAPI application inside one of our middlewares;
 - the handlers' own parts, called directly: body validation, the scorer (features, booster,
   TreeSHAP), the decision store lookup, the review store lookup, the answer's serialization;
-- the floor (benchmarks/floor_service.py) through BentoML's app factory the same way.
+- each of our middlewares around an app that answers at once (its own cost, without the noise of
+  a whole request);
+- the floor (benchmarks/floor_service.py) built the same way, in a process
+  of its own.
 
 The HTTP server (uvicorn, h11) and the client are not in these figures: what is left between
-them and the sequential p50 of service_targets.py is theirs. Medians of alternating rounds, in
-microseconds; results in benchmarks/results/service_profile.json (docs/guide/operations.md).
+them and the sequential p50 of service_targets.py is theirs. Figures are CPU time of this process
+(every thread) per request, which a shared machine's load moves less than wall time; medians of
+alternating rounds, in microseconds; results in benchmarks/results/service_profile.json (docs/guide/operations.md).
 """
 
 from __future__ import annotations
@@ -83,6 +87,15 @@ async def call(app: Callable[..., Awaitable[None]], path: str, body: bytes, k: i
     return status
 
 
+async def answer(scope: dict, receive: Callable, send: Callable) -> None:
+    """An ASGI app that reads the body and answers 200 with a small JSON body at once."""
+    await receive()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
 async def timed(
     app: Callable[..., Awaitable[None]], path: str, bodies: list[bytes], n: int
 ) -> float:
@@ -131,7 +144,8 @@ def time_part(fn: Callable[[int], object], n: int) -> float:
 
 
 async def build(service: object) -> tuple[object, object]:
-    """BentoML's application for `service`, started (lifespan entered); and its lifespan."""
+    """BentoML's application for `service`, started (lifespan entered); and its lifespan, which
+    must be kept referenced (its clean-up runs when it is collected)."""
     app = service.to_asgi(is_main=True)  # what a worker serves (_bentoml_impl/worker/service.py)
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
@@ -157,17 +171,20 @@ async def profile(bodies: dict[str, list[bytes]], n: int, rounds: int, floor: bo
     bento_app, keep_ours = await build(ours.CommuterBadge)
     svc = bentoml.get_current_service()
     api = ours.app
-    stacks = {
-        "bentoml": bento_app,
-        "fastapi": api,
-        "fastapi + TrafficMetrics": TrafficMetrics(api),
-        "fastapi + RecycleConnections": RecycleConnections(api),
-        "fastapi + InflightLimit": InflightLimit(api),
-        "fastapi + ReadyzFromApi": ReadyzFromApi(api, api=api),
-    }
+    stacks = {"bentoml": bento_app, "fastapi": api}
     measures = [
         (name, stack, path) for name, stack in stacks.items() for path in ("/score", "/badge")
     ]
+    # each of our middlewares around an app that answers at once: its own cost, without the
+    # noise of a whole request around it
+    layers = {
+        "TrafficMetrics": TrafficMetrics(answer),
+        "RecycleConnections": RecycleConnections(answer),
+        "InflightLimit": InflightLimit(answer),
+        "ReadyzFromApi": ReadyzFromApi(answer, api=api),
+        "nothing": answer,
+    }
+    measures += [(f"middleware {name}", layer, "/badge") for name, layer in layers.items()]
     return await measure(measures, parts(svc, bodies, n), bodies, n, rounds)
 
 
@@ -191,43 +208,48 @@ async def measure(measures: list, pieces: dict, bodies: dict, n: int, rounds: in
 
 
 def table(measured: dict) -> list[dict]:
-    """The docs' rows: each layer's cost as a difference of two stacks, or a part on its own."""
+    """The docs' rows: CPU microseconds per request of each stack, layer or part."""
 
-    def m(key: str) -> float:
-        return measured[key]["median_us"]
+    def m(key: str) -> int:
+        return round(measured[key]["median_us"])
 
-    rows = []
-    for path in ("/score", "/badge"):
-        rows.append({"layer": f"whole worker app, {path}", "us": round(m(f"bentoml {path}"))})
+    rows = [
+        {
+            "what": "floor: BentoML's whole app, one booster call",
+            "score_us": m("floor (bentoml) /score"),
+        },
+        {
+            "what": "ours: BentoML's whole app (what a worker serves)",
+            "score_us": m("bentoml /score"),
+            "badge_us": m("bentoml /badge"),
+        },
+        {
+            "what": "  the FastAPI app alone (routing, roles, body, handler, answer)",
+            "score_us": m("fastapi /score"),
+            "badge_us": m("fastapi /badge"),
+        },
+        {
+            "what": "  BentoML's middlewares and router, and ours (the difference)",
+            "score_us": m("bentoml /score") - m("fastapi /score"),
+            "badge_us": m("bentoml /badge") - m("fastapi /badge"),
+        },
+    ]
+    for name in ("TrafficMetrics", "RecycleConnections", "InflightLimit", "ReadyzFromApi"):
+        cost = m(f"middleware {name} /badge") - m("middleware nothing /badge")
         rows.append(
             {
-                "layer": f"BentoML's wrapping and our middlewares, {path}",
-                "us": round(m(f"bentoml {path}") - m(f"fastapi {path}")),
+                "what": f"    of which {name} (around an app that answers at once)",
+                "score_us": cost,
+                "badge_us": cost,
             }
         )
-        for mw in ("TrafficMetrics", "RecycleConnections", "InflightLimit", "ReadyzFromApi"):
-            rows.append(
-                {
-                    "layer": f"  of which {mw}, {path}",
-                    "us": round(m(f"fastapi + {mw} {path}") - m(f"fastapi {path}")),
-                }
-            )
-        rows.append(
-            {
-                "layer": f"FastAPI app (routing, roles, body, handler, answer), {path}",
-                "us": round(m(f"fastapi {path}")),
-            }
-        )
-    for part in (
-        "validate /score body",
-        "features + booster + TreeSHAP (1 person)",
-        "decision store lookup (1 id)",
-        "review store lookup (1 id)",
+    for part, column in (
+        ("validate /score body", "score_us"),
+        ("features + booster + TreeSHAP (1 person)", "score_us"),
+        ("decision store lookup (1 id)", "badge_us"),
+        ("review store lookup (1 id)", "badge_us"),
     ):
-        rows.append({"layer": f"  part: {part}", "us": round(m(part))})
-    rows.append(
-        {"layer": "floor's whole worker app, /score", "us": round(m("floor (bentoml) /score"))}
-    )
+        rows.append({"what": f"  part: {part}", column: m(part)})
     return rows
 
 
@@ -271,6 +293,7 @@ def main() -> None:
     )  # fmt: skip
     measured = asyncio.run(profile(bodies, args.requests, args.rounds, floor=False))
     measured.update(json.loads(floor_out.read_text()))
+    (root / "profile_measured.json").write_text(json.dumps(measured))
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": commit(),
@@ -287,7 +310,7 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for row in result["table"]:
-        print(f"{row['layer']:<70} {row['us']:>7} us")
+        print(f"{row['what']:<75} {row.get('score_us', ''):>7} {row.get('badge_us', ''):>7}")
 
 
 if __name__ == "__main__":

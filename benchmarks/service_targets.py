@@ -234,6 +234,58 @@ def person_side(rounds: list[dict]) -> dict:
     }
 
 
+def figures(rounds: list[dict]) -> dict:
+    """Medians over the rounds of the absolute figures the docs quote (ms, requests/s)."""
+
+    def med(key: str, field: str) -> float:
+        return statistics.median(r[key][field] for r in rounds)
+
+    return {
+        "ours_score_seq_p50_ms": med("ours_score_seq", "p50"),
+        "ours_score_seq_p99_ms": med("ours_score_seq", "p99"),
+        "floor_score_seq_p50_ms": med("floor_score_seq", "p50"),
+        "floor_score_seq_p99_ms": med("floor_score_seq", "p99"),
+        "ours_badge_seq_p50_ms": med("ours_badge_seq", "p50"),
+        "ours_badge1000_seq_p50_ms": med("ours_badge1000_seq", "p50"),
+        "ours_badge1000_seq_p99_ms": med("ours_badge1000_seq", "p99"),
+        "ours_score_32_rate": med("ours_score_32", "rate"),
+        "floor_score_32_rate": med("floor_score_32", "rate"),
+        "ours_badge_32_rate": med("ours_badge_32", "rate"),
+        "client_cpu_share_32_max": max(
+            r[k]["client_cpu_share"]
+            for r in rounds
+            for k in ("ours_score_32", "floor_score_32", "ours_badge_32")
+        ),
+        "load_average_rounds": [r["load_average"][0] for r in rounds],
+    }
+
+
+def table(result: dict) -> list[dict]:
+    """The docs' table: each ratio, its target, its median and every round's value."""
+    rows = [
+        {
+            "ratio": r["what"],
+            "target": r["target"],
+            "median": f"{r['median']:.2f}",
+            "rounds": ", ".join(f"{v:.2f}" for v in r["rounds"]),
+        }
+        for r in result["ratios"].values()
+    ]
+    side = result["person_side"]
+    rows.append(
+        {
+            "ratio": "ours /score p99 with the person's side on / off (sequential, 1 person)",
+            "target": "reported",
+            "median": f"{side['p99_on_ms'] / side['p99_off_ms']:.2f}",
+            "rounds": ", ".join(
+                f"{a / b:.2f}"
+                for a, b in zip(side["p99_on_rounds_ms"], side["p99_off_rounds_ms"], strict=True)
+            ),
+        }
+    )
+    return rows
+
+
 def commit() -> str:
     done = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
@@ -321,12 +373,14 @@ def main() -> None:
         "ratios": ratios(rounds),
         "badge_1000_ids_p50_ms": statistics.median(r["ours_badge1000_seq"]["p50"] for r in rounds),
         "person_side": person_side(rounds),
+        "figures": figures(rounds),
         "client_cpu_share_32": {
             key: [r[key]["client_cpu_share"] for r in rounds]
             for key in ("ours_score_32", "floor_score_32", "ours_badge_32")
         },
         "rounds": rounds,
     }
+    result["table"] = table(result)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for r in result["ratios"].values():
         values = ", ".join(f"{v:.2f}" for v in r["rounds"])
