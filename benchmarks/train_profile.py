@@ -22,15 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from results_file import ROOT, Result
-from train_time_bench import lay_out
 
 GOAL_RATIO = 2.0
 GOAL_PEAK_MB = 2500.0
@@ -114,6 +115,21 @@ def clean_env() -> dict:
     if CODE is not None:
         env["PYTHONPATH"] = str(CODE)
     return env
+
+
+def lay_out(commit: str, tmp: Path) -> Path:
+    """`commit`'s package tree under tmp/pkg, importable as commuter_badge (pyproject's
+    package-dir map), from `git archive`: no worktree is registered in the repository."""
+    tree = tmp / "tree"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    dirs = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package, folder in dirs["package-dir"].items():
+        shutil.copytree(tree / folder, tmp.joinpath("pkg", *package.split(".")), dirs_exist_ok=True)
+    return tmp / "pkg"
 
 
 def simulate(args, keep: Path) -> Path:
