@@ -143,19 +143,13 @@ def fit_model(
 ) -> tuple[CommuterModel, dict]:
     """The whole fit on a labelled frame with a `part` column, built under `calendar`; pure
     apart from LightGBM."""
-    parts = {name: data[data["part"] == name] for name in config.parts()}
-    for name, part in parts.items():
-        if name == "early_stop" and config.early_stopping_folds:
-            continue  # rounds come from folds of the fit part; this part may be empty
-        if part["is_commuter"].nunique() < 2:
-            raise OneClassError(
-                f"cannot train: the {name} part has only one class ({len(part)} persons): "
-                f"{one_class_cause(data, name, part)}"
-            )
+    check_two_classes(data, config)
     with stage("fit"):
-        booster = fit_booster(fit_rows(data), parts["early_stop"], config)
+        early = data[data["part"] == "early_stop"]
+        booster = fit_booster(fit_rows(data), early, config)
+        del early
     with stage("calibration and certificate"):
-        cal = parts["calibration"]
+        cal = data[data["part"] == "calibration"]
         margin = booster.predict(model_matrix(cal), raw_score=True)
         calibrator = PlattCalibrator().fit(margin, cal["is_commuter"].to_numpy())
         selector, certifying = certify_threshold(data, booster, calibrator, config)
@@ -180,6 +174,21 @@ def fit_model(
         "cal_certified": float(getattr(selector, "certified_", True)),
     }
     return CommuterModel(booster, meta), info
+
+
+def check_two_classes(data: pd.DataFrame, config: TrainConfig) -> None:
+    """Every part the fit uses holds both classes, else a OneClassError naming the cause. Only
+    the labels are sliced: a copy of every part's features would stay alive through the fit."""
+    labels = data[["part", "is_commuter"]]
+    for name in config.parts():
+        if name == "early_stop" and config.early_stopping_folds:
+            continue  # rounds come from folds of the fit part; this part may be empty
+        part = labels[labels["part"] == name]
+        if part["is_commuter"].nunique() < 2:
+            raise OneClassError(
+                f"cannot train: the {name} part has only one class ({len(part)} persons): "
+                f"{one_class_cause(data, name, part)}"
+            )
 
 
 def certify_threshold(data: pd.DataFrame, booster, calibrator, config: TrainConfig):

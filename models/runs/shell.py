@@ -196,7 +196,8 @@ def register_and_judge(
         )
     if drivers:
         with stage("TreeSHAP summary and importance"):
-            log_drivers(model.booster, fitted.val, caption)
+            threads = fitted.config.num_threads  # the training's threads; same values
+            log_drivers(model.booster, fitted.val, caption, threads=threads)
     with stage("monitor reference"):
         # What `commuter monitor` judges later months against (models/core/reference.py).
         window = labelled.calendar.window_calendar(fitted.as_of, fitted.config.window_days)
