@@ -31,7 +31,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from results_file import ROOT, Result
+from results_file import ROOT, Result, git_commit
 
 GOAL_RATIO = 2.0
 GOAL_PEAK_MB = 2500.0
@@ -232,6 +232,22 @@ def summarise(rounds: list[dict]) -> dict:
     }
 
 
+def profiled(commit: str | None) -> str:
+    """The commit whose code ran: --commit's, else this tree's (results_file's `commit`)."""
+    if not commit:
+        return git_commit()
+    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", commit], capture_output=True)
+    return done.stdout.decode().strip()
+
+
+def before(path: Path) -> dict:
+    """An earlier run's commit, date, load and summary (`before`) and its stage table
+    (`stages_before`, top level, for a docs page's results table), to read beside this one."""
+    earlier = json.loads(path.read_text())
+    keep = ("profiled_commit", "date", "machine", "summary")
+    return {"before": {k: earlier[k] for k in keep}, "stages_before": earlier["stages"]}
+
+
 def one_round(i: int, world: Path, as_of: str, work: Path) -> dict:
     """Features (which the plain fit reads), plain fit and train, the train's turn rotating."""
     row: dict = {"round": i + 1}
@@ -255,6 +271,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, required=True, help="Directory caching the month.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/train_profile.json")
     parser.add_argument(
+        "--before",
+        type=Path,
+        help="An earlier result file (another commit's run) kept beside this one as `before`.",
+    )
+    parser.add_argument(
         "--commit", help="Profile this commit's code (laid out as installed) instead of the tree's."
     )
     args = parser.parse_args()
@@ -269,6 +290,7 @@ def main() -> None:
         for i in range(args.rounds):
             rounds.append(one_round(i, world, args.as_of, Path(name)))
             payload = {
+                "profiled_commit": profiled(args.commit),
                 "persons": args.persons,
                 "seed": args.seed,
                 "as_of": args.as_of,
@@ -277,6 +299,7 @@ def main() -> None:
                 "summary": summarise(rounds),
                 "stages": stage_table(rounds),
                 "rounds": rounds,
+                **(before(args.before) if args.before else {}),
             }
             result.write(payload, args.out)  # kept if a later round fails
 
