@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo
 DEMO_PERSONS ?= 20000
 
-.PHONY: install demo test test-fast lint bench java postgresql clean chromium screenshots docs
+.PHONY: install demo test test-fast lint bench java postgresql clean chromium screenshots docs docs-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,12 @@ chromium:
 screenshots: $(STAMP) chromium
 	$(BIN)/python tools/mlflow_ui_screenshots.py
 
+# Re-take docs/img/docs_*.png (home, runbook, HTTP API) from a strict build; a CJK font so 通勤 renders.
+docs-screenshots: $(STAMP) chromium
+	@fc-list :lang=zh | grep -q . || { echo "installing a CJK font (fonts-wqy-microhei)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null; }
+	$(BIN)/python tools/docs_screenshots.py
+
 demo: $(STAMP)
 	$(BIN)/python -m commuter_badge.cli.demo --persons $(DEMO_PERSONS) --dir $(DEMO)
 
@@ -49,7 +55,8 @@ test: $(STAMP) java postgresql chromium lint
 	COMMUTER_TESTS_REQUIRE_SERVERS=1 COMMUTER_TEST_DURATIONS=benchmarks/results/test_durations.json \
 	  $(BIN)/python -m pytest -q --durations=25
 
-# The edit loop: units, properties and the simulator's checks; no servers, no trained worlds.
+# The edit loop: units, properties and the simulator's checks; no servers, no trained worlds, none of
+# the tests marked slow (each > 10 s: the heaviest properties, the wheel install, the browser).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not service and not spark and not servers" tests/code tests/data
 

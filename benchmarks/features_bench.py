@@ -5,7 +5,8 @@
 
 Each phase runs in its own process so peak RSS is measured per phase. Prints wall time,
 crossings/s, peak RSS, and the ratio of the feature build to the plain pass. Target: ratio <= 3,
-feature build peak RSS < 4 GiB. `--copies` also times the weekday copies of every person
+feature build peak RSS < 4 GiB. Writes benchmarks/results/features.json, one entry per size
+under `by_persons` (other sizes' entries are kept), for the operations page. `--copies` also times the weekday copies of every person
 (features/copies.py, what `copy_weight` > 0 adds to a training), once.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import statistics
@@ -23,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from results_file import RESULTS, Result  # noqa: E402
 
 
 def phase_simulate(persons: int, as_of: str, out: str) -> None:
@@ -99,6 +103,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, tmp: str) -> None:
+    result = Result("features")
     trips = args.trips
     if trips is None:
         secs, rss, _ = timed(phase_simulate, args.persons, args.as_of, tmp)
@@ -141,6 +146,28 @@ def run(args: argparse.Namespace, tmp: str) -> None:
         f"CPU {cpu_feat / cpu_plain:.2f} (target <= 3); peak RSS {rss_feat:.2f} GiB (target < 4); "
         f"load average {os.getloadavg()[0]:.1f}"
     )
+    entry = {
+        "persons": args.persons,
+        "crossings": rows,
+        "runs": len(runs),
+        "plain": {"wall_s": t_plain, "cpu_s": cpu_plain, "peak_rss_gib": rss_plain},
+        "features": {"wall_s": t_feat, "cpu_s": cpu_feat, "peak_rss_gib": rss_feat},
+        "ratio_wall": statistics.median(ratios),
+        "ratio_wall_runs": ratios,
+        "ratio_cpu": cpu_feat / cpu_plain,
+        "target": "ratio <= 3, features peak RSS < 4 GiB",
+    }
+    if copies:
+        entry["copies"] = {"wall_s": copies[0], "cpu_s": copies[2], "peak_rss_gib": copies[1]}
+    result.write({"by_persons": {**_earlier_sizes(), str(args.persons): entry}})
+
+
+def _earlier_sizes() -> dict:
+    """The other sizes' entries of the results file, kept when one size is re-measured."""
+    try:
+        return json.loads((RESULTS / "features.json").read_text())["by_persons"]
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 if __name__ == "__main__":

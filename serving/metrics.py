@@ -21,6 +21,7 @@ counted here. tests/service/test_hardening.py holds /metrics flat under random p
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable
@@ -82,20 +83,23 @@ class _Instruments:
         }
 
 
+@functools.cache
+def instruments() -> _Instruments:
+    """The worker's one set of instruments (prometheus_client refuses a name registered twice)."""
+    return _Instruments()
+
+
 class TrafficMetrics:
     """ASGI middleware: request count, duration and in-flight gauge per fixed endpoint label."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._instruments: _Instruments | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == METRICS_PATH:
             await self.app(scope, receive, send)
             return
-        if self._instruments is None:
-            self._instruments = _Instruments()
-        m = self._instruments
+        m = instruments()
         endpoint = endpoint_label(scope["path"], API_ROUTES)
         status = 500  # unless the app answers
 

@@ -1,13 +1,17 @@
 """The badge issuer's HTTP service (contract section 3): `/score` from trips, `/badge` from batch.
 
 Run it with `commuter serve` (or `bentoml serve serving.service:CommuterBadge`). Each worker
-process loads the champion model once, opens the decision store read-only and the review store,
-and scores on one DuckDB connection in one thread (serving/scoring.py), so workers scale with
-cores.
+process loads the champion model once, reads the decision store's publication into memory
+(stores/decisions.py), opens the review store, and scores on one DuckDB connection in one thread
+(serving/scoring.py), so workers scale with cores.
 
 The routes are a FastAPI application mounted on the BentoML service (`@bentoml.asgi_app`):
 their signatures are the request and response models, roles are dependencies and errors come
-from exception handlers (serving/web.py); the OpenAPI document at /docs.json is FastAPI's,
+from exception handlers (serving/web.py). `/score` and `/badge`, the roles and the service lookup
+are coroutines: FastAPI runs a plain function in a worker thread, a trip each that cost more than
+the work it wrapped;
+blocking work goes to a thread once per request (`/badge`'s two store lookups) or to the
+scorer's thread (`/score`); the OpenAPI document at /docs.json is FastAPI's,
 generated from these declarations, /readyz included (its JSON names the calendar, the stores,
 the publication and what is missing). `/score`'s `include` adds the person's side and `lang` (or
 Accept-Language, a declared header) picks the language (models/core/recourse.py). BentoML runs
@@ -301,10 +305,16 @@ async def score(
     dependencies=[Depends(role(ISSUER))],
     responses=error_responses(*API_ERRORS),
 )
-def badge(body: BadgeRequest, svc: Service) -> BadgeResponse:
+async def badge(body: BadgeRequest, svc: Service) -> BadgeResponse:
     """Per id, in request order: a review in force (`source: review`), else the latest batch
     decision (`source: model`), else `found: false`."""
-    store, ids = svc.store, body.person_ids
+    # Both stores in one trip to a thread (a review store may be a database server away);
+    # the answer is then checked and serialised on the loop.
+    return await anyio.to_thread.run_sync(badge_answer, svc, body.person_ids)
+
+
+def badge_answer(svc: Any, ids: list[str]) -> BadgeResponse:
+    store = svc.store
     if not store.ready:
         raise ApiError.unavailable("decision store not available", store.problem)
     try:

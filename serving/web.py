@@ -208,7 +208,7 @@ def role(needed: str) -> Callable[..., None]:
     """A dependency that lets only callers holding `needed` through; `HTTPBearer` declares the
     scheme on the route in the OpenAPI document."""
 
-    def check(
+    async def check(  # async: FastAPI runs a plain function's dependency in a thread
         request: Request,
         _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
@@ -218,8 +218,9 @@ def role(needed: str) -> Callable[..., None]:
     return check
 
 
-def current_service() -> Any:
-    """The BentoML service instance of this worker (its model and stores)."""
+async def current_service() -> Any:
+    """The BentoML service instance of this worker (its model and stores); async, so that
+    FastAPI calls it on the event loop instead of sending it to a thread."""
     return bentoml.get_current_service()
 
 

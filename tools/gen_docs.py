@@ -10,10 +10,9 @@
   machine, so no measured figure is typed by hand;
 - figures inside the hand-written pages: `{{ result FILE KEY.PATH [FORMAT] }}` in any page is
   replaced at build time by that value of `benchmarks/results/FILE.json` (`figure`), so a guide
-  quotes a benchmark's figure without typing it; an unknown file or key fails the build.
-- in any hand-written page, a line `<!-- results table: FILE KEY -->` becomes the list `KEY` of
-  `benchmarks/results/FILE` as a table (records) or a bullet list (strings), with its date and
-  commit, so a guide shows measured figures without typing them.
+  quotes a benchmark's figure without typing it; an unknown file or key fails the build. With the
+  format `table`, on a line of its own, a list becomes a table (records) or a bullet list
+  (strings) under a line naming the file, its date and commit.
 
 Why an MkDocs hook (mkdocs.yml `hooks:`) rather than a script writing into docs/ or the
 mkdocs-gen-files plugin: the pages exist only inside the build, so they are made afresh on every
@@ -391,29 +390,6 @@ def results_page(results: Path = RESULTS) -> str:
     return "\n".join(out) + "\n"
 
 
-RESULTS_MARKER = re.compile(r"^<!-- results table: (?P<file>[\w.-]+\.json) (?P<key>\w+) -->$", re.M)
-
-
-def results_tables(markdown: str, results: Path = RESULTS) -> str:
-    """A page's result markers replaced by their lists; a marker naming a missing file or key
-    fails the build (a guide must not silently lose its figures)."""
-
-    def table(match: re.Match) -> str:
-        path = results / match["file"]
-        try:
-            data = json.loads(path.read_text())
-            rows = data[match["key"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{match[0]}: {path} has no list {match['key']!r} ({exc})") from exc
-        note = (
-            f"*From `benchmarks/results/{path.name}`, measured {_scalar(data.get('date')) or '?'} "
-            f"on commit {_commit(data.get('commit')) or '?'}.*\n"
-        )
-        return "\n".join([note, *_records(rows)])
-
-    return RESULTS_MARKER.sub(table, markdown)
-
-
 def _results_anchor(path: Path) -> str:
     return "results-" + "".join(c if c.isalnum() else "-" for c in path.stem.lower())
 
@@ -500,6 +476,8 @@ def figure(name: str, key: str, fmt: str | None = None, results: Path = RESULTS)
             value = value[int(part)]
         else:
             raise FigureError(f"{path.name} has no {key!r} (stopped at {part!r})")
+    if fmt == "table":
+        return _table(path, value)
     if fmt == "date":
         return str(value)[:10]
     if fmt == "commit":
@@ -509,6 +487,18 @@ def figure(name: str, key: str, fmt: str | None = None, results: Path = RESULTS)
     if fmt:
         return format(value, fmt)
     return _scalar(value)
+
+
+def _table(path: Path, rows: Any) -> str:
+    """A list from a result file as a table or bullet list, under its file, date and commit."""
+    if not isinstance(rows, list):
+        raise FigureError(f"{path.name}: a table needs a list, not {type(rows).__name__}")
+    data = json.loads(path.read_text())
+    note = (
+        f"*From `benchmarks/results/{path.name}`, measured {_scalar(data.get('date')) or '?'} "
+        f"on commit {_commit(data.get('commit')) or '?'}.*\n"
+    )
+    return "\n".join([note, *_records(rows)])
 
 
 def render_figures(markdown: str, results: Path = RESULTS) -> str:
@@ -583,7 +573,7 @@ def on_page_markdown(markdown, page, config, files):
     from mkdocs.exceptions import PluginError
 
     try:
-        return render_figures(results_tables(markdown))
+        return render_figures(markdown)
     except FigureError as exc:  # the build stops: a quoted figure no result file holds
         raise PluginError(f"{page.file.src_path}: {exc}") from None
 

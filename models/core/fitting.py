@@ -40,6 +40,7 @@ from commuter_badge.models.core.months import (
 )
 from commuter_badge.models.core.stratified import StratifiedThreshold, certifying_table
 from commuter_badge.models.core.threshold import NeymanPearsonThreshold, label_noise_estimate
+from commuter_badge.stages import stage
 
 BASELINE_FEATURE = "morning_entry_workdays"
 
@@ -142,20 +143,16 @@ def fit_model(
 ) -> tuple[CommuterModel, dict]:
     """The whole fit on a labelled frame with a `part` column, built under `calendar`; pure
     apart from LightGBM."""
-    parts = {name: data[data["part"] == name] for name in config.parts()}
-    for name, part in parts.items():
-        if name == "early_stop" and config.early_stopping_folds:
-            continue  # rounds come from folds of the fit part; this part may be empty
-        if part["is_commuter"].nunique() < 2:
-            raise OneClassError(
-                f"cannot train: the {name} part has only one class ({len(part)} persons): "
-                f"{one_class_cause(data, name, part)}"
-            )
-    booster = fit_booster(fit_rows(data), parts["early_stop"], config)
-    cal = parts["calibration"]
-    margin = booster.predict(model_matrix(cal), raw_score=True)
-    calibrator = PlattCalibrator().fit(margin, cal["is_commuter"].to_numpy())
-    selector, certifying = certify_threshold(data, booster, calibrator, config)
+    check_two_classes(data, config)
+    with stage("fit"):
+        early = data[data["part"] == "early_stop"]
+        booster = fit_booster(fit_rows(data), early, config)
+        del early
+    with stage("calibration and certificate"):
+        cal = data[data["part"] == "calibration"]
+        margin = booster.predict(model_matrix(cal), raw_score=True)
+        calibrator = PlattCalibrator().fit(margin, cal["is_commuter"].to_numpy())
+        selector, certifying = certify_threshold(data, booster, calibrator, config)
     meta = ModelMeta(
         threshold=selector.threshold_,
         target_fpr=config.target_fpr,
@@ -177,6 +174,21 @@ def fit_model(
         "cal_certified": float(getattr(selector, "certified_", True)),
     }
     return CommuterModel(booster, meta), info
+
+
+def check_two_classes(data: pd.DataFrame, config: TrainConfig) -> None:
+    """Every part the fit uses holds both classes, else a OneClassError naming the cause. Only
+    the labels are sliced: a copy of every part's features would stay alive through the fit."""
+    labels = data[["part", "is_commuter"]]
+    for name in config.parts():
+        if name == "early_stop" and config.early_stopping_folds:
+            continue  # rounds come from folds of the fit part; this part may be empty
+        part = labels[labels["part"] == name]
+        if part["is_commuter"].nunique() < 2:
+            raise OneClassError(
+                f"cannot train: the {name} part has only one class ({len(part)} persons): "
+                f"{one_class_cause(data, name, part)}"
+            )
 
 
 def certify_threshold(data: pd.DataFrame, booster, calibrator, config: TrainConfig):
@@ -336,14 +348,20 @@ def fit_and_evaluate(
         raise ValueError("labelled data without as_of; build it with labelled_features")
     frame = split(data, config) if frame is None else frame
     model, certificate = fit_model(frame, config, data.as_of, data.calendar)
-    val = frame[frame["part"] == "validation"].copy()
-    val["proba"] = model.predict_proba(val)
-    val["badge"] = model.decide(val["proba"].to_numpy())
-    raw = 1 / (1 + np.exp(-model.margin(val)))
-    metrics, slices = review_metrics("val_", val, model.threshold, config.target_fpr, certificate)
-    truth = truth_metrics("val_", val, model.threshold)
-    if "label_flipped" in val:  # a simulated world says which labels it flipped
-        truth = {"sim_label_noise_rate": float(val["label_flipped"].mean()), **truth}
+    with stage("validation scoring and metrics"):
+        val = frame[frame["part"] == "validation"].copy()
+        val["proba"] = model.predict_proba(val)
+        val["badge"] = model.decide(val["proba"].to_numpy())
+        raw = 1 / (1 + np.exp(-model.margin(val)))
+        metrics, slices = review_metrics(
+            "val_", val, model.threshold, config.target_fpr, certificate
+        )
+        truth = truth_metrics("val_", val, model.threshold)
+        if "label_flipped" in val:  # a simulated world says which labels it flipped
+            truth = {"sim_label_noise_rate": float(val["label_flipped"].mean()), **truth}
+    with stage("rule baseline"):
+        baseline = fit_baseline(frame, config)
+        certifying = certifying_persons(frame, model)
     fitted = Fitted(
         model=model,
         config=config,
@@ -356,8 +374,8 @@ def fit_and_evaluate(
         slices=slices,
         truth_metrics=truth,
         gates=None,  # type: ignore[arg-type]  # set just below, from the fitted candidate
-        baseline=fit_baseline(frame, config),
-        certifying=certifying_persons(frame, model),
+        baseline=baseline,
+        certifying=certifying,
     )
     own = decide(fitted.candidate(), None)
     return Fitted(**{**fitted.__dict__, "gates": own})

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -215,11 +216,70 @@ def dataset(frame: pd.DataFrame, source: str | Path, name: str, targets: str):
 
     local = [s for s in get_registered_sources() if s._get_source_type() == "local"][-1]
     ints = frame.select_dtypes(include="integer").columns
-    return mlflow.data.from_pandas(
-        frame.astype(dict.fromkeys(ints, "float64")),
+    frame = frame.astype(dict.fromkeys(ints, "float64"))
+    dataset = mlflow.data.from_pandas(
+        frame,
         source=local(Path(source).resolve().as_uri()),
         name=name,
         targets=targets,
+        digest=pandas_digest(frame),
+    )
+    # The schema MLflow would infer, set on its cached property (see pandas_schema).
+    dataset.__dict__["schema"] = pandas_schema(frame)
+    return dataset
+
+
+def _all_str(frame: pd.DataFrame, name) -> bool:
+    """Is every value of column `name` a `str`: MLflow's test (`DataFrame.map(type) == str`),
+    on that one column."""
+    return bool((frame[[name]].map(type) == str).all().iloc[0])  # noqa: E721 - MLflow's test
+
+
+def pandas_schema(frame: pd.DataFrame):
+    """MLflow's inferred dataset schema (`mlflow.types.utils._infer_schema`), the same value,
+    without a Python call per cell: a numeric or boolean column's type comes from its dtype and
+    its `required` from one vectorised NaN test, a column of strings is `string` and required;
+    any other column is inferred by MLflow itself. None where MLflow's inference fails."""
+    from mlflow.types.schema import ColSpec, DataType, Schema
+    from mlflow.types.utils import _infer_pandas_column, _infer_required
+
+    def spec(name) -> ColSpec:
+        column = frame[name]
+        if column.dtype.kind in "biuf":
+            return ColSpec(_infer_pandas_column(column), name, not bool(column.isna().any()))
+        if column.dtype.kind == "O" and len(column) and _all_str(frame, name):
+            return ColSpec(DataType.string, name, True)
+        return ColSpec(_infer_pandas_column(column), name, _infer_required(column))
+
+    try:
+        return Schema([spec(name) for name in frame.columns])
+    except Exception:  # noqa: BLE001 - MLflow's own property gives None on any failure too
+        return None
+
+
+def pandas_digest(frame: pd.DataFrame) -> str:
+    """MLflow's dataset digest (`mlflow.data.digest_utils.compute_pandas_digest`), the same value,
+    without its type test of every cell of the whole frame (a Python call per cell: about a
+    minute for a million persons): a numeric or boolean column never holds a `str`, so only the
+    other columns are tested, column by column."""
+    from mlflow.data.digest_utils import MAX_ROWS, compute_pandas_digest, get_normalized_md5_digest
+
+    if frame.empty:  # every column passes MLflow's test vacuously
+        return compute_pandas_digest(frame)
+
+    def all_str(name) -> bool:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+            return False
+        return _all_str(frame, name)
+
+    trimmed = frame.head(MAX_ROWS)
+    strings = trimmed.columns[[all_str(c) for c in frame.columns]]
+    numeric = trimmed.select_dtypes(include=[np.number]).columns
+    trimmed = trimmed[strings.union(numeric)]
+    return get_normalized_md5_digest(
+        [pd.util.hash_pandas_object(trimmed).values, np.int64(len(frame))]
+        + [str(x).encode() for x in frame.columns]
     )
 
 

@@ -105,20 +105,25 @@ def log_figures(
     return paths
 
 
-def contributions(booster, frame: pd.DataFrame, limit: int = SHAP_SAMPLE, seed: int = 0):
+def contributions(
+    booster, frame: pd.DataFrame, limit: int = SHAP_SAMPLE, seed: int = 0, threads: int = 1
+):
     """TreeSHAP contributions (log-odds, bias column dropped) and feature values of up to `limit`
-    persons of `frame`, drawn at random with `seed` when there are more."""
+    persons of `frame`, drawn at random with `seed` when there are more. Each person's
+    contributions are computed by one thread alone, so `threads` changes no value."""
     if len(frame) > limit:
         frame = frame.sample(limit, random_state=seed)
     x = model_matrix(frame)
-    contrib = booster.predict(x, pred_contrib=True, num_threads=1)[:, :-1]
+    contrib = booster.predict(x, pred_contrib=True, num_threads=threads)[:, :-1]
     return contrib, x
 
 
-def log_drivers(booster, frame: pd.DataFrame, caption: Caption, prefix: str = "val_") -> dict:
+def log_drivers(
+    booster, frame: pd.DataFrame, caption: Caption, prefix: str = "val_", threads: int = 1
+) -> dict:
     """Feature importance (gain) and the global SHAP view of `frame`'s persons, as figures and JSON."""
     gains = booster.feature_importance("gain")
-    contrib, x = contributions(booster, frame)
+    contrib, x = contributions(booster, frame, threads=threads)
     mean_abs = dict(zip(FEATURE_NAMES, map(float, np.abs(contrib).mean(axis=0)), strict=True))
     mlflow.log_dict(mean_abs, f"{prefix}shap_mean_abs.json")
     # Split gain is a property of the trees, not of any persons: its title carries no n.

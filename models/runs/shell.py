@@ -39,6 +39,7 @@ from commuter_badge.models.reporting.figures import Caption
 from commuter_badge.models.reporting.report import log_drivers, log_figures, log_review
 from commuter_badge.models.runs import promotion
 from commuter_badge.settings import MODEL_NAME
+from commuter_badge.stages import stage
 
 
 def open_store(context: RunContext, *, registered_model: bool = False) -> None:
@@ -88,8 +89,9 @@ def logged_run(
         if params:
             mlflow.log_params(params)
         for item in inputs:
-            dataset = registry.dataset(item.frame, item.source, item.name, item.targets)
-            registry.log_input(dataset, context=item.context)
+            with stage(f"MLflow dataset ({item.context})"):
+                dataset = registry.dataset(item.frame, item.source, item.name, item.targets)
+                registry.log_input(dataset, context=item.context)
         yield run
 
 
@@ -186,16 +188,24 @@ def register_and_judge(
     model = CommuterModel(
         fitted.model.booster, dataclasses.replace(fitted.model.meta, run_id=run_id)
     )
-    version, tags = register_version(model, fitted, labelled, run_id, lineage)
-    caption = log_version_figures(version, fitted.as_of, model, fitted, fitted.config.target_fpr)
+    with stage("register version"):
+        version, tags = register_version(model, fitted, labelled, run_id, lineage)
+    with stage("figures"):
+        caption = log_version_figures(
+            version, fitted.as_of, model, fitted, fitted.config.target_fpr
+        )
     if drivers:
-        log_drivers(model.booster, fitted.val, caption)
-    # What `commuter monitor` judges later months against (models/core/reference.py).
-    window = labelled.calendar.window_calendar(fitted.as_of, fitted.config.window_days)
-    log_reference(fitted.val, model.threshold, window)
-    move = promotion.judge(
-        version, validated.persons, promote=promote, how=how, certifying=validated.certifying
-    )
+        with stage("TreeSHAP summary and importance"):
+            threads = fitted.config.num_threads  # the training's threads; same values
+            log_drivers(model.booster, fitted.val, caption, threads=threads)
+    with stage("monitor reference"):
+        # What `commuter monitor` judges later months against (models/core/reference.py).
+        window = labelled.calendar.window_calendar(fitted.as_of, fitted.config.window_days)
+        log_reference(fitted.val, model.threshold, window)
+    with stage("promotion gates"):
+        move = promotion.judge(
+            version, validated.persons, promote=promote, how=how, certifying=validated.certifying
+        )
     decision = move.decision
     mlflow.set_tags({f"gate.{k}": str(v) for k, v in decision.gates.items()})
     mlflow.set_tags(
@@ -209,7 +219,8 @@ def register_and_judge(
     )
     mlflow.log_metrics({k: float(v) for k, v in decision.figures.items()})
     text = decision_prefix + move.summary()
-    log_model_card(version, fitted, validated.metrics, labelled.digest, tags, text)
+    with stage("model card"):
+        log_model_card(version, fitted, validated.metrics, labelled.digest, tags, text)
     return Judged(model, version, tags, move)
 
 

@@ -57,6 +57,7 @@ from commuter_badge.models.runs.shell import (
     open_store,
     register_and_judge,
 )
+from commuter_badge.stages import stage
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,11 @@ def train_months(
     copies = config.copy_weight > 0
     progress("checking coverage and building features" + (" and weekday copies" if copies else ""))
     memory = context.settings.duckdb_memory
-    labelled = labelled_months(months, config.window_days, copies, memory, context.calendar)
+    with stage("features"):
+        labelled = labelled_months(months, config.window_days, copies, memory, context.calendar)
     as_of = labelled.as_of
-    frame = split(labelled, config)
+    with stage("split"):
+        frame = split(labelled, config)
     trips = months[-1].trips if len(months) == 1 else "; ".join(str(m.trips) for m in months)
     label_paths = [p for m in months for p in m.labels]
     params = _run_params(trips, label_paths, labelled, frame, tune, config_source)
@@ -157,24 +160,26 @@ def train_months(
         progress("fitting LightGBM")
         fitted = fit_and_evaluate(labelled, config, frame)
         progress("evaluating on validation")
-        validated = log_validation(fitted, context)
-        gains = fitted.model.booster.feature_importance("gain")
-        importance = dict(zip(FEATURE_NAMES, map(float, gains), strict=True))
-        mlflow.log_dict(importance, "feature_importance.json")
+        with stage("validation artifacts"):
+            validated = log_validation(fitted, context)
+            gains = fitted.model.booster.feature_importance("gain")
+            importance = dict(zip(FEATURE_NAMES, map(float, gains), strict=True))
+            mlflow.log_dict(importance, "feature_importance.json")
         progress("registering and judging by the promotion gates")
         judged = register_and_judge(
             fitted, labelled, validated, run, how="train", promote=promote, drivers=True
         )
     progress("rule baseline")
-    baseline_run = _log_baseline(fitted, labelled)
-    with mlflow.start_run(run_id=run.info.run_id):
-        mlflow.log_metrics(
-            {
-                f"baseline_{k}": v
-                for k, v in fitted.baseline.metrics.items()
-                if k in ("val_recall", "val_fpr", "val_fpr_upper95")
-            }
-        )
+    with stage("baseline run"):
+        baseline_run = _log_baseline(fitted, labelled)
+        with mlflow.start_run(run_id=run.info.run_id):
+            mlflow.log_metrics(
+                {
+                    f"baseline_{k}": v
+                    for k, v in fitted.baseline.metrics.items()
+                    if k in ("val_recall", "val_fpr", "val_fpr_upper95")
+                }
+            )
     return _result(run.info.run_id, baseline_run, fitted, labelled, validated, judged, tuned)
 
 

@@ -119,6 +119,7 @@ def test_bisected_bounds_equal_the_full_scan(size, data, confidence):
     )
 
 
+@pytest.mark.slow  # > 10 s: make test only, not the edit loop (make test-fast)
 @pytest.mark.parametrize(
     ("n_holders", "n_others", "k_holders", "k_others", "n"),
     [

@@ -152,6 +152,7 @@ def test_only_fit_persons_are_copied_and_the_held_out_parts_do_not_change():
     assert (off["part"] != COPY_PART).all()
 
 
+@pytest.mark.slow  # > 10 s: make test only, not the edit loop (make test-fast)
 def test_training_with_copies_certifies_on_the_same_persons(tmp_path):
     from commuter_badge.models.core.data import labelled_features
     from commuter_badge.models.core.fitting import fit_and_evaluate

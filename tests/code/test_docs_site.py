@@ -225,15 +225,19 @@ def test_a_guide_page_shows_a_result_files_list_not_hand_typed_figures(tmp_path)
             }
         )
     )
-    page = "# Runbook\n\n<!-- results table: recovery.json verdicts -->\n\n<!-- results table: recovery.json table -->\n"
-    out = gen_docs.results_tables(page, results)
+    page = (
+        "# Runbook\n\n{{ result recovery verdicts table }}\n\n{{ result recovery table table }}\n"
+    )
+    out = gen_docs.render_figures(page, results)
     assert "- mix, 1,000 audited: goal **NOT met** on 0 of 3 seeds" in out
     assert "| seed | next month true FPR | goal met |" in out
     assert "| 301 | 0.08% | yes |" in out
     assert "`0123456789ab`" in out
-    assert "<!--" not in out
-    with pytest.raises(ValueError, match="recovery.json"):  # a missing list fails the build
-        gen_docs.results_tables("<!-- results table: recovery.json rows -->", results)
+    assert "{{" not in out
+    with pytest.raises(gen_docs.FigureError, match="recovery.json"):  # a missing list fails
+        gen_docs.render_figures("{{ result recovery rows table }}", results)
+    with pytest.raises(gen_docs.FigureError, match="needs a list"):
+        gen_docs.render_figures("{{ result recovery date table }}", results)
 
 
 # --- every `commuter ...` example parses ------------------------------------------------------
@@ -453,3 +457,20 @@ def test_the_layout_check_catches_a_missing_and_an_invented_module(tmp_path):
         "cli/: ghost.py is named but does not exist",
         "models/two.py is not named in the layout",
     ]
+
+
+@pytest.mark.slow  # a headless Chromium per page: not in the edit loop (make test-fast)
+def test_front_pages_render_what_they_promise_in_a_browser(site):
+    """Home, the runbook and the HTTP API reference, opened from file:// in headless Chromium
+    (tools/docs_screenshots.py, which also takes docs/img/docs_*.png), show what they promise
+    once the theme's scripts have run."""
+    spec = importlib.util.spec_from_file_location(
+        "docs_screenshots", ROOT / "tools" / "docs_screenshots.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tool  # its dataclasses look their module up
+    spec.loader.exec_module(tool)
+    results = tool.check_pages(site, out_dir=None)
+    assert [r["page"] for r in results] == ["home", "runbook", "api"]
+    assert all(r["chars"] > 1_000 for r in results), results
+    assert not [r for r in results if r["missing"]], results

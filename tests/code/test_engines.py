@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ def run(rows, engine, as_of=NOV_AS_OF):
     return features_from_trips(persons, as_of, engine=engine)
 
 
+@pytest.mark.slow  # > 10 s: make test only, not the edit loop (make test-fast)
 @PROPERTY_SETTINGS
 @given(rows=close_rows, shift=st.integers(0, 119))
 def test_sqlite_and_duckdb_agree(rows, shift):
@@ -38,6 +40,7 @@ def test_sqlite_and_duckdb_agree(rows, shift):
     assert_same_features(run(rows, "sqlite"), run(rows, "duckdb"), "sqlite vs duckdb")
 
 
+@pytest.mark.slow  # > 10 s: make test only, not the edit loop (make test-fast)
 @PROPERTY_SETTINGS
 @given(rows=close_rows)
 def test_sqlite_and_duckdb_agree_over_the_spring_festival(rows):

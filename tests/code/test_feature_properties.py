@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -173,6 +174,7 @@ def test_trips_at_or_after_as_of_never_matter(rows, late):
     )
 
 
+@pytest.mark.slow  # > 10 s: make test only, not the edit loop (make test-fast)
 @FILE_SETTINGS
 @given(rows=trip_rows, data=st.data())
 def test_files_and_memory_agree(rows, data):

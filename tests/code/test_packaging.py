@@ -36,6 +36,7 @@ def test_the_wheel_has_one_top_level_import_name(wheel):
     assert "commuter_badge/settings.py" in names
 
 
+@pytest.mark.slow  # > 10 s: make test only, not the edit loop (make test-fast)
 def test_a_plain_wheel_install_works_outside_the_checkout(wheel, tmp_path):
     # given a fresh virtual environment with only the wheel installed (third-party packages are
     # lent from this environment through a .pth line, so nothing is downloaded)

@@ -86,6 +86,7 @@ def test_partitioned_file_is_the_single_file(world, tmp_path, suffix, spill_root
     assert not list(spill_root.iterdir()), "a spill directory was left behind"
 
 
+@pytest.mark.slow  # > 10 s: make test only, not the edit loop (make test-fast)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ids=st.lists(st.text("ab7 ", min_size=1, max_size=4), min_size=1, max_size=12),

@@ -56,6 +56,7 @@ def _audit(rng, y, stratum, per_stratum, certify_share=0.5):
     return np.concatenate(rows), strata
 
 
+@pytest.mark.slow  # > 10 s: make test only, not the edit loop (make test-fast)
 def test_the_certified_threshold_breaks_the_target_rarely():
     # Given one population and many audits of it, each certifying a threshold at 3%,
     rng = np.random.default_rng(7)

@@ -356,3 +356,52 @@ def test_temp_files_of_a_killed_publisher_are_removed_by_the_next_publish(tmp_pa
         "the next publication removed what the killed one left"
     )
     assert DecisionStore(path).lookup(["p1"])["p1"]["model_version"] == "8"
+
+
+_ids = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(
+    lambda s: s.strip() != ""
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    published=st.lists(_ids, min_size=1, max_size=30, unique=True),
+    asked=st.lists(_ids, max_size=10),
+    versions=st.lists(st.sampled_from(["7", "8"]), min_size=30, max_size=30),
+)
+def test_lookups_from_memory_answer_what_the_file_holds(
+    tmp_path_factory, published, asked, versions
+):
+    """The store reads a publication into memory (a search, not a query per request): for any
+    ids, published, not published, prefixes or extensions of published ones (`a` and `a\\x00`),
+    it answers exactly the rows DuckDB holds for them."""
+    path = tmp_path_factory.mktemp("mem") / "d.duckdb"
+    proba = [(i % 10) / 10 for i in range(len(published))]
+    frame = decisions(published, proba).assign(model_version=versions[: len(published)])
+    publish(frame, AS_OF, path)
+    probes = [
+        *asked,
+        *published[:3],
+        *(p + "\x00" for p in published[:2]),
+        *(p[:-1] for p in published[:2]),
+    ]
+    found = DecisionStore(path).lookup(probes)
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT person_id, commuter_probability, badge, threshold, model_version, as_of "
+            "FROM decisions WHERE person_id IN (SELECT unnest(CAST(? AS VARCHAR[])))",
+            [sorted(set(probes))],
+        ).fetchall()
+    expected = {
+        r[0]: dict(
+            zip(
+                ("commuter_probability", "badge", "threshold", "model_version", "as_of"),
+                r[1:],
+                strict=True,
+            )
+        )
+        for r in rows
+    }
+    assert found == expected
