@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -41,8 +39,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pandas as pd
+from results_file import Result
 from service_bench import AS_OF, PROJECT_ROOT, TOKEN, bench_env, log, prepare, request_persons
-from service_targets import commit
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "service_profile.json"
 AUTH = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
@@ -284,7 +282,7 @@ def main() -> None:
         measured = asyncio.run(profile(bodies, args.requests, args.rounds, floor=True))
         args.out.write_text(json.dumps(measured))
         return
-    load_before = os.getloadavg()
+    opened = Result("service_profile")  # the machine's load now, before the floor's run
     floor_out = root / "floor_profile.json"
     subprocess.run(
         [sys.executable, __file__, "--floor-only", "--keep", str(root), "--out", str(floor_out),
@@ -295,20 +293,11 @@ def main() -> None:
     measured.update(json.loads(floor_out.read_text()))
     (root / "profile_measured.json").write_text(json.dumps(measured))
     result = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": [round(x, 1) for x in load_before],
-            "load_average_after": [round(x, 1) for x in os.getloadavg()],
-        },
         "setup": {"requests_per_measure": args.requests, "rounds": args.rounds},
         "table": table(measured),
         "measured": measured,
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    opened.write(result, args.out)
     for row in result["table"]:
         print(f"{row['what']:<75} {row.get('score_us', ''):>7} {row.get('badge_us', ''):>7}")
 

@@ -27,21 +27,19 @@ benchmarks/results/service.json (date, commit, machine); tools/gen_docs.py makes
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import random
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+from results_file import Result
 from service_bench import (  # the same world, servers and load loops as the full bench
     AS_OF,
     PROJECT_ROOT,
@@ -286,19 +284,6 @@ def table(result: dict) -> list[dict]:
     return rows
 
 
-def commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
-    )
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return done.stdout.strip() + ("+dirty" if dirty else "")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -330,7 +315,7 @@ def main() -> None:
             ).encode()
         ],
     }
-    load_before = os.getloadavg()
+    opened = Result("service")  # the machine's load now, before the servers start
     ours, ours_url = start_server(root, env, 2)
     floor, floor_url = start_bench_service(
         root,
@@ -353,15 +338,6 @@ def main() -> None:
         stop_server(ours)
         stop_server(floor)
     result = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": [round(x, 1) for x in load_before],
-            "load_average_after": [round(x, 1) for x in os.getloadavg()],
-        },
         "setup": {
             "workers": 2,
             "clients": 32,
@@ -381,7 +357,7 @@ def main() -> None:
         "rounds": rounds,
     }
     result["table"] = table(result)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    opened.write(result, args.out)
     for r in result["ratios"].values():
         values = ", ".join(f"{v:.2f}" for v in r["rounds"])
         print(f"{r['what']}: {r['median']:.2f} (target {r['target']}; rounds {values})")

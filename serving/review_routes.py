@@ -135,6 +135,7 @@ reviews_router = APIRouter(route_class=JsonBodyRoute, dependencies=[Depends(role
 @reviews_router.post(
     "/reviews",
     operation_id="reviews",
+    summary="Record a review (community office) / 记录人工复核",
     status_code=201,
     responses={
         201: {"description": "Recorded: the case id and when"},
@@ -180,6 +181,7 @@ async def record_review(
 @reviews_router.post(
     "/reviews/person",
     operation_id="review_person",
+    summary="A reviewer's view of one person / 复核人员查看个人",
     response_class=PrintableJSON,
     responses=error_responses(*API_ERRORS),
 )
@@ -215,6 +217,7 @@ async def review_person(
 @reviews_router.get(
     "/reviews/{person_id:path}",
     operation_id="review_history",
+    summary="A person's reviews, oldest first / 个人复核记录",
     response_class=PrintableJSON,
     responses=error_responses(*API_ERRORS),
 )

@@ -273,6 +273,7 @@ def side_response(model: Any, results: list[dict], include: bool) -> ScoreRespon
 @api.post(
     "/score",
     operation_id="score",
+    summary="Score persons from their crossings / 根据出入记录评分",
     dependencies=[Depends(role(ISSUER))],
     responses=error_responses(*API_ERRORS),
 )
@@ -302,6 +303,7 @@ async def score(
 @api.post(
     "/badge",
     operation_id="badge",
+    summary="Published badge decisions by id / 按编号查询通勤标识",
     dependencies=[Depends(role(ISSUER))],
     responses=error_responses(*API_ERRORS),
 )
@@ -351,6 +353,7 @@ class Ready(BaseModel):
 @api.get(
     "/readyz",
     operation_id="readyz",
+    summary="Ready for traffic: model, stores, calendar / 就绪检查",
     responses={
         503: {
             **error_responses(503)[503],

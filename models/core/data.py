@@ -145,6 +145,9 @@ def labelled_features(
         kind = "reviews" if is_review_export(path) else "labels"
         log.info("%s: %d of the %d labels used (%s)", path.name, n, len(y), kind)
     frame = features.merge(y, on="person_id", how="inner", validate="one_to_one")
+    # Ids are unique on both sides (checked by the merge), so the unmatched counts are differences
+    # of sizes: `isin` on 1M string ids cost 21 s of a 1M-person training (issue 28 item 6).
+    matched = len(frame)
     if frame.empty:
         raise NoLabelledPersonsError(
             f"none of the {len(y):,} labelled persons in {', '.join(map(str, label_paths))} has a "
@@ -167,8 +170,8 @@ def labelled_features(
     )
     return Labelled(
         frame=frame,
-        labels_without_trips=int((~y["person_id"].isin(features["person_id"])).sum()),
-        persons_without_label=int((~features["person_id"].isin(y["person_id"])).sum()),
+        labels_without_trips=len(y) - matched,
+        persons_without_label=len(features) - matched,
         digest=digest,
         as_of=as_of,
         window_days=window_days,

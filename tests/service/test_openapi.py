@@ -56,6 +56,25 @@ def test_bearer_scheme_is_declared_on_every_protected_operation_and_no_open_one(
     assert not doc.get("security"), "no global requirement: health and metrics stay open"
 
 
+def test_every_operation_has_a_written_summary_in_english_and_chinese(doc):
+    """Not FastAPI's default (the function's name title-cased, e.g. "Record Review"): a reader of
+    the API page sees what the operation is for, in both languages the service answers in."""
+    operations = [
+        (path, method, op)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post")
+    ]
+    assert len(operations) >= 6, operations
+    for path, method, op in operations:
+        summary = op.get("summary", "")
+        default = op.get("operationId", "").replace("_", " ").title()
+        assert summary and summary != default, f"{method} {path}: summary {summary!r}"
+        english, _, chinese = summary.partition(" / ")
+        assert english.isascii() and english, f"{path}: English half missing in {summary!r}"
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in chinese), f"{path}: no Chinese half"
+
+
 def test_every_status_of_the_api_is_documented_with_the_one_error_schema(doc):
     for path in PROTECTED:
         responses = doc["paths"][path]["post"]["responses"]
