@@ -32,7 +32,8 @@ def one_by_one(ids: list[str], seed: int) -> np.ndarray:
 )
 def test_unit_hash_equals_the_per_id_definition(ids, seed):
     got = unit_hash(pd.Series(ids, dtype="str"), seed)
-    assert got.dtype == np.float64 and got.shape == (len(ids),)
+    assert got.dtype == np.float64
+    assert got.shape == (len(ids),)
     assert np.array_equal(got, one_by_one(ids, seed))
     assert ((got >= 0) & (got <= 1)).all()
 
