@@ -1,7 +1,7 @@
 """Time to badge: a new commuter's badge share against working days since their first commute.
 
-Models are trained (the project's fit: `fit_and_evaluate`, 8,000 persons, as_of 2021-10-20) on
-worlds of two catalogues: `trained`, the default (`simulate/archetypes.py`: new starters 1-28
+Models are trained (the project's fit: `fit_and_evaluate`, as_of 2021-10-20, 8,000 persons or
+`--train-persons`) on worlds of two catalogues: `trained`, the default (`simulate/archetypes.py`: new starters 1-28
 days into their job, short visitors of 1-5 days) and `before`, the catalogue before issue 31
 (starters 8-18 days in, no short visitors). Each model scores invented new starters: a daily
 round trip by car through one checkpoint (entry about 07:00, exit about 18:30, 95% of working
@@ -157,9 +157,9 @@ def realised(model, seed: int, root: Path) -> dict:
     return out
 
 
-def trained(catalogue: str, seed: int, root: Path):
+def trained(catalogue: str, seed: int, root: Path, persons: int):
     settings = WorldSettings(archetypes=CATALOGUES[catalogue]())
-    paths = write_world(simulate_world(8_000, TRAIN_AS_OF, seed=seed, settings=settings), root)
+    paths = write_world(simulate_world(persons, TRAIN_AS_OF, seed=seed, settings=settings), root)
     config = TrainConfig(seed=0)
     fitted = fit_and_evaluate(
         labelled_features(paths["trips"], paths["labels"], TRAIN_AS_OF), config
@@ -174,7 +174,7 @@ def trained(catalogue: str, seed: int, root: Path):
 
 def one_model(catalogue: str, train_seed: int, args, split: dict) -> dict:
     root = Path(tempfile.mkdtemp(prefix="time-to-badge-"))
-    model, certificate = trained(catalogue, train_seed, root / "train")
+    model, certificate = trained(catalogue, train_seed, root / "train", args.train_persons)
     print(f"{catalogue} seed {train_seed}: {certificate}", flush=True)
     row = {"catalogue": catalogue, "train_seed": train_seed, "certificate": certificate}
     row["unseen_world"] = realised(model, 1000 + train_seed, root / "unseen")
@@ -193,6 +193,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=sorted(SPLITS), default="test")
     parser.add_argument("--persons", type=int, default=100)
+    parser.add_argument(
+        "--train-persons", type=int, default=8_000, help="persons in each training world"
+    )
     parser.add_argument("--catalogues", nargs="+", default=["before", "trained"])
     parser.add_argument("--suffix", default=None, help="results file name suffix")
     args = parser.parse_args()
@@ -205,6 +208,7 @@ def main() -> None:
             "split": args.split,
             **split,
             "persons_per_seed": args.persons,
+            "train_persons": args.train_persons,
             "target_fpr": TrainConfig().target_fpr,
             "goal": "median <= 3 and p90 <= 5 working days; visitors of <= 3 days under the "
             "target FPR; the certificate unchanged",
