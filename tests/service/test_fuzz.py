@@ -26,11 +26,13 @@ from .conftest import TOKENS
 
 pytestmark = pytest.mark.service
 
-# /reviews answers 403 to the issuer token used here: its conformance, not its logic, is fuzzed.
+# The review routes answer 403 to the issuer token used here: their conformance, not their logic,
+# is fuzzed.
 API = [
     ("POST", "/score"),
     ("POST", "/badge"),
     ("POST", "/reviews"),
+    ("POST", "/reviews/person"),
     ("GET", "/reviews/{person_id}"),
 ]
 # /livez, /healthz and /metrics are BentoML's own routes, not the API's (FastAPI's), so the document
